@@ -1,0 +1,128 @@
+"""The ``synthlab`` command. Each pipeline adds its sub-command here.
+
+Bad input ends with one line on stderr (``synthlab: error: <input>: <problem>``)
+and exit code 2; a GPU out-of-memory error ends with the fix and exit code 3.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+
+from synthlab import __version__, volume
+from synthlab.errors import EXIT_BAD_INPUT, InputError
+from synthlab.progress import PROGRESS_MODES, ProgressReporter
+
+EXIT_OUT_OF_MEMORY = 3
+
+app = typer.Typer(name="synthlab", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="SynthLab: deep-learning image synthesis backends for 3D Slicer.")
+
+ProgressMode = enum.Enum("ProgressMode", {mode: mode for mode in PROGRESS_MODES}, type=str)
+ProgressOption = Annotated[ProgressMode, typer.Option(
+    "--progress", help="How to report progress (json: one event a line on stdout).")]
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False):
+    if version:
+        typer.echo(f"synthlab {__version__}")
+        raise typer.Exit()
+
+
+@app.command()
+def info(
+    files: Annotated[list[Path], typer.Argument(help="Images or label maps to describe.")],
+    same_grid: Annotated[bool, typer.Option("--same-grid", help="Require every file to share the first one's "
+                                                               "grid (e.g. co-registered T1/T2/FLAIR).")] = False,
+):
+    """Print each image's size, spacing, origin, direction and value range as JSON."""
+    images = {str(path): volume.read_image(path, str(path), dimension=(2, 3), check_content=False)
+              for path in files}
+    if same_grid:
+        (first_name, first), *others = images.items()
+        volume.require_same_grid(first_name, first, dict(others))
+    for name, image in images.items():
+        values = volume.array_of(image)
+        typer.echo(json.dumps({
+            "file": name, "dimension": image.GetDimension(), "size": image.GetSize(),
+            "spacing": image.GetSpacing(), "origin": image.GetOrigin(), "direction": image.GetDirection(),
+            "pixel_type": image.GetPixelIDTypeAsString(), "min": float(values.min()), "max": float(values.max()),
+        }))
+
+
+@app.command()
+def resample(
+    input: Annotated[Path, typer.Option("--input", help="Image to resample.")],
+    reference: Annotated[Path, typer.Option("--reference", help="Image whose grid the output takes.")],
+    out: Annotated[Path, typer.Option("--out", help="Output file (.nrrd, .nii.gz, .mha).")],
+    labels: Annotated[bool, typer.Option("--labels", help="Nearest-neighbour interpolation for label maps.")] = False,
+    progress: ProgressOption = ProgressMode.bar,
+):
+    """Resample an image onto another image's grid in physical space (e.g. a CBV map onto the T1)."""
+    with ProgressReporter(progress.value) as reporter:
+        reporter.update("read", 0.0, "reading inputs")
+        reference_image = volume.read_image(reference, "--reference", dimension=(2, 3))
+        image = volume.read_image(input, "--input", dimension=reference_image.GetDimension(),
+                                  check_content=not labels)
+        volume.require_overlap("--reference", reference_image, "--input", image)
+        reporter.update("resample", 0.5, "resampling")
+        volume.write_image(volume.onto_grid(image, reference_image, is_label=labels), out)
+        reporter.update("done", 1.0, f"wrote {out}", result={"out": str(out)})
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the demo's volumes, figures and metrics.")] = Path(
+        "synthlab-demo"),
+    progress: ProgressOption = ProgressMode.bar,
+):
+    """Run every available pipeline on built-in data; write volumes Slicer opens, a PNG overview and metrics."""
+    from synthlab.demo import run_demo
+
+    with ProgressReporter(progress.value) as reporter:
+        summary = run_demo(out, reporter)
+    typer.echo(f"Demo written to {out.resolve()}")
+    typer.echo(f"  overview: {summary['overview']}")
+    typer.echo(f"  metrics:  {summary['metrics']}")
+
+
+def _exit_on_sigterm(signal_number, frame):
+    """Turn SIGTERM (a cancel) into SystemExit so that temporary outputs are cleaned up."""
+    sys.exit(128 + signal_number)
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"synthlab: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="synthlab", standalone_mode=False)
+    except click.exceptions.Abort:
+        _fail("interrupted", 130)
+    except click.ClickException as error:
+        _fail(error.format_message().replace("\n", " "), EXIT_BAD_INPUT)
+    except InputError as error:
+        _fail(str(error), EXIT_BAD_INPUT)
+    except RuntimeError as error:
+        from synthlab.device import OUT_OF_MEMORY_ADVICE, is_out_of_memory
+
+        if not is_out_of_memory(error):
+            raise
+        _fail(OUT_OF_MEMORY_ADVICE, EXIT_OUT_OF_MEMORY)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

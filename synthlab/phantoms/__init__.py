@@ -1,0 +1,1 @@
+"""Built-in data: phantoms generated from real anatomy where real anatomy exists offline."""
