@@ -13,8 +13,12 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
+
+try:  # recent typers vendor click; older ones use click itself
+    from typer._click.exceptions import ClickException
+except ImportError:
+    from click.exceptions import ClickException
 
 from synthlab import __version__, volume
 from synthlab.errors import EXIT_BAD_INPUT, InputError
@@ -109,9 +113,9 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="synthlab", standalone_mode=False)
-    except click.exceptions.Abort:
+    except typer.Abort:
         _fail("interrupted", 130)
-    except click.ClickException as error:
+    except ClickException as error:
         _fail(error.format_message().replace("\n", " "), EXIT_BAD_INPUT)
     except InputError as error:
         _fail(str(error), EXIT_BAD_INPUT)

@@ -1,0 +1,36 @@
+"""Shared fixtures: tiny synthetic volumes with non-trivial geometry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+
+def make_image(size=(20, 16, 12), spacing=(1.0, 1.5, 2.0), origin=(-10.0, 20.0, 5.0), direction=None,
+               seed=0, dtype=np.float32) -> sitk.Image:
+    """A smooth random volume (x, y, z = size) whose values vary along every axis."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.meshgrid(*[np.linspace(0, 1, n) for n in size[::-1]], indexing="ij")
+    values = 100 * x + 50 * y ** 2 + 30 * np.sin(3 * z) + rng.normal(0, 1, x.shape)
+    image = sitk.GetImageFromArray(values.astype(dtype))
+    image.SetSpacing(spacing)
+    image.SetOrigin(origin)
+    if direction is not None:
+        image.SetDirection(direction)
+    return image
+
+
+def rotation_direction(degrees: float, axis: int = 2) -> tuple[float, ...]:
+    """A 3x3 rotation about one axis, flattened row-major (an oblique acquisition)."""
+    angle = np.deg2rad(degrees)
+    c, s = np.cos(angle), np.sin(angle)
+    i, j = [a for a in range(3) if a != axis]
+    matrix = np.eye(3)
+    matrix[i, i], matrix[i, j], matrix[j, i], matrix[j, j] = c, -s, s, c
+    return tuple(matrix.ravel())
+
+
+@pytest.fixture
+def image() -> sitk.Image:
+    return make_image()

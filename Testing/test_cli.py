@@ -1,0 +1,101 @@
+"""The command line: help, a real command end to end, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from conftest import make_image, rotation_direction
+
+from synthlab import volume
+
+
+def synthlab(*args, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "synthlab", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=120)
+
+
+def test_help_lists_commands():
+    result = synthlab("--help")
+    assert result.returncode == 0
+    for command in ("info", "resample", "demo"):
+        assert command in result.stdout
+
+
+def test_resample_puts_output_on_reference_grid_with_json_progress(tmp_path):
+    reference = make_image(direction=rotation_direction(30))
+    moving = make_image(size=(30, 30, 30), spacing=(1.0, 1.0, 1.0), origin=(-12.0, 15.0, 0.0), seed=3)
+    volume.write_image(reference, tmp_path / "ref.nii.gz")
+    volume.write_image(moving, tmp_path / "moving.mha")
+    result = synthlab("resample", "--input", tmp_path / "moving.mha", "--reference", tmp_path / "ref.nii.gz",
+                      "--out", tmp_path / "out.nrrd", "--progress", "json")
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [e["stage"] for e in events][-1] == "done"
+    assert all(0.0 <= e["progress"] <= 1.0 for e in events)
+    out = volume.read_image(tmp_path / "out.nrrd")
+    assert volume.same_grid(out, reference)
+    point = reference.TransformIndexToPhysicalPoint((10, 8, 6))
+    expected = volume.resample(moving, reference)[10, 8, 6]
+    assert out[10, 8, 6] == pytest.approx(expected, abs=1e-3)
+    assert moving.TransformPhysicalPointToIndex(point)  # the point lies inside the moving image
+
+
+def write_bad_inputs(tmp_path):
+    volume.write_image(make_image(), tmp_path / "good.nrrd")
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 4, 4), np.float32)), str(tmp_path / "empty.nrrd"))
+    sitk.WriteImage(sitk.GetImageFromArray(np.full((4, 4, 4), np.nan, np.float32)), str(tmp_path / "nan.nrrd"))
+    sitk.WriteImage(sitk.GetImageFromArray(np.arange(16, dtype=np.float32).reshape(4, 4)), str(tmp_path / "flat.nrrd"))
+    (tmp_path / "corrupt.nii.gz").write_bytes(b"\x1f\x8b not really gzip")
+    volume.write_image(make_image(origin=(900.0, 0.0, 0.0)), tmp_path / "far.nrrd")
+
+
+@pytest.mark.parametrize("bad,message", [
+    ("missing.nrrd", "--input: file not found"),
+    ("corrupt.nii.gz", "--input: cannot read corrupt.nii.gz"),
+    ("empty.nrrd", "--input: image is empty"),
+    ("nan.nrrd", "--input: image contains NaN"),
+    ("flat.nrrd", "--input: expected a 3D image, got a 2D image"),
+    ("far.nrrd", "--input: does not overlap --reference"),
+])
+def test_bad_input_gives_one_line_exit_2_and_no_output(tmp_path, bad, message):
+    write_bad_inputs(tmp_path)
+    result = synthlab("resample", "--input", tmp_path / bad, "--reference", tmp_path / "good.nrrd",
+                      "--out", tmp_path / "out" / "result.nrrd")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("synthlab: error: ") and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_geometry_mismatch_between_inputs_that_must_share_a_grid(tmp_path):
+    volume.write_image(make_image(), tmp_path / "t1.nrrd")
+    volume.write_image(make_image(spacing=(1.0, 1.0, 1.0)), tmp_path / "t2.nrrd")
+    result = synthlab("info", "--same-grid", tmp_path / "t1.nrrd", tmp_path / "t2.nrrd")
+    assert result.returncode == 2
+    assert "t2.nrrd: grid (size 20x16x12, spacing 1x1x1 mm" in result.stderr
+    assert f"differs from {tmp_path / 't1.nrrd'}" in result.stderr
+
+
+def test_missing_option_and_unknown_command_are_one_line(tmp_path):
+    for args, message in [(("resample", "--reference", "x.nrrd"), "Missing option '--input'"),
+                          (("frobnicate",), "No such command 'frobnicate'")]:
+        result = synthlab(*args)
+        assert result.returncode == 2
+        assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+
+
+def test_demo_writes_volumes_overview_and_metrics(tmp_path):
+    result = synthlab("demo", "--out", tmp_path / "demo", "--progress", "none")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    assert metrics["brain template"]["brain_volume_ml"] > 1000  # an adult brain, not an empty mask
+    overview = sitk.ReadImage(str(tmp_path / "demo" / "overview.png"))
+    assert overview.GetSize()[0] > 300
+    t1 = volume.read_image(tmp_path / "demo" / "brain_template" / "mni152_t1.nrrd")
+    np.testing.assert_allclose(t1.GetSpacing(), (2.0, 2.0, 2.0))

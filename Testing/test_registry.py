@@ -1,0 +1,62 @@
+"""Models load only when every file matches the SHA-256 recorded in the registry."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from synthlab import registry
+from synthlab.errors import InputError
+
+
+@pytest.fixture
+def saved_model(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Conv3d(2, 4, 3), torch.nn.ReLU(), torch.nn.Conv3d(4, 1, 1))
+    card = {"task": "cbv", "version": "0.1", "inputs": ["t1", "t2"], "spacing": [2, 2, 2],
+            "training_data": "test phantom"}
+    weights, card_path = registry.save_model(model.state_dict(), card, tmp_path / "models", "tiny-cbv")
+    models = registry.Registry(tmp_path / "Models.json")
+    models.add(registry.entry_for(models, "tiny-cbv", weights, card_path, default=True))
+    return model, registry.Registry(tmp_path / "Models.json")
+
+
+def test_load_verified_weights_restore_the_model(saved_model):
+    model, models = saved_model
+    entry = models.resolve("cbv")
+    assert entry.id == "tiny-cbv" and entry.inputs == ["t1", "t2"] and entry.weights == "models/tiny-cbv.safetensors"
+    weights, card = models.load(entry)
+    fresh = torch.nn.Sequential(torch.nn.Conv3d(2, 4, 3), torch.nn.ReLU(), torch.nn.Conv3d(4, 1, 1))
+    fresh.load_state_dict(weights)
+    x = torch.randn(1, 2, 5, 5, 5)
+    torch.testing.assert_close(fresh(x), model(x))
+    assert card["spacing"] == [2, 2, 2]
+
+
+def test_tampered_weights_are_refused(saved_model):
+    _, models = saved_model
+    entry = models.resolve("cbv")
+    path = models.root / entry.weights
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="fails its SHA-256 check"):
+        models.load(entry)
+
+
+def test_unknown_model_wrong_task_and_empty_registry(saved_model, tmp_path):
+    _, models = saved_model
+    with pytest.raises(InputError, match="unknown model 'nope' \\(known: tiny-cbv\\)"):
+        models.resolve("cbv", "nope")
+    with pytest.raises(InputError, match="is a cbv model, not a tumour model"):
+        models.resolve("tumour", "tiny-cbv")
+    with pytest.raises(InputError, match="no tumour model is registered"):
+        registry.Registry(tmp_path / "empty.json").resolve("tumour")
+
+
+def test_shipped_registry_is_consistent():
+    """Every model in Resources/Models.json exists and passes its hash check."""
+    models = registry.Registry()
+    assert models.path.is_file()
+    for entry in models.entries:
+        models.verified_path(entry, "weights")
+        models.verified_path(entry, "card")
