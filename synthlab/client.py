@@ -109,7 +109,10 @@ class LocalBackend(Backend):
 
     def __init__(self, python: str | os.PathLike | None = None, env: Mapping[str, str] | None = None):
         self.python = str(python or sys.executable)
-        self.env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+        # The subprocess imports the same synthlab as this process (in Slicer it is not pip-installed).
+        package_parent = str(Path(__file__).resolve().parent.parent)
+        python_path = os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH", "")) if p)
+        self.env = {**os.environ, **(env or {}), "PYTHONPATH": python_path, "PYTHONUNBUFFERED": "1"}
 
     def start(self, task, inputs, outputs, params=None, on_event=None) -> LocalJob:
         command = [self.python, "-m", "synthlab", *command_line(task, inputs, outputs, params)]

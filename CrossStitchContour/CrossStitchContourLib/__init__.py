@@ -1,0 +1,1 @@
+"""MRML-level logic of CrossStitchContour (no Qt: runs under slicer-core)."""

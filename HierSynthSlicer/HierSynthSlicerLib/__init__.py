@@ -1,0 +1,1 @@
+"""MRML-level logic of HierSynthSlicer (no Qt: runs under slicer-core)."""

@@ -1,0 +1,78 @@
+"""The parameter-node plumbing of Slicer's scripted-module template, shared by the SynthLab panels.
+
+A module's Widget (also a ScriptedLoadableModuleWidget and VTKObservationMixin)
+sets ``self.logic`` and ``self.ui`` (with ``applyButton``, ``progressBar`` and
+``logText``), calls :meth:`setupSynthLab`, and implements ``cannotApplyReason``,
+``startJob`` and ``loadResults``.
+"""
+
+from __future__ import annotations
+
+import slicer
+
+from SynthLabCommonLib.dependencies import ensure_backend_dependencies
+from SynthLabCommonLib.runner import JobRunner
+
+
+class SynthLabWidgetMixin:
+    def setupSynthLab(self) -> None:
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self.runner = JobRunner(self.ui.applyButton, self.ui.progressBar, self.ui.logText)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        self.runner.cancel()
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtkModifiedEvent(), self._checkCanApply)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self.runner.cancel()
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+
+    def setParameterNode(self, inputParameterNode) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtkModifiedEvent(), self._checkCanApply)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtkModifiedEvent(), self._checkCanApply)
+            self._checkCanApply()
+
+    def _checkCanApply(self, caller=None, event=None) -> None:
+        reason = self.cannotApplyReason(self._parameterNode) if self._parameterNode else "No parameter node"
+        self.ui.applyButton.enabled = self.runner.running or reason is None
+        self.ui.applyButton.toolTip = reason or "Run on the selected inputs"
+
+    def onApplyButton(self) -> None:
+        if self.runner.running:
+            self.runner.cancel()
+            return
+        if not ensure_backend_dependencies():
+            return
+        self.runner.start(lambda: self.startJob(self._parameterNode), self.loadResults)
+
+
+def vtkModifiedEvent():
+    import vtk
+
+    return vtk.vtkCommand.ModifiedEvent

@@ -1,0 +1,99 @@
+"""SynthTumourSeg: brain tumour segmentation learned without expert labels (two-stage tumour synthesis)."""
+
+import slicer
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer.i18n import tr as _
+from slicer.parameterNodeWrapper import parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+from SynthLabCommonLib.backend import current_backend
+from SynthLabCommonLib.widget import SynthLabWidgetMixin
+
+from SynthTumourSegLib.tumour_task import load_tumour, start_tumour
+
+
+class SynthTumourSeg(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("SynthTumour Segmentation")
+        self.parent.categories = ["SynthLab"]
+        self.parent.dependencies = ["SynthLabCommon"]
+        self.parent.contributors = ["SynthLab developers"]
+        self.parent.helpText = _(
+            "Segments a brain tumour on FLAIR (optionally with T1 and T2) with a model trained without expert "
+            "labels: hand-crafted tumours train a junior model, its pseudo labels on real scans make realistic "
+            "mixed tumours, and these train the senior model used here. The tumour volume is shown in ml.")
+        self.parent.acknowledgementText = _(
+            "Method: Zhang et al., unsupervised brain tumour segmentation by two-stage tumour synthesis "
+            "(SynthTumour).")
+
+
+@parameterNodeWrapper
+class SynthTumourSegParameterNode:
+    flair: vtkMRMLScalarVolumeNode
+    t1: vtkMRMLScalarVolumeNode
+    t2: vtkMRMLScalarVolumeNode
+    brainMask: vtkMRMLScalarVolumeNode
+    outputSegmentation: vtkMRMLSegmentationNode
+
+
+class SynthTumourSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SynthLabWidgetMixin):
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/SynthTumourSeg.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = SynthTumourSegLogic()
+        self.setupSynthLab()
+
+    def cannotApplyReason(self, parameters):
+        return None if parameters.flair else "Select the FLAIR volume"
+
+    def startJob(self, parameters):
+        return self.logic.start(parameters)
+
+    def loadResults(self, job, result):
+        _node, volume_ml = self.logic.load(result, self._parameterNode)
+        self.ui.volumeLabel.text = f"Tumour volume: {volume_ml:.1f} ml" if volume_ml is not None else "Tumour volume: -"
+
+
+class SynthTumourSegLogic(ScriptedLoadableModuleLogic):
+    """Usable without the GUI: ``logic.start(parameters)``, then ``logic.load(job.finish(), parameters)``."""
+
+    def getParameterNode(self):
+        return SynthTumourSegParameterNode(super().getParameterNode())
+
+    def start(self, parameters):
+        inputs = {"flair": parameters.flair, "t1": parameters.t1, "t2": parameters.t2, "mask": parameters.brainMask}
+        return start_tumour(current_backend(), inputs)
+
+    def load(self, result, parameters):
+        node, volume_ml = load_tumour(slicer.mrmlScene, result, parameters.flair)
+        parameters.outputSegmentation = node
+        return node, volume_ml
+
+
+class SynthTumourSegTest(ScriptedLoadableModuleTest):
+    """Runs inside Slicer (``Slicer --testing``)."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_missing_input_is_refused()
+
+    def test_missing_input_is_refused(self):
+        logic = SynthTumourSegLogic()
+        with self.assertRaises(ValueError):
+            logic.start(logic.getParameterNode())

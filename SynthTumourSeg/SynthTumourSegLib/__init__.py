@@ -1,0 +1,1 @@
+"""MRML-level logic of SynthTumourSeg (no Qt: runs under slicer-core)."""
