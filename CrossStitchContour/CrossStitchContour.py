@@ -1,6 +1,7 @@
 """CrossStitchContour: propagate planning contours to today's CT (joint registration + segmentation)."""
 
 import slicer
+from CrossStitchContourLib.contour_task import load_contours, start_contour
 from slicer import vtkMRMLGridTransformNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import parameterNodeWrapper
@@ -13,8 +14,6 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 from SynthLabCommonLib.backend import current_backend
 from SynthLabCommonLib.widget import SynthLabWidgetMixin
-
-from CrossStitchContourLib.contour_task import load_contours, start_contour
 
 
 class CrossStitchContour(ScriptedLoadableModule):

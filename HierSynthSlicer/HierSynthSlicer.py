@@ -1,6 +1,7 @@
 """HierSynthSlicer: synthesize a cerebral blood volume (CBV) map from non-contrast MRI (HierSynth)."""
 
 import slicer
+from HierSynthSlicerLib.cbv_task import REQUIRED_INPUTS, load_cbv, start_cbv
 from slicer import vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import parameterNodeWrapper
@@ -13,8 +14,6 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 from SynthLabCommonLib.backend import current_backend
 from SynthLabCommonLib.widget import SynthLabWidgetMixin
-
-from HierSynthSlicerLib.cbv_task import REQUIRED_INPUTS, load_cbv, start_cbv
 
 
 class HierSynthSlicer(ScriptedLoadableModule):

@@ -13,7 +13,6 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 from SynthLabCommonLib.backend import current_backend
 from SynthLabCommonLib.widget import SynthLabWidgetMixin
-
 from SynthTumourSegLib.tumour_task import load_tumour, start_tumour
 
 

@@ -1,0 +1,80 @@
+"""Each module's MRML-level logic (<Module>Lib) on slicer-core: input checks and loading results as nodes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_image
+from test_labels import pelvis_labels
+
+from synthlab import labels, mrml, volume
+from synthlab.client import JobResult, LocalBackend
+
+ROOT = Path(__file__).resolve().parent.parent
+for module in ("HierSynthSlicer", "CrossStitchContour", "SynthTumourSeg"):
+    sys.path.insert(0, str(ROOT / module))
+
+slicer = pytest.importorskip("slicer")
+
+from CrossStitchContourLib.contour_task import load_contours, start_contour  # noqa: E402
+from HierSynthSlicerLib.cbv_task import SYNTHETIC_LABEL, load_cbv, start_cbv  # noqa: E402
+from SynthTumourSegLib.tumour_task import load_tumour, start_tumour  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return mrml.headless_scene()
+
+
+@pytest.fixture
+def t1(scene, tmp_path):
+    volume.write_image(make_image(), tmp_path / "t1.nrrd")
+    return mrml.load_volume(scene, tmp_path / "t1.nrrd", "T1")
+
+
+def test_cbv_refuses_missing_required_modalities(t1):
+    with pytest.raises(ValueError, match="Select the T2 and ADC volumes first"):
+        start_cbv(LocalBackend(), {"t1": t1, "t2": None, "adc": None})
+
+
+def test_cbv_result_is_labelled_synthetic_with_a_perfusion_colour_map(scene, t1, tmp_path):
+    volume.write_image(make_image(seed=9), tmp_path / "cbv.nrrd")
+    node = load_cbv(scene, JobResult({"out": tmp_path / "cbv.nrrd"}, [{"stage": "done", "progress": 1.0,
+                                                                         "result": {"model": "demo"}}]), t1)
+    assert SYNTHETIC_LABEL in node.GetName()
+    assert node.GetAttribute("SynthLab.synthetic") == "true" and node.GetAttribute("SynthLab.model") == "demo"
+    assert node.GetDisplayNode().GetColorNodeID() == "vtkMRMLColorTableNodeRainbow"
+
+
+def test_contour_refuses_missing_inputs_and_empty_planning_segmentation(scene, t1):
+    with pytest.raises(ValueError, match="planning contours, daily CT"):
+        start_contour(LocalBackend(), t1, None, None)
+    empty = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "empty")
+    with pytest.raises(ValueError, match="'empty' has no segments"):
+        start_contour(LocalBackend(), t1, empty, t1)
+
+
+def test_contour_results_keep_planning_names_and_the_field_moves_points(scene, t1, tmp_path):
+    contours = labels.write_labels(pelvis_labels(), tmp_path / "daily.seg.nrrd")
+    field = volume.image_like(np.tile([1.0, 0.0, -2.0], (12, 16, 20, 1)), make_image(), is_vector=True)
+    volume.write_image(field, tmp_path / "field.nrrd")
+    planning = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "planning")
+    segmentation, transform = load_contours(
+        scene, JobResult({"out_labels": contours, "out_field": tmp_path / "field.nrrd"}), t1, planning)
+    assert mrml.segment_names(segmentation) == ["prostate", "bladder"]
+    moved = transform.GetTransformFromParent().TransformPoint([-(-5.0), -25.0, 10.0])
+    np.testing.assert_allclose(moved, [5.0 - 1.0, -25.0, 10.0 - 2.0], atol=1e-4)
+    assert segmentation.GetAttribute("SynthLab.moving_labels") == "planning"
+
+
+def test_tumour_requires_flair_and_reports_volume(scene, t1, tmp_path):
+    with pytest.raises(ValueError, match="FLAIR"):
+        start_tumour(LocalBackend(), {"flair": None, "t1": t1})
+    tumour = labels.write_labels(labels.LabelMap(pelvis_labels().image, [labels.Segment(1, "Tumour")]),
+                                 tmp_path / "tumour.seg.nrrd")
+    node, volume_ml = load_tumour(scene, JobResult({"out": tumour}, [{"stage": "done", "progress": 1.0,
+                                                                       "result": {"volume_ml": 3.2}}]), t1)
+    assert volume_ml == 3.2 and "Tumour" in mrml.segment_names(node)
