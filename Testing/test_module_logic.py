@@ -65,8 +65,9 @@ def test_contour_results_keep_planning_names_and_the_field_moves_points(scene, t
     segmentation, transform = load_contours(
         scene, JobResult({"out_labels": contours, "out_field": tmp_path / "field.nrrd"}), t1, planning)
     assert mrml.segment_names(segmentation) == ["prostate", "bladder"]
-    moved = transform.GetTransformFromParent().TransformPoint([-(-5.0), -25.0, 10.0])
-    np.testing.assert_allclose(moved, [5.0 - 1.0, -25.0, 10.0 - 2.0], atol=1e-4)
+    fixed_ras = [5.0, -25.0, 10.0]  # LPS (-5, 25, 10), inside the field's grid
+    moved = transform.GetTransformFromParent().TransformPoint(fixed_ras)
+    np.testing.assert_allclose(moved, [5.0 - 1.0, -25.0, 10.0 - 2.0], atol=1e-4)  # LPS (1, 0, -2) in RAS
     assert segmentation.GetAttribute("SynthLab.moving_labels") == "planning"
 
 
