@@ -5,15 +5,9 @@ from CrossStitchContourLib.contour_task import load_contours, start_contour
 from slicer import vtkMRMLGridTransformNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
-    ScriptedLoadableModuleLogic,
-    ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
-)
-from slicer.util import VTKObservationMixin
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic
 from SynthLabCommonLib.backend import current_backend
-from SynthLabCommonLib.widget import SynthLabWidgetMixin
+from SynthLabCommonLib.widget import SynthLabModuleTest, SynthLabWidget
 
 
 class CrossStitchContour(ScriptedLoadableModule):
@@ -44,27 +38,14 @@ class CrossStitchContourParameterNode:
     outputTransform: vtkMRMLGridTransformNode
 
 
-class CrossStitchContourWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SynthLabWidgetMixin):
-    def __init__(self, parent=None) -> None:
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-
-    def setup(self) -> None:
-        ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/CrossStitchContour.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.logic = CrossStitchContourLogic()
-        self.setupSynthLab()
+class CrossStitchContourWidget(SynthLabWidget):
+    def createLogic(self):
+        return CrossStitchContourLogic()
 
     def cannotApplyReason(self, parameters):
         if not (parameters.planningCt and parameters.planningSegmentation and parameters.dailyCt):
             return "Select the planning CT, its contours and the daily CT"
         return None
-
-    def startJob(self, parameters):
-        return self.logic.start(parameters)
 
     def loadResults(self, job, result):
         contours, _field = self.logic.load(result, self._parameterNode)
@@ -89,15 +70,8 @@ class CrossStitchContourLogic(ScriptedLoadableModuleLogic):
         return contours, field
 
 
-class CrossStitchContourTest(ScriptedLoadableModuleTest):
+class CrossStitchContourTest(SynthLabModuleTest):
     """Runs inside Slicer (``Slicer --testing``)."""
-
-    def setUp(self):
-        slicer.mrmlScene.Clear()
-
-    def runTest(self):
-        self.setUp()
-        self.test_missing_input_is_refused()
 
     def test_missing_input_is_refused(self):
         logic = CrossStitchContourLogic()

@@ -5,15 +5,9 @@ from HierSynthSlicerLib.cbv_task import REQUIRED_INPUTS, load_cbv, start_cbv
 from slicer import vtkMRMLScalarVolumeNode
 from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
-    ScriptedLoadableModuleLogic,
-    ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
-)
-from slicer.util import VTKObservationMixin
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic
 from SynthLabCommonLib.backend import current_backend
-from SynthLabCommonLib.widget import SynthLabWidgetMixin
+from SynthLabCommonLib.widget import SynthLabModuleTest, SynthLabWidget
 
 
 class HierSynthSlicer(ScriptedLoadableModule):
@@ -43,26 +37,13 @@ class HierSynthSlicerParameterNode:
     outputCbv: vtkMRMLScalarVolumeNode
 
 
-class HierSynthSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SynthLabWidgetMixin):
-    def __init__(self, parent=None) -> None:
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-
-    def setup(self) -> None:
-        ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/HierSynthSlicer.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.logic = HierSynthSlicerLogic()
-        self.setupSynthLab()
+class HierSynthSlicerWidget(SynthLabWidget):
+    def createLogic(self):
+        return HierSynthSlicerLogic()
 
     def cannotApplyReason(self, parameters):
         missing = [name.upper() for name in REQUIRED_INPUTS if getattr(parameters, name) is None]
         return f"Select {', '.join(missing)}" if missing else None
-
-    def startJob(self, parameters):
-        return self.logic.start(parameters)
 
     def loadResults(self, job, result):
         node = self.logic.load(result, self._parameterNode)
@@ -86,15 +67,8 @@ class HierSynthSlicerLogic(ScriptedLoadableModuleLogic):
         return node
 
 
-class HierSynthSlicerTest(ScriptedLoadableModuleTest):
-    """Runs inside Slicer (``Slicer --testing``) on the built-in brain phantom."""
-
-    def setUp(self):
-        slicer.mrmlScene.Clear()
-
-    def runTest(self):
-        self.setUp()
-        self.test_missing_input_is_refused()
+class HierSynthSlicerTest(SynthLabModuleTest):
+    """Runs inside Slicer (``Slicer --testing``)."""
 
     def test_missing_input_is_refused(self):
         logic = HierSynthSlicerLogic()

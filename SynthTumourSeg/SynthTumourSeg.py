@@ -4,15 +4,9 @@ import slicer
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
-    ScriptedLoadableModuleLogic,
-    ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
-)
-from slicer.util import VTKObservationMixin
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic
 from SynthLabCommonLib.backend import current_backend
-from SynthLabCommonLib.widget import SynthLabWidgetMixin
+from SynthLabCommonLib.widget import SynthLabModuleTest, SynthLabWidget
 from SynthTumourSegLib.tumour_task import load_tumour, start_tumour
 
 
@@ -41,25 +35,12 @@ class SynthTumourSegParameterNode:
     outputSegmentation: vtkMRMLSegmentationNode
 
 
-class SynthTumourSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, SynthLabWidgetMixin):
-    def __init__(self, parent=None) -> None:
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-
-    def setup(self) -> None:
-        ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/SynthTumourSeg.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.logic = SynthTumourSegLogic()
-        self.setupSynthLab()
+class SynthTumourSegWidget(SynthLabWidget):
+    def createLogic(self):
+        return SynthTumourSegLogic()
 
     def cannotApplyReason(self, parameters):
         return None if parameters.flair else "Select the FLAIR volume"
-
-    def startJob(self, parameters):
-        return self.logic.start(parameters)
 
     def loadResults(self, job, result):
         _node, volume_ml = self.logic.load(result, self._parameterNode)
@@ -82,15 +63,8 @@ class SynthTumourSegLogic(ScriptedLoadableModuleLogic):
         return node, volume_ml
 
 
-class SynthTumourSegTest(ScriptedLoadableModuleTest):
+class SynthTumourSegTest(SynthLabModuleTest):
     """Runs inside Slicer (``Slicer --testing``)."""
-
-    def setUp(self):
-        slicer.mrmlScene.Clear()
-
-    def runTest(self):
-        self.setUp()
-        self.test_missing_input_is_refused()
 
     def test_missing_input_is_refused(self):
         logic = SynthTumourSegLogic()

@@ -1,21 +1,33 @@
-"""The parameter-node plumbing of Slicer's scripted-module template, shared by the SynthLab panels.
+"""The Widget part of Slicer's scripted-module template, shared by the SynthLab panels.
 
-A module's Widget (also a ScriptedLoadableModuleWidget and VTKObservationMixin)
-sets ``self.logic`` and ``self.ui`` (with ``applyButton``, ``progressBar`` and
-``logText``), calls :meth:`setupSynthLab`, and implements ``cannotApplyReason``,
-``startJob`` and ``loadResults``.
+A module's Widget subclasses :class:`SynthLabWidget`, creates its logic in
+:meth:`createLogic` (with ``start(parameters)`` returning a NodeJob), and implements
+``cannotApplyReason(parameters)`` and ``loadResults(job, result)``. Its ``Resources/UI/<Module>.ui`` must have ``applyButton``,
+``progressBar`` and ``logText``.
 """
 
 from __future__ import annotations
 
 import slicer
+from slicer.ScriptedLoadableModule import ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget
+from slicer.util import VTKObservationMixin
 
 from SynthLabCommonLib.dependencies import ensure_backend_dependencies
 from SynthLabCommonLib.runner import JobRunner
 
 
-class SynthLabWidgetMixin:
-    def setupSynthLab(self) -> None:
+class SynthLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath(f"UI/{self.moduleName}.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = self.createLogic()
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self.runner = JobRunner(self.ui.applyButton, self.ui.progressBar, self.ui.logText)
@@ -69,10 +81,22 @@ class SynthLabWidgetMixin:
             return
         if not ensure_backend_dependencies():
             return
-        self.runner.start(lambda: self.startJob(self._parameterNode), self.loadResults)
+        self.runner.start(lambda: self.logic.start(self._parameterNode), self.loadResults)
 
 
 def vtkModifiedEvent():
     import vtk
 
     return vtk.vtkCommand.ModifiedEvent
+
+
+class SynthLabModuleTest(ScriptedLoadableModuleTest):
+    """Template test runner: a clean scene, then every ``test_*`` method of the module's test class."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        for name in sorted(n for n in dir(self) if n.startswith("test_")):
+            self.setUp()
+            getattr(self, name)()
