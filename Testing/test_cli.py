@@ -90,6 +90,13 @@ def test_missing_option_and_unknown_command_are_one_line(tmp_path):
         assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
 
 
+def test_demo_refuses_a_file_as_output_folder(tmp_path):
+    (tmp_path / "taken").write_text("keep me")
+    result = synthlab("demo", "--out", tmp_path / "taken")
+    assert result.returncode == 2 and "--out:" in result.stderr and "is a file" in result.stderr
+    assert (tmp_path / "taken").read_text() == "keep me"
+
+
 def test_demo_writes_volumes_overview_and_metrics(tmp_path):
     result = synthlab("demo", "--out", tmp_path / "demo", "--progress", "none")
     assert result.returncode == 0, result.stderr

@@ -16,6 +16,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from synthlab import figures, volume
+from synthlab.errors import InputError
 from synthlab.phantoms import anatomy
 from synthlab.progress import ProgressReporter, StageProgress
 from synthlab.volume import atomic_output
@@ -60,6 +61,8 @@ def available_steps() -> list[DemoStep]:
 def run_demo(out: Path, reporter: ProgressReporter) -> dict:
     """Run every step into ``out``; return the paths of the overview and metrics files."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError("--out", f"{out} is a file; give a folder for the demo's outputs")
     out.mkdir(parents=True, exist_ok=True)
     steps = available_steps()
     outputs: dict[str, StepOutput] = {}
