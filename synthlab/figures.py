@@ -40,8 +40,8 @@ def overview(outputs: dict, path: Path) -> Path:
     for row, (title, file, overlay_files) in enumerate(rows):
         image = sitk.ReadImage(str(file), sitk.sitkFloat32)
         slices, aspect = orthogonal_slices(image), _aspect(image)
-        overlays = [orthogonal_slices(sitk.ReadImage(str(f), sitk.sitkFloat32)) for f in overlay_files
-                    if sitk.ReadImage(str(f)).GetSize() == image.GetSize()]
+        overlay_images = [sitk.ReadImage(str(f), sitk.sitkFloat32) for f in overlay_files]
+        overlays = [orthogonal_slices(o) for o in overlay_images if volume.same_grid(o, image)]
         low, high = np.percentile(volume.array_of(image), [1, 99.5])
         for column, view in enumerate(VIEWS):
             axis = axes[row, column]
