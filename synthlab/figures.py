@@ -17,32 +17,34 @@ from synthlab.volume import atomic_output  # noqa: E402
 VIEWS = ("axial", "coronal", "sagittal")
 
 
-def orthogonal_slices(image: sitk.Image, centre: tuple[int, int, int] | None = None) -> dict[str, np.ndarray]:
-    """Axial, coronal and sagittal slices through ``centre`` (voxel index, default the middle), display-ready.
-
-    The image is first brought to LPS axes so that every view is upright whatever the file's orientation.
-    """
-    array = volume.array_of(volume.to_canonical(image))  # (z=S, y=P, x=L)
-    z, y, x = centre or tuple(s // 2 for s in array.shape)
+def orthogonal_slices(canonical: sitk.Image) -> dict[str, np.ndarray]:
+    """Display-ready axial, coronal and sagittal middle slices of an image on LPS axes (see to_canonical)."""
+    array = volume.array_of(canonical)  # (z=S, y=P, x=L)
+    z, y, x = (s // 2 for s in array.shape)
     return {"axial": array[z, ::-1, :], "coronal": array[::-1, y, :], "sagittal": array[::-1, :, x]}
 
 
-def _aspect(image: sitk.Image) -> dict[str, float]:
-    sx, sy, sz = volume.to_canonical(image).GetSpacing()
+def _aspect(canonical: sitk.Image) -> dict[str, float]:
+    sx, sy, sz = canonical.GetSpacing()
     return {"axial": sy / sx, "coronal": sz / sx, "sagittal": sz / sy}
 
 
 def overview(outputs: dict, path: Path) -> Path:
-    """One row per volume of every demo step: three views, with the step's label maps outlined."""
+    """One row per volume of every demo step: three views, with the step's label maps outlined.
+
+    Every image is brought to LPS axes once, so each view is upright whatever the file's orientation.
+    """
     rows = [(f"{step}: {name}", file, list(output.overlays.values()))
             for step, output in outputs.items() for name, file in output.volumes.items()]
     figure, axes = plt.subplots(len(rows), 3, figsize=(9, 3 * len(rows)), squeeze=False)
     for row, (title, file, overlay_files) in enumerate(rows):
         image = sitk.ReadImage(str(file), sitk.sitkFloat32)
-        slices, aspect = orthogonal_slices(image), _aspect(image)
+        canonical = volume.to_canonical(image)
+        slices, aspect = orthogonal_slices(canonical), _aspect(canonical)
         overlay_images = [sitk.ReadImage(str(f), sitk.sitkFloat32) for f in overlay_files]
-        overlays = [orthogonal_slices(o) for o in overlay_images if volume.same_grid(o, image)]
-        low, high = np.percentile(volume.array_of(image), [1, 99.5])
+        overlays = [orthogonal_slices(volume.to_canonical(o, is_label=True)) for o in overlay_images
+                    if volume.same_grid(o, image)]
+        low, high = np.percentile(volume.array_of(canonical), [1, 99.5])
         for column, view in enumerate(VIEWS):
             axis = axes[row, column]
             axis.imshow(slices[view], cmap="gray", vmin=low, vmax=high, aspect=aspect[view])
