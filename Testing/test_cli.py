@@ -106,3 +106,10 @@ def test_demo_writes_volumes_overview_and_metrics(tmp_path):
     assert overview.GetSize()[0] > 300
     t1 = volume.read_image(tmp_path / "demo" / "brain_template" / "mni152_t1.nrrd")
     np.testing.assert_allclose(t1.GetSpacing(), (2.0, 2.0, 2.0))
+
+
+def test_version_is_printed():
+    from synthlab import __version__
+
+    result = synthlab("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"synthlab {__version__}"

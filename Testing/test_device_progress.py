@@ -49,3 +49,26 @@ def test_progress_is_clamped_to_zero_one():
         reporter.update("x", 1.7)
         reporter.update("x", -0.2)
     assert [json.loads(line)["progress"] for line in stream.getvalue().splitlines()] == [1.0, 0.0]
+
+
+def test_out_of_memory_is_recognised():
+    from synthlab.device import describe, is_out_of_memory
+
+    assert is_out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert not is_out_of_memory(RuntimeError("shape mismatch"))
+    assert describe(torch.device("cpu")) == "cpu"
+
+
+def test_gpu_out_of_memory_ends_with_the_fix_and_exit_3(monkeypatch, tmp_path, capsys):
+    """No GPU here, so the CUDA out-of-memory error is raised where a command reads its input."""
+    from synthlab import cli, volume
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
+
+    monkeypatch.setattr(volume, "read_image", out_of_memory)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["resample", "--input", "a.nrrd", "--reference", "b.nrrd", "--out", str(tmp_path / "o.nrrd")])
+    assert exit_info.value.code == 3
+    error = capsys.readouterr().err
+    assert "ran out of memory" in error and "--device cpu" in error and "Traceback" not in error

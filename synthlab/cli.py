@@ -34,11 +34,16 @@ ProgressOption = Annotated[ProgressMode, typer.Option(
     "--progress", help="How to report progress (json: one event a line on stdout).")]
 
 
-@app.callback()
-def _root(version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False):
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         typer.echo(f"synthlab {__version__}")
         raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", help="Print the version and exit.",
+                                                callback=_print_version, is_eager=True)] = False):
+    """SynthLab: deep-learning image synthesis backends for 3D Slicer."""
 
 
 @app.command()
