@@ -1,7 +1,9 @@
-"""Figures people look at: orthogonal mid-slices of volumes with label outlines."""
+"""Figures people look at: orthogonal slices of volumes with label outlines."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -17,10 +19,23 @@ from synthlab.volume import atomic_output  # noqa: E402
 VIEWS = ("axial", "coronal", "sagittal")
 
 
-def orthogonal_slices(canonical: sitk.Image) -> dict[str, np.ndarray]:
-    """Display-ready axial, coronal and sagittal middle slices of an image on LPS axes (see to_canonical)."""
+@dataclass
+class Row:
+    """One montage row: an image shown in three views, label maps outlined on it, and its colour map."""
+
+    title: str
+    image: sitk.Image
+    overlays: Sequence[sitk.Image] = field(default_factory=list)
+    cmap: str = "gray"
+
+
+def orthogonal_slices(canonical: sitk.Image, centre: Sequence[int] | None = None) -> dict[str, np.ndarray]:
+    """Display-ready axial, coronal and sagittal slices through ``centre`` (z, y, x; default the middle).
+
+    The image must be on LPS axes (see :func:`synthlab.volume.to_canonical`).
+    """
     array = volume.array_of(canonical)  # (z=S, y=P, x=L)
-    z, y, x = (s // 2 for s in array.shape)
+    z, y, x = centre if centre is not None else (s // 2 for s in array.shape)
     return {"axial": array[z, ::-1, :], "coronal": array[::-1, y, :], "sagittal": array[::-1, :, x]}
 
 
@@ -29,33 +44,52 @@ def _aspect(canonical: sitk.Image) -> dict[str, float]:
     return {"axial": sy / sx, "coronal": sz / sx, "sagittal": sz / sy}
 
 
-def overview(outputs: dict, path: Path) -> Path:
-    """One row per volume of every demo step: three views, with the step's label maps outlined.
+def _labelled_centre(overlays: list[sitk.Image]) -> tuple[int, ...] | None:
+    """The centre of the labelled voxels of the first non-empty overlay, so that slices cut through them."""
+    for overlay in overlays:
+        labelled = np.argwhere(volume.array_of(overlay) > 0)
+        if len(labelled):
+            return tuple(int(v) for v in np.round(labelled.mean(axis=0)))
+    return None
 
-    Every image is brought to LPS axes once, so each view is upright whatever the file's orientation.
+
+def montage(rows: Sequence[Row], path: Path, title: str | None = None) -> Path:
+    """Write a PNG with one row per image (axial, coronal, sagittal), label maps outlined in colour.
+
+    Each image is brought to LPS axes once, so views are upright whatever the file's orientation; slices
+    go through the labelled structures when there are any.
     """
-    rows = [(f"{step}: {name}", file, list(output.overlays.values()))
-            for step, output in outputs.items() for name, file in output.volumes.items()]
     figure, axes = plt.subplots(len(rows), 3, figsize=(9, 3 * len(rows)), squeeze=False)
-    for row, (title, file, overlay_files) in enumerate(rows):
-        image = sitk.ReadImage(str(file), sitk.sitkFloat32)
-        canonical = volume.to_canonical(image)
-        slices, aspect = orthogonal_slices(canonical), _aspect(canonical)
-        overlay_images = [sitk.ReadImage(str(f), sitk.sitkFloat32) for f in overlay_files]
-        overlays = [orthogonal_slices(volume.to_canonical(o, is_label=True)) for o in overlay_images
-                    if volume.same_grid(o, image)]
+    for index, row in enumerate(rows):
+        canonical = volume.to_canonical(sitk.Cast(row.image, sitk.sitkFloat32))
+        overlays = [volume.to_canonical(o, is_label=True) for o in row.overlays if volume.same_grid(o, row.image)]
+        centre = _labelled_centre(overlays)
+        slices, aspect = orthogonal_slices(canonical, centre), _aspect(canonical)
+        outlines = [orthogonal_slices(o, centre) for o in overlays]
         low, high = np.percentile(volume.array_of(canonical), [1, 99.5])
         for column, view in enumerate(VIEWS):
-            axis = axes[row, column]
-            axis.imshow(slices[view], cmap="gray", vmin=low, vmax=high, aspect=aspect[view])
-            for overlay in overlays:
-                if overlay[view].max() > 0:
-                    axis.contour(overlay[view], levels=np.arange(0.5, overlay[view].max() + 1), linewidths=0.8,
+            axis = axes[index, column]
+            axis.imshow(slices[view], cmap=row.cmap, vmin=low, vmax=high, aspect=aspect[view])
+            for outline in outlines:
+                if outline[view].max() > 0:
+                    axis.contour(outline[view], levels=np.arange(0.5, outline[view].max() + 1), linewidths=0.8,
                                  cmap="tab10")
             axis.set_axis_off()
-            axis.set_title(f"{title} ({view})" if column == 0 else view, fontsize=8)
+            axis.set_title(f"{row.title} ({view})" if column == 0 else view, fontsize=8)
+    if title:
+        figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     with atomic_output(path) as temporary:
         figure.savefig(temporary, dpi=100, format="png")
     plt.close(figure)
     return path
+
+
+def overview(outputs: dict, path: Path) -> Path:
+    """The demo's montage: one row per volume of every step, with the step's label maps outlined."""
+    rows = []
+    for step, output in outputs.items():
+        overlays = [sitk.ReadImage(str(f)) for f in output.overlays.values()]
+        rows += [Row(f"{step}: {name}", sitk.ReadImage(str(file), sitk.sitkFloat32), overlays)
+                 for name, file in output.volumes.items()]
+    return montage(rows, path)
