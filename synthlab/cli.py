@@ -91,7 +91,7 @@ phantom_app = typer.Typer(no_args_is_help=True, help="Generate built-in phantom 
 app.add_typer(phantom_app, name="phantom")
 
 
-class BrainSize(str, enum.Enum):
+class PhantomSize(str, enum.Enum):
     small = "small"
     full = "full"
 
@@ -116,8 +116,8 @@ def phantom_brain(
     out: Annotated[Path, typer.Option("--out", help="New folder for the cases and datalist.json.")],
     cases: Annotated[int, typer.Option("--cases", help="Number of subjects.")] = 10,
     seed: Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same cases.")] = 0,
-    size: Annotated[BrainSize, typer.Option("--size", help="small: 2 mm, 96³ (tests, CPU training); "
-                                                           "full: 1 mm, 192³.")] = BrainSize.small,
+    size: Annotated[PhantomSize, typer.Option("--size", help="small: 2 mm, 96³ (tests, CPU training); "
+                                                             "full: 1 mm, 192³.")] = PhantomSize.small,
     preview: Annotated[bool, typer.Option("--preview", help="Also write preview.png (a tumour case).")] = False,
     progress: ProgressOption = ProgressMode.bar,
 ):
@@ -128,6 +128,29 @@ def phantom_brain(
     with ProgressReporter(progress.value) as reporter:
         path = brain.generate_dataset(_phantom_folder(out), cases, seed, size.value,
                                       reporter.stage("brain phantom", 0.0, 1.0), preview)
+        reporter.update("done", 1.0, f"wrote {path}", result={"datalist": str(path)})
+
+
+@phantom_app.command("pelvis")
+def phantom_pelvis(
+    out: Annotated[Path, typer.Option("--out", help="New folder for the patients and datalist.json.")],
+    patients: Annotated[int, typer.Option("--patients", help="Number of patients.")] = 4,
+    fractions: Annotated[int, typer.Option("--fractions", help="Daily CTs per patient (besides planning).")] = 5,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same patients.")] = 0,
+    size: Annotated[PhantomSize, typer.Option("--size", help="full: whole pelvis, 1.0–1.5 mm pixels, 2–3 mm "
+                                                             "slices; small: 1.5×1.5×3 mm, cropped to the "
+                                                             "organs.")] = PhantomSize.full,
+    preview: Annotated[bool, typer.Option("--preview", help="Also write preview.png (first patient).")] = False,
+    progress: ProgressOption = ProgressMode.bar,
+):
+    """Planning and daily pelvic CTs (HU) with prostate, seminal vesicle, rectum and bladder contours."""
+    from synthlab.phantoms import pelvis
+
+    _positive("--patients", patients)
+    _positive("--fractions", fractions)
+    with ProgressReporter(progress.value) as reporter:
+        path = pelvis.generate_dataset(_phantom_folder(out), patients, fractions, seed, size.value,
+                                       reporter.stage("pelvis phantom", 0.0, 1.0), preview)
         reporter.update("done", 1.0, f"wrote {path}", result={"datalist": str(path)})
 
 

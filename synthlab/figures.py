@@ -27,16 +27,18 @@ class Row:
     image: sitk.Image
     overlays: Sequence[sitk.Image] = field(default_factory=list)
     cmap: str = "gray"
+    window: tuple[float, float] | None = None  # display range; default: 1st–99.5th percentile
 
 
 def orthogonal_slices(canonical: sitk.Image, centre: Sequence[int] | None = None) -> dict[str, np.ndarray]:
     """Display-ready axial, coronal and sagittal slices through ``centre`` (z, y, x; default the middle).
 
-    The image must be on LPS axes (see :func:`synthlab.volume.to_canonical`).
+    The image must be on LPS axes (see :func:`synthlab.volume.to_canonical`). Radiological convention:
+    the patient's right on the left; anterior at the top of axial views, superior at the top of the others.
     """
     array = volume.array_of(canonical)  # (z=S, y=P, x=L)
     z, y, x = centre if centre is not None else (s // 2 for s in array.shape)
-    return {"axial": array[z, ::-1, :], "coronal": array[::-1, y, :], "sagittal": array[::-1, :, x]}
+    return {"axial": array[z, :, :], "coronal": array[::-1, y, :], "sagittal": array[::-1, :, x]}
 
 
 def _aspect(canonical: sitk.Image) -> dict[str, float]:
@@ -66,7 +68,7 @@ def montage(rows: Sequence[Row], path: Path, title: str | None = None) -> Path:
         centre = _labelled_centre(overlays)
         slices, aspect = orthogonal_slices(canonical, centre), _aspect(canonical)
         outlines = [orthogonal_slices(o, centre) for o in overlays]
-        low, high = np.percentile(volume.array_of(canonical), [1, 99.5])
+        low, high = row.window or np.percentile(volume.array_of(canonical), [1, 99.5])
         for column, view in enumerate(VIEWS):
             axis = axes[index, column]
             axis.imshow(slices[view], cmap=row.cmap, vmin=low, vmax=high, aspect=aspect[view])

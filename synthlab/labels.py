@@ -26,6 +26,12 @@ SEG_NRRD = ".seg.nrrd"
 
 # Terminology entries use the DICOM/SNOMED codes that Slicer's "Segmentation category and type" lists use.
 SLICER_ANATOMY_CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
+_ANATOMICAL_STRUCTURE = ["SCT", "123037004", "Anatomical Structure"]
+
+
+def _anatomy(code: str, meaning: str) -> dict:
+    return {"contextName": SLICER_ANATOMY_CONTEXT, "category": _ANATOMICAL_STRUCTURE,
+            "type": ["SCT", code, meaning]}
 
 
 @dataclass
@@ -61,6 +67,20 @@ class LabelMap:
 
     def present_values(self) -> list[int]:
         return [int(v) for v in np.unique(sitk.GetArrayViewFromImage(self.image)) if v != 0]
+
+
+# The project's label conventions (ARCHITECTURE.md): pelvis contours and brain tumour subregions (BraTS order).
+PELVIS_SEGMENTS = (
+    Segment(1, "prostate", (0.85, 0.6, 0.5), _anatomy("41216001", "Prostate")),
+    Segment(2, "seminal vesicles", (0.55, 0.8, 0.3), _anatomy("64739004", "Seminal vesicle")),
+    Segment(3, "rectum", (0.55, 0.35, 0.2), _anatomy("34402009", "Rectum")),
+    Segment(4, "bladder", (0.9, 0.85, 0.3), _anatomy("89837001", "Urinary bladder")),
+)
+TUMOUR_SEGMENTS = (
+    Segment(1, "necrotic core", (0.9, 0.85, 0.2)),
+    Segment(2, "oedema", (0.3, 0.75, 0.9)),
+    Segment(3, "enhancing rim", (0.9, 0.25, 0.2)),
+)
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:

@@ -32,7 +32,7 @@ from scipy import ndimage
 
 from synthlab import datalist, volume
 from synthlab.figures import Row, montage
-from synthlab.labels import LabelMap, Segment, write_labels
+from synthlab.labels import TUMOUR_SEGMENTS, LabelMap, write_labels
 from synthlab.phantoms import anatomy, mri, tumour
 from synthlab.phantoms.fields import bias_field, blur, rician, smooth_noise, tubes
 from synthlab.progress import StageProgress
@@ -41,8 +41,6 @@ from synthlab.volume import atomic_output
 SIZES = {"small": (2.0, 96), "full": (1.0, 192)}  # spacing (mm), voxels per side
 TUMOUR_PROBABILITY = 0.65
 MODALITIES = ("t1", "t2", "flair", "adc", "cbv")
-TUMOUR_SEGMENTS = [Segment(1, "necrotic core", (0.9, 0.85, 0.2)), Segment(2, "oedema", (0.3, 0.75, 0.9)),
-                   Segment(3, "enhancing rim", (0.9, 0.25, 0.2))]
 ADC_MAX = 4000.0  # 1e-6 mm²/s; noise in low-signal voxels is clipped here
 
 
