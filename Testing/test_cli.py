@@ -11,7 +11,7 @@ import pytest
 import SimpleITK as sitk
 from conftest import make_image, rotation_direction
 
-from synthlab import volume
+from synthlab import labels, volume
 
 
 def synthlab(*args, cwd=None) -> subprocess.CompletedProcess:
@@ -101,11 +101,15 @@ def test_demo_writes_volumes_overview_and_metrics(tmp_path):
     result = synthlab("demo", "--out", tmp_path / "demo", "--progress", "none")
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
-    assert metrics["brain template"]["brain_volume_ml"] > 1000  # an adult brain, not an empty mask
+    assert metrics["brain phantom"]["brain_volume_ml"] > 1000  # an adult brain, not an empty mask
+    assert metrics["brain phantom"]["enhancing rim_ml"] > 0
+    assert 20 <= metrics["pelvis phantom"]["planning"]["prostate_ml"] <= 60
     overview = sitk.ReadImage(str(tmp_path / "demo" / "overview.png"))
     assert overview.GetSize()[0] > 300
-    t1 = volume.read_image(tmp_path / "demo" / "brain_template" / "mni152_t1.nrrd")
+    t1 = volume.read_image(tmp_path / "demo" / "brain_phantom" / "t1.nrrd")
     np.testing.assert_allclose(t1.GetSpacing(), (2.0, 2.0, 2.0))
+    contours = labels.read_labels(tmp_path / "demo" / "pelvis_phantom" / "fraction_01_contours.seg.nrrd")
+    assert contours.present_values() == [1, 2, 3, 4]
 
 
 def test_version_is_printed():

@@ -13,22 +13,29 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import SimpleITK as sitk
+import numpy as np
 
 from synthlab import figures, volume
 from synthlab.errors import InputError
-from synthlab.phantoms import anatomy
+from synthlab.labels import write_labels
+from synthlab.phantoms import brain, pelvis
 from synthlab.progress import ProgressReporter, StageProgress
 from synthlab.volume import atomic_output
 
 
 @dataclass
 class StepOutput:
-    """Volumes a step wrote (name -> path), label maps to overlay (name -> path) and its metrics."""
+    """Volumes a step wrote (name -> path), label maps to overlay (name -> path), its metrics, and how to
+    show volumes in the overview (name -> display window; name -> colour map)."""
 
     volumes: dict[str, Path] = field(default_factory=dict)
     overlays: dict[str, Path] = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
+    windows: dict[str, tuple[float, float]] = field(default_factory=dict)
+    colormaps: dict[str, str] = field(default_factory=dict)
+
+
+DEMO_SEED = 2026
 
 
 @dataclass
@@ -37,25 +44,46 @@ class DemoStep:
     run: Callable[[Path, StageProgress], StepOutput]
 
 
-def brain_template_step(folder: Path, progress: StageProgress) -> StepOutput:
-    """Write the MNI152 template's T1 and a brain mask from its tissue maps (real anatomy, 2 mm)."""
-    progress(0.0, "loading MNI152")
-    template = anatomy.mni152()
-    t1 = volume.to_canonical(template.t1, spacing=(2.0, 2.0, 2.0))
-    brain = volume.to_canonical(sitk.Add(template.gm, template.wm), spacing=(2.0, 2.0, 2.0))
-    mask = sitk.Cast(sitk.BinaryThreshold(brain, 0.5, 10.0), sitk.sitkUInt8)
-    paths = {"mni152_t1": folder / "mni152_t1.nrrd", "brain_mask": folder / "brain_mask.nrrd"}
-    volume.write_image(t1, paths["mni152_t1"])
-    volume.write_image(mask, paths["brain_mask"])
-    progress(1.0, "template written")
-    brain_ml = float(sitk.GetArrayViewFromImage(mask).sum()) * 8.0 / 1000.0
-    return StepOutput(volumes={"mni152_t1": paths["mni152_t1"]}, overlays={"brain_mask": paths["brain_mask"]},
-                      metrics={"brain_volume_ml": round(brain_ml, 1)})
+def brain_phantom_step(folder: Path, progress: StageProgress) -> StepOutput:
+    """One small brain phantom case with a tumour: the contrasts, the true CBV and the tumour labels."""
+    progress(0.0, "generating a brain phantom case")
+    case = brain.generate_case(brain.case_seed(DEMO_SEED, 0), "small", with_tumour=True)
+    paths = {name: volume.write_image(case.images[name], folder / f"{name}.nrrd")
+             for name in ("t1", "flair", "adc", "cbv")}
+    label_path = write_labels(case.labels, folder / "tumour_labels.seg.nrrd")
+    label_image = folder / "tumour_labels.nrrd"  # a plain label volume for the overview
+    volume.write_image(case.labels.image, label_image)
+    progress(1.0, "brain phantom written")
+    voxel_ml = float(np.prod(case.mask.GetSpacing())) / 1000
+    counts = {s.name: int(case.labels.mask(s.name).sum()) for s in case.labels.segments}
+    return StepOutput(volumes=paths, overlays={"tumour": label_image}, colormaps={"cbv": "inferno"}, metrics={
+        "anatomy": case.parameters["anatomy"], "tumour_labels": str(label_path.name),
+        "brain_volume_ml": round(float(volume.array_of(case.mask).sum()) * voxel_ml, 1),
+        **{f"{name}_ml": round(count * voxel_ml, 1) for name, count in counts.items()}})
+
+
+def pelvis_phantom_step(folder: Path, progress: StageProgress) -> StepOutput:
+    """A small pelvis phantom patient: planning CT and one daily CT with their true contours."""
+    progress(0.0, "generating a pelvis phantom patient")
+    patient = pelvis.generate_patient(np.random.SeedSequence(entropy=DEMO_SEED, spawn_key=(0,)), 1, "small")
+    volumes, overlays, metrics = {}, {}, {}
+    for index, (ct, contours) in enumerate(patient.scans):
+        name = pelvis.scan_name(index)
+        volumes[f"{name}_ct"] = volume.write_image(ct, folder / f"{name}_ct.nrrd")
+        write_labels(contours, folder / f"{name}_contours.seg.nrrd")
+        voxel_ml = float(np.prod(ct.GetSpacing())) / 1000
+        metrics[name] = {f"{s.name}_ml": round(float(contours.mask(s.name).sum()) * voxel_ml, 1)
+                         for s in contours.segments}
+    overlays["planning contours"] = folder / "planning_contours.nrrd"
+    volume.write_image(patient.scans[0][1].image, overlays["planning contours"])
+    progress(1.0, "pelvis phantom written")
+    return StepOutput(volumes={"planning_ct": volumes["planning_ct"]}, overlays=overlays, metrics=metrics,
+                      windows={"planning_ct": pelvis.SOFT_TISSUE_WINDOW})
 
 
 def available_steps() -> list[DemoStep]:
     """Every demo step that exists in this installation, in order."""
-    return [DemoStep("brain template", brain_template_step)]
+    return [DemoStep("brain phantom", brain_phantom_step), DemoStep("pelvis phantom", pelvis_phantom_step)]
 
 
 def run_demo(out: Path, reporter: ProgressReporter) -> dict:

@@ -92,6 +92,7 @@ def overview(outputs: dict, path: Path) -> Path:
     rows = []
     for step, output in outputs.items():
         overlays = [sitk.ReadImage(str(f)) for f in output.overlays.values()]
-        rows += [Row(f"{step}: {name}", sitk.ReadImage(str(file), sitk.sitkFloat32), overlays)
+        rows += [Row(f"{step}: {name}", sitk.ReadImage(str(file), sitk.sitkFloat32), overlays,
+                     output.colormaps.get(name, "gray"), output.windows.get(name))
                  for name, file in output.volumes.items()]
     return montage(rows, path)

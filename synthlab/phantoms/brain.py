@@ -12,7 +12,7 @@ Each case is a new subject made from real anatomy (MNI152 or Colin27 tissue frac
    blur (PSF sigma 0.3–0.8 voxel) and Rician noise (SNR of white matter 12–50); ADC is computed from
    simulated b = 0 and b = 1000 s/mm² images, as a scanner does;
 5. CBV (ml/100 g): tissue CBV with cortical heterogeneity (±20 %), tubular vessels in the cortex and
-   sulci (4–10 ml/100 g extra) and sparse medullary vessels, and in the tumour rim a heterogeneous,
+   sulci (8–16 ml/100 g at their centre) and sparse medullary vessels, and in the tumour rim a heterogeneous,
    high CBV with neovascular tubes; DSC-like blur and noise.
 
 Images are skull-stripped (zero outside the brain mask), as in BraTS and UPenn-GBM. Intensities of
@@ -166,7 +166,7 @@ class Textures:
     def draw(cls, shape, spacing: float, rng: np.random.Generator) -> Textures:
         return cls(tissue=np.exp(0.04 * smooth_noise(shape, 3.0 / spacing, rng)),
                    rim=smooth_noise(shape, 4.0 / spacing, rng),
-                   cortical_vessels=tubes(shape, 8.0 / spacing, 0.12, rng),
+                   cortical_vessels=tubes(shape, 8.0 / spacing, 0.18, rng),
                    medullary_vessels=tubes(shape, 12.0 / spacing, 0.06, rng),
                    neovessels=tubes(shape, 4.0 / spacing, 0.2, rng))
 
@@ -211,7 +211,7 @@ def _cbv(fractions, tissues, textures: Textures, cortical: np.ndarray, rng: np.r
     cbv = (fractions["gm"] * tissues["gm"].cbv * gm_heterogeneity + fractions["wm"] * tissues["wm"].cbv
            + fractions["oedema"] * tissues["oedema"].cbv + fractions["core"] * tissues["core"].cbv
            + fractions["rim"] * rim_cbv)
-    cbv += rng.uniform(4, 10) * textures.cortical_vessels * cortical
+    cbv += rng.uniform(8, 16) * textures.cortical_vessels * cortical
     cbv += rng.uniform(1, 3) * textures.medullary_vessels * fractions["wm"]
     cbv += rng.uniform(0.5, 1.5) * tissues["rim"].cbv * textures.neovessels * fractions["rim"]
     return cbv

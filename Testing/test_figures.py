@@ -1,0 +1,48 @@
+"""Figures: views follow the radiological convention whatever the file's orientation."""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+from conftest import rotation_direction
+
+from synthlab import figures, volume
+
+
+def _marked_volume() -> sitk.Image:
+    """A 20³ LPS volume with markers: 1 anterior, 2 superior, 3 on the patient's right."""
+    values = np.zeros((20, 20, 20), np.float32)  # (z=S, y=P, x=L)
+    values[10, 1, 10] = 1  # small y: anterior
+    values[18, 10, 10] = 2  # large z: superior
+    values[10, 10, 1] = 3  # small x: right
+    return sitk.GetImageFromArray(values)
+
+
+def _where(view: np.ndarray, value: int) -> tuple[int, int]:
+    row, column = np.argwhere(view == value)[0]
+    return int(row), int(column)
+
+
+def test_views_put_anterior_and_superior_at_the_top_and_right_on_the_left():
+    for direction in (None, (-1, 0, 0, 0, -1, 0, 0, 0, 1)):
+        image = _marked_volume()
+        if direction:  # the same anatomy stored in RAS-like order
+            image = sitk.GetImageFromArray(sitk.GetArrayFromImage(image)[:, ::-1, ::-1].copy())
+            image.SetDirection(direction)
+            image.SetOrigin((19.0, 19.0, 0.0))
+        slices = figures.orthogonal_slices(volume.to_canonical(image), centre=(10, 10, 10))
+        assert _where(slices["axial"], 1)[0] < 3  # anterior at the top
+        assert _where(slices["axial"], 3)[1] < 3  # patient's right on the left
+        assert _where(slices["coronal"], 2)[0] < 3  # superior at the top
+        assert _where(slices["sagittal"], 2)[0] < 3
+        assert _where(slices["sagittal"], 1)[1] < 3  # anterior on the left
+
+
+def test_montage_writes_a_png_with_a_row_per_image(tmp_path):
+    image = sitk.Cast(_marked_volume(), sitk.sitkFloat32)
+    image.SetDirection(rotation_direction(20))
+    labels = sitk.Cast(image > 0, sitk.sitkUInt8)
+    path = figures.montage([figures.Row("a", image, [labels]), figures.Row("b", image, window=(0, 1))],
+                           tmp_path / "m.png")
+    written = sitk.ReadImage(str(path))
+    assert written.GetSize()[1] > written.GetSize()[0] * 0.5  # two rows of three views
