@@ -35,6 +35,7 @@ from synthlab.figures import Row, montage
 from synthlab.labels import TUMOUR_SEGMENTS, LabelMap, write_labels
 from synthlab.phantoms import anatomy, mri, tumour
 from synthlab.phantoms.fields import bias_field, blur, rician, smooth_noise, tubes
+from synthlab.phantoms.shapes import grid_points, rotation_matrix
 from synthlab.progress import StageProgress
 from synthlab.volume import atomic_output
 
@@ -68,25 +69,6 @@ def output_grid(size: str) -> sitk.Image:
     return grid
 
 
-def _grid_points(grid: sitk.Image) -> np.ndarray:
-    """Physical coordinates (3, z, y, x) in mm of every voxel of an axis-aligned grid."""
-    axes = [np.float32(o) + np.float32(s) * np.arange(n, dtype=np.float32)
-            for o, s, n in zip(grid.GetOrigin(), grid.GetSpacing(), grid.GetSize(), strict=True)]
-    z, y, x = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
-    return np.stack([x, y, z])
-
-
-def _rotation(angles_deg: np.ndarray) -> np.ndarray:
-    matrix = np.eye(3)
-    for axis, angle in enumerate(np.deg2rad(angles_deg)):
-        c, s = np.cos(angle), np.sin(angle)
-        i, j = [a for a in range(3) if a != axis]
-        rotation = np.eye(3)
-        rotation[i, i], rotation[i, j], rotation[j, i], rotation[j, j] = c, -s, s, c
-        matrix = rotation @ matrix
-    return matrix
-
-
 @dataclass
 class SubjectWarp:
     """Output point p -> template point: centre + A·p + d(p) (A: scale and rotation; d: smooth field)."""
@@ -107,7 +89,7 @@ class SubjectWarp:
         shape = grid.GetSize()[::-1]
         correlation = 40.0 / grid.GetSpacing()[0]
         displacement = np.stack([amplitude * smooth_noise(shape, correlation, rng) for _ in range(3)])
-        warp = cls(_rotation(angles) @ np.diag(1 / scale), centre, displacement)
+        warp = cls(rotation_matrix(angles) @ np.diag(1 / scale), centre, displacement)
         return warp, {"scale": scale.round(3).tolist(), "rotation_deg": angles.round(2).tolist(),
                       "deformation_sd_mm": round(float(amplitude), 2)}
 
@@ -227,7 +209,7 @@ def generate_case(seed: int | np.random.SeedSequence, size: str = "small", with_
     spacing = grid.GetSpacing()[0]
     template = anatomy.tissue_fractions(anatomy_name, smoothing_mm=0.42 * spacing if spacing > 1 else 0.0)
     template_images = {"gm": template.gm, "wm": template.wm, "csf": template.csf}
-    points = _grid_points(grid)
+    points = grid_points(grid)
     warp, parameters = SubjectWarp.draw(template.gm + template.wm, grid, rng)
     parameters = {"anatomy": anatomy_name, "size": size, **parameters}
     healthy = warp.sample(template_images, grid, points)

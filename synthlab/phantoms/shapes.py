@@ -1,4 +1,4 @@
-"""Implicit shapes for the pelvis phantom, and a canvas that paints them with partial volume.
+"""Phantom geometry: grid coordinates, rotations, implicit shapes and a canvas that paints them.
 
 A shape is a *level* function of patient-frame points (3, ...) in mm: about the signed distance to its
 surface, negative inside. Painting blends a value into the voxels by their partial-volume membership,
@@ -25,6 +25,16 @@ def rotation_matrix(angles_deg: Sequence[float]) -> np.ndarray:
         rotation[i, i], rotation[i, j], rotation[j, i], rotation[j, j] = c, -s, s, c
         matrix = rotation @ matrix
     return matrix
+
+
+def grid_points(grid: sitk.Image, low=None, high=None) -> np.ndarray:
+    """Physical coordinates (3, z, y, x) in mm of an axis-aligned grid's voxels, index range [low, high)."""
+    low = np.zeros(3, int) if low is None else low
+    high = np.array(grid.GetSize()) if high is None else high
+    axes = [np.float32(o) + np.float32(s) * np.arange(lo, hi, dtype=np.float32)
+            for o, s, lo, hi in zip(grid.GetOrigin(), grid.GetSpacing(), low, high, strict=True)]
+    z, y, x = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
+    return np.stack([x, y, z])
 
 
 def _column(vector) -> np.ndarray:
@@ -108,10 +118,7 @@ class Canvas:
             low = np.clip(np.floor(indices.min(axis=0)).astype(int) - 2, 0, size)
             high = np.clip(np.ceil(indices.max(axis=0)).astype(int) + 3, 0, size)
         slices = tuple(slice(lo, hi) for lo, hi in zip(low[::-1], high[::-1], strict=True))
-        axes = [np.float32(o) + np.float32(s) * np.arange(lo, hi, dtype=np.float32) for o, s, lo, hi in
-                zip(self.grid.GetOrigin(), self.grid.GetSpacing(), low, high, strict=True)]
-        z, y, x = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
-        room = np.stack([x, y, z]) - _column(self.translation)
+        room = grid_points(self.grid, low, high) - _column(self.translation)
         return slices, np.einsum("ji,j...->i...", self.rotation.astype(np.float32), room)
 
     def paint(self, level: Level, value: float | Callable[[np.ndarray, np.ndarray], np.ndarray],
