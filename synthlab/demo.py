@@ -19,6 +19,7 @@ from synthlab import figures, volume
 from synthlab.errors import InputError
 from synthlab.labels import write_labels
 from synthlab.phantoms import brain, pelvis
+from synthlab.phantoms.fields import case_seed
 from synthlab.progress import ProgressReporter, StageProgress
 from synthlab.volume import atomic_output
 
@@ -47,7 +48,7 @@ class DemoStep:
 def brain_phantom_step(folder: Path, progress: StageProgress) -> StepOutput:
     """One small brain phantom case with a tumour: the contrasts, the true CBV and the tumour labels."""
     progress(0.0, "generating a brain phantom case")
-    case = brain.generate_case(brain.case_seed(DEMO_SEED, 0), "small", with_tumour=True)
+    case = brain.generate_case(case_seed(DEMO_SEED, 0), "small", with_tumour=True)
     paths = {name: volume.write_image(case.images[name], folder / f"{name}.nrrd")
              for name in ("t1", "flair", "adc", "cbv")}
     label_path = write_labels(case.labels, folder / "tumour_labels.seg.nrrd")
@@ -65,7 +66,7 @@ def brain_phantom_step(folder: Path, progress: StageProgress) -> StepOutput:
 def pelvis_phantom_step(folder: Path, progress: StageProgress) -> StepOutput:
     """A small pelvis phantom patient: planning CT and one daily CT with their true contours."""
     progress(0.0, "generating a pelvis phantom patient")
-    patient = pelvis.generate_patient(np.random.SeedSequence(entropy=DEMO_SEED, spawn_key=(0,)), 1, "small")
+    patient = pelvis.generate_patient(case_seed(DEMO_SEED, 0), 1, "small")
     volumes, overlays, metrics = {}, {}, {}
     for index, (ct, contours) in enumerate(patient.scans):
         name = pelvis.scan_name(index)

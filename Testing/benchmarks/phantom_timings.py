@@ -16,9 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from synthlab.phantoms import anatomy, brain, pelvis
+from synthlab.phantoms.fields import case_seed
 
 
 def seconds(action) -> float:
@@ -38,13 +37,13 @@ def main() -> None:
         for size in ("small", "full"):
             brain.write_case(brain.generate_case(0, size), out / f"warm_{size}")
             timings = [seconds(lambda i=i, s=size: brain.write_case(
-                brain.generate_case(brain.case_seed(1, i), s, with_tumour=True), out / f"brain_{s}_{i}"))
+                brain.generate_case(case_seed(1, i), s, with_tumour=True), out / f"brain_{s}_{i}"))
                 for i in range(repeats)]
             spacing, voxels = brain.SIZES[size]
             rows.append((f"brain case, {size} ({spacing:g} mm, {voxels}³, with tumour)", timings))
         for size in ("small", "full"):
             timings = [seconds(lambda i=i, s=size: pelvis.write_patient(pelvis.generate_patient(
-                np.random.SeedSequence(entropy=1, spawn_key=(i,)), 5, s), out / f"pelvis_{s}_{i}"))
+                case_seed(1, i), 5, s), out / f"pelvis_{s}_{i}"))
                 for i in range(repeats)]
             rows.append((f"pelvis patient, {size}, planning + 5 fractions", timings))
     print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "

@@ -34,7 +34,7 @@ from synthlab import datalist, volume
 from synthlab.figures import Row, montage
 from synthlab.labels import TUMOUR_SEGMENTS, LabelMap, write_labels
 from synthlab.phantoms import anatomy, mri, tumour
-from synthlab.phantoms.fields import bias_field, blur, rician, smooth_noise, tubes
+from synthlab.phantoms.fields import bias_field, blur, case_seed, rician, smooth_noise, tubes
 from synthlab.phantoms.shapes import grid_points, rotation_matrix
 from synthlab.progress import StageProgress
 from synthlab.volume import atomic_output
@@ -282,11 +282,6 @@ def write_case(case: BrainCase, folder: Path) -> dict[str, str]:
     relative = {key: str(Path(path).relative_to(folder.parent)) for key, path in entry.items()}
     return {"case": folder.name, **relative, "tumour": case.has_tumour,
             "anatomy": case.parameters["anatomy"]}
-
-
-def case_seed(seed: int, index: int) -> np.random.SeedSequence:
-    """Case ``index`` of a dataset generated with ``seed``: the same whatever the number of cases."""
-    return np.random.SeedSequence(entropy=seed, spawn_key=(index,))
 
 
 def preview_rows(case: BrainCase) -> list[Row]:

@@ -1,4 +1,4 @@
-"""Random fields shared by the phantoms: smooth noise, bias fields, tubular vessels, scanner noise and blur.
+"""Randomness shared by the phantoms: per-case seeds, smooth noise, bias fields, vessels, scanner noise and blur.
 
 All fields are numpy float32 arrays indexed (z, y, x), like ``sitk.GetArrayFromImage``.
 """
@@ -9,6 +9,11 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
+
+
+def case_seed(seed: int, index: int) -> np.random.SeedSequence:
+    """Seed of item ``index`` (case, patient) of a dataset made with ``seed``: the same whatever its size."""
+    return np.random.SeedSequence(entropy=seed, spawn_key=(index,))
 
 
 def smooth_noise(shape: Sequence[int], scale: float | Sequence[float], rng: np.random.Generator) -> np.ndarray:

@@ -37,7 +37,7 @@ import SimpleITK as sitk
 from synthlab import datalist, volume
 from synthlab.figures import Row, montage
 from synthlab.labels import PELVIS_SEGMENTS, LabelMap, write_labels
-from synthlab.phantoms.fields import blur, smooth_noise
+from synthlab.phantoms.fields import blur, case_seed, smooth_noise
 from synthlab.phantoms.shapes import (
     Canvas,
     bounding_box,
@@ -385,7 +385,7 @@ def generate_dataset(out: Path, patients: int, fractions: int, seed: int, size: 
     groups = []
     for index in range(patients):
         progress(index / patients, f"patient {index + 1}/{patients}")
-        patient = generate_patient(np.random.SeedSequence(entropy=seed, spawn_key=(index,)), fractions, size)
+        patient = generate_patient(case_seed(seed, index), fractions, size)
         groups.append({"pairs": write_patient(patient, out / f"patient_{index:03d}")})
         if preview and index == 0:
             montage(preview_rows(patient), out / "preview.png", title="SynthLab pelvis phantom")
