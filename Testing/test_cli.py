@@ -22,7 +22,7 @@ def synthlab(*args, cwd=None) -> subprocess.CompletedProcess:
 def test_help_lists_commands():
     result = synthlab("--help")
     assert result.returncode == 0
-    for command in ("info", "resample", "demo"):
+    for command in ("info", "resample", "phantom", "demo"):
         assert command in result.stdout
 
 
@@ -117,3 +117,23 @@ def test_version_is_printed():
 
     result = synthlab("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"synthlab {__version__}"
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["phantom", "brain", "--cases", "0"], "--cases: must be at least 1 (got 0)"),
+    (["phantom", "pelvis", "--patients", "0"], "--patients: must be at least 1 (got 0)"),
+    (["phantom", "pelvis", "--fractions", "-1"], "--fractions: must be at least 1 (got -1)"),
+    (["phantom", "brain", "--size", "huge"], "--size"),
+])
+def test_phantom_commands_refuse_bad_counts_in_one_line(tmp_path, arguments, message):
+    result = synthlab(*arguments, "--out", tmp_path / "data")
+    assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "data").exists()  # nothing written
+
+
+@pytest.mark.parametrize("kind", ["brain", "pelvis"])
+def test_phantom_commands_refuse_a_file_as_output_folder(tmp_path, kind):
+    (tmp_path / "taken").write_text("keep me")
+    result = synthlab("phantom", kind, "--out", tmp_path / "taken")
+    assert result.returncode == 2 and "--out:" in result.stderr and "is a file" in result.stderr
+    assert (tmp_path / "taken").read_text() == "keep me"

@@ -70,3 +70,9 @@ def test_fractional_label_image_is_refused(tmp_path):
     volume.write_image(sitk.GetImageFromArray(np.full((3, 3, 3), 0.5, np.float32)), path)
     with pytest.raises(InputError, match="whole numbers"):
         labels.read_labels(path, "--moving-labels")
+
+
+def test_segment_volume_is_in_millilitres():
+    original = pelvis_labels()  # prostate: 3 x 3 x 4 voxels of 1.2 x 1.2 x 3 mm
+    assert original.volume_ml("prostate") == pytest.approx(36 * 1.2 * 1.2 * 3.0 / 1000)
+    assert original.volume_ml("bladder") == pytest.approx(3 * 8 * 10 * 1.2 * 1.2 * 3.0 / 1000)

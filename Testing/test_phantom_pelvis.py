@@ -9,9 +9,8 @@ from scipy import ndimage
 
 from synthlab import cli, datalist, labels, volume
 from synthlab.phantoms import pelvis
+from synthlab.phantoms.pelvis import BLADDER, PROSTATE, RECTUM, SEMINAL_VESICLES
 from synthlab.phantoms.shapes import rotation_matrix
-
-PROSTATE, SEMINAL_VESICLES, RECTUM, BLADDER = 1, 2, 3, 4
 
 
 @pytest.fixture(scope="module")
@@ -22,11 +21,6 @@ def patients() -> list[pelvis.PelvisPatient]:
 @pytest.fixture(scope="module")
 def full_patient() -> pelvis.PelvisPatient:
     return pelvis.generate_patient(13, fractions=1, size="full")
-
-
-def _ml(labels_map: labels.LabelMap, value: int) -> float:
-    voxel_ml = np.prod(labels_map.image.GetSpacing()) / 1000
-    return float((volume.array_of(labels_map.image) == value).sum() * voxel_ml)
 
 
 def _inner_mean(ct: sitk.Image, mask: np.ndarray) -> float:
@@ -63,14 +57,14 @@ def test_body_fat_muscle_air_and_pixel_sizes_of_a_full_scan(full_patient):
 
 def test_prostate_volume_is_clinical_and_kept_between_fractions(patients):
     for patient in patients:
-        volumes = [_ml(contours, PROSTATE) for _, contours in patient.scans]
+        volumes = [contours.volume_ml("prostate") for _, contours in patient.scans]
         assert all(20 <= v <= 60 for v in volumes)
         assert max(volumes) / min(volumes) < 1.1  # it moves and tilts but is not inflated
 
 
 def test_bladder_filling_varies_at_least_one_and_a_half_times(patients):
     for patient in patients:
-        volumes = [_ml(contours, BLADDER) for _, contours in patient.scans]
+        volumes = [contours.volume_ml("bladder") for _, contours in patient.scans]
         assert max(volumes) / min(volumes) >= 1.5
 
 

@@ -52,33 +52,27 @@ def brain_phantom_step(folder: Path, progress: StageProgress) -> StepOutput:
     paths = {name: volume.write_image(case.images[name], folder / f"{name}.nrrd")
              for name in ("t1", "flair", "adc", "cbv")}
     label_path = write_labels(case.labels, folder / "tumour_labels.seg.nrrd")
-    label_image = folder / "tumour_labels.nrrd"  # a plain label volume for the overview
-    volume.write_image(case.labels.image, label_image)
     progress(1.0, "brain phantom written")
     voxel_ml = float(np.prod(case.mask.GetSpacing())) / 1000
-    counts = {s.name: int(case.labels.mask(s.name).sum()) for s in case.labels.segments}
-    return StepOutput(volumes=paths, overlays={"tumour": label_image}, colormaps={"cbv": "inferno"}, metrics={
-        "anatomy": case.parameters["anatomy"], "tumour_labels": str(label_path.name),
+    return StepOutput(volumes=paths, overlays={"tumour": label_path}, colormaps={"cbv": "inferno"}, metrics={
+        "anatomy": case.parameters["anatomy"], "tumour_labels": label_path.name,
         "brain_volume_ml": round(float(volume.array_of(case.mask).sum()) * voxel_ml, 1),
-        **{f"{name}_ml": round(count * voxel_ml, 1) for name, count in counts.items()}})
+        **{f"{s.name}_ml": round(case.labels.volume_ml(s.name), 1) for s in case.labels.segments}})
 
 
 def pelvis_phantom_step(folder: Path, progress: StageProgress) -> StepOutput:
     """A small pelvis phantom patient: planning CT and one daily CT with their true contours."""
     progress(0.0, "generating a pelvis phantom patient")
     patient = pelvis.generate_patient(case_seed(DEMO_SEED, 0), 1, "small")
-    volumes, overlays, metrics = {}, {}, {}
+    images, contour_files, metrics = {}, {}, {}
     for index, (ct, contours) in enumerate(patient.scans):
         name = pelvis.scan_name(index)
-        volumes[f"{name}_ct"] = volume.write_image(ct, folder / f"{name}_ct.nrrd")
-        write_labels(contours, folder / f"{name}_contours.seg.nrrd")
-        voxel_ml = float(np.prod(ct.GetSpacing())) / 1000
-        metrics[name] = {f"{s.name}_ml": round(float(contours.mask(s.name).sum()) * voxel_ml, 1)
-                         for s in contours.segments}
-    overlays["planning contours"] = folder / "planning_contours.nrrd"
-    volume.write_image(patient.scans[0][1].image, overlays["planning contours"])
+        images[name] = volume.write_image(ct, folder / f"{name}_ct.nrrd")
+        contour_files[name] = write_labels(contours, folder / f"{name}_contours.seg.nrrd")
+        metrics[name] = {f"{s.name}_ml": round(contours.volume_ml(s.name), 1) for s in contours.segments}
     progress(1.0, "pelvis phantom written")
-    return StepOutput(volumes={"planning_ct": volumes["planning_ct"]}, overlays=overlays, metrics=metrics,
+    return StepOutput(volumes={"planning_ct": images["planning"]},
+                      overlays={"planning contours": contour_files["planning"]}, metrics=metrics,
                       windows={"planning_ct": pelvis.SOFT_TISSUE_WINDOW})
 
 

@@ -65,6 +65,10 @@ class LabelMap:
         """Boolean (z, y, x) mask of the named segment."""
         return sitk.GetArrayViewFromImage(self.image) == self.segment(name).value
 
+    def volume_ml(self, name: str) -> float:
+        """Volume of the named segment in millilitres."""
+        return float(self.mask(name).sum()) * float(np.prod(self.image.GetSpacing())) / 1000
+
     def present_values(self) -> list[int]:
         return [int(v) for v in np.unique(sitk.GetArrayViewFromImage(self.image)) if v != 0]
 

@@ -61,11 +61,6 @@ def _read_colin27(path: Path) -> sitk.Image:
     return sitk.ReadImage(str(path), sitk.sitkFloat32)
 
 
-def colin27_t1() -> sitk.Image:
-    """Colin Holmes' 27-average T1 (1 mm); requires the Debian package mricron-data."""
-    return _read_colin27(COLIN27_PATH)
-
-
 @dataclass(frozen=True)
 class TissueFractions:
     """Grey matter, white matter and CSF fractions (0–1, float32) on one grid; zero outside the skull."""

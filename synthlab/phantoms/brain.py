@@ -154,7 +154,7 @@ class Textures:
 
 
 def _tissue_map(fractions, tissues, value_of, textures: Textures) -> np.ndarray:
-    """Σ fraction × per-tissue value, the partial-volume mixture; the rim gets its cellularity texture."""
+    """Σ fraction × per-tissue value (a number or a map), the partial-volume mixture, times tissue texture."""
     total = np.zeros_like(fractions["gm"])
     for name, fraction in fractions.items():
         total += fraction * value_of(name, tissues[name])

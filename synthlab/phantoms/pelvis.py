@@ -50,7 +50,7 @@ from synthlab.phantoms.shapes import (
 from synthlab.progress import StageProgress
 from synthlab.volume import atomic_output
 
-PROSTATE, SEMINAL_VESICLES, RECTUM, BLADDER = 1, 2, 3, 4
+PROSTATE, SEMINAL_VESICLES, RECTUM, BLADDER = (segment.value for segment in PELVIS_SEGMENTS)
 HU_RANGES = {"fat": (-120, -80), "muscle": (35, 55), "prostate": (30, 50), "seminal_vesicles": (20, 40),
              "bladder_wall": (30, 45), "urine": (0, 15), "rectal_wall": (35, 50), "faeces": (-80, 40),
              "cancellous": (150, 400), "cortical": (900, 1500)}
