@@ -154,6 +154,176 @@ def phantom_pelvis(
         reporter.update("done", 1.0, f"wrote {path}", result={"datalist": str(path)})
 
 
+DatalistOption = Annotated[Path, typer.Option("--datalist", help="MONAI datalist JSON of (fixed, moving) pairs.")]
+TrainOutOption = Annotated[Path, typer.Option("--out", help="Folder for checkpoints (run again to resume), "
+                                                            "weights and card.")]
+StepsOption = Annotated[int, typer.Option("--steps", help="Optimiser steps in all.")]
+MinutesOption = Annotated[float | None, typer.Option("--minutes", help="Stop after this many minutes.")]
+DevicesOption = Annotated[int, typer.Option("--devices", help="Processes/GPUs (DDP when more than 1).")]
+AcceleratorOption = Annotated[str, typer.Option("--accelerator", help="auto, cpu or gpu.")]
+ModelIdOption = Annotated[str | None, typer.Option("--model-id", help="Name of the exported model.")]
+ModelOption = Annotated[str | None, typer.Option("--model", help="Registered model id (default: the task's "
+                                                                 "default model).")]
+DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]
+IterationsOption = Annotated[int, typer.Option("--iterations", help="Instance optimisation: gradient steps a "
+                                                                   "pyramid level on this pair (0: off).")]
+WindowOption = Annotated[int | None, typer.Option("--window", help="Sliding-window side in model voxels "
+                                                                  "(default: the whole region at once).")]
+
+
+def _organ_map(text: str | None) -> dict[str, str]:
+    """``"SV=seminal vesicles,Blase=bladder"`` -> a planning-segment -> model-organ mapping."""
+    if not text:
+        return {}
+    pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
+    if any(len(pair) != 2 for pair in pairs):
+        raise InputError("--organ-map", "use SEGMENT=ORGAN pairs separated by commas")
+    return {segment.strip(): organ.strip() for segment, organ in pairs}
+
+
+@app.command()
+def contour(
+    fixed: Annotated[Path, typer.Option("--fixed", help="Daily CT (HU).")],
+    moving: Annotated[Path, typer.Option("--moving", help="Planning CT (HU).")],
+    moving_labels: Annotated[Path, typer.Option("--moving-labels", help="Planning contours (.seg.nrrd, or a "
+                                                                        "label volume with a .labels.json).")],
+    out_labels: Annotated[Path, typer.Option("--out-labels", help="Today's contours (.seg.nrrd keeps names).")],
+    out_field: Annotated[Path | None, typer.Option("--out-field", help="Displacement field (ITK convention: LPS mm "
+                                                   "on the daily grid, daily -> planning).")] = None,
+    out_warped: Annotated[Path | None, typer.Option("--out-warped", help="Planning CT warped onto the daily "
+                                                                         "CT.")] = None,
+    out_segmentation: Annotated[Path | None, typer.Option("--out-segmentation", help="The network's own "
+                                                          "segmentation of the daily CT.")] = None,
+    reference_labels: Annotated[Path | None, typer.Option("--reference-labels", help="Reference contours on the "
+                                                          "daily CT: report Dice, MSD and HD95.")] = None,
+    out_metrics: Annotated[Path | None, typer.Option("--out-metrics", help="Metrics JSON (with "
+                                                     "--reference-labels).")] = None,
+    organ_map: Annotated[str | None, typer.Option("--organ-map", help="Planning segment -> model organ, e.g. "
+                                                  "'SV=seminal vesicles,Blase=bladder'.")] = None,
+    model: ModelOption = None, device: DeviceOption = "auto", iterations: IterationsOption = 0,
+    window: WindowOption = None, progress: ProgressOption = ProgressMode.bar,
+):
+    """Propagate planning contours to today's CT (cross-stitch registration + segmentation)."""
+    from synthlab.crossstitch.commands import run_contour
+
+    with ProgressReporter(progress.value) as reporter:
+        result = run_contour(fixed, moving, moving_labels, out_labels, out_field, out_warped, out_segmentation,
+                             reference_labels, out_metrics, _organ_map(organ_map), model, device, iterations,
+                             window, reporter.stage("contour", 0.0, 1.0))
+        reporter.update("done", 1.0, f"wrote {out_labels}", result=result)
+    for line in result.get("summary", []):
+        typer.echo(line, err=progress.value == "json")
+
+
+@app.command()
+def register(
+    fixed: Annotated[Path, typer.Option("--fixed", help="Fixed image (2D or 3D).")],
+    moving: Annotated[Path, typer.Option("--moving", help="Moving image.")],
+    out_warped: Annotated[Path, typer.Option("--out-warped", help="Moving image warped onto the fixed grid.")],
+    out_field: Annotated[Path | None, typer.Option("--out-field", help="Displacement field (ITK convention: LPS "
+                                                   "mm on the fixed grid, fixed -> moving).")] = None,
+    model: ModelOption = None, device: DeviceOption = "auto", iterations: IterationsOption = 0,
+    window: WindowOption = None, progress: ProgressOption = ProgressMode.bar,
+):
+    """Deformable registration of two images with the unsupervised network (no labels)."""
+    from synthlab.crossstitch.commands import run_register
+
+    with ProgressReporter(progress.value) as reporter:
+        result = run_register(fixed, moving, out_warped, out_field, model, device, iterations, window,
+                              reporter.stage("register", 0.0, 1.0))
+        reporter.update("done", 1.0, f"wrote {out_warped}", result=result)
+
+
+evaluate_app = typer.Typer(no_args_is_help=True, help="Score a model on a datalist's held-out pairs or cases.")
+app.add_typer(evaluate_app, name="evaluate")
+
+
+@evaluate_app.command("contour")
+def evaluate_contour(
+    datalist: DatalistOption,
+    report: Annotated[Path, typer.Option("--report", help="JSON report: per pair and mean per organ.")],
+    split: Annotated[str, typer.Option("--split", help="Datalist section to score.")] = "test",
+    model: ModelOption = None, device: DeviceOption = "auto", iterations: IterationsOption = 0,
+    progress: ProgressOption = ProgressMode.bar,
+):
+    """Per-organ Dice, mean surface distance and HD95 (mm), and folding, of propagated contours."""
+    from synthlab.crossstitch.commands import run_evaluate
+
+    with ProgressReporter(progress.value) as reporter:
+        summary = run_evaluate(datalist, report, split, model, device, iterations,
+                               reporter.stage("evaluate contour", 0.0, 1.0))
+        reporter.update("done", 1.0, f"wrote {report}", result={"report": str(report)})
+    typer.echo(json.dumps(summary, indent=2), err=progress.value == "json")
+
+
+train_app = typer.Typer(no_args_is_help=True, help="Train a model from a datalist (resumable; safetensors + card).")
+app.add_typer(train_app, name="train")
+
+Configuration = enum.Enum("Configuration", {c: c for c in ("crossstitch", "loss-joined", "registration-only",
+                                                          "segmentation-only")}, type=str)
+Photometric = enum.Enum("Photometric", {"ncc": "ncc", "l2": "l2"}, type=str)
+
+
+@train_app.command("crossstitch")
+def train_crossstitch(
+    datalist: DatalistOption, out: TrainOutOption,
+    configuration: Annotated[Configuration, typer.Option("--configuration", help="crossstitch (the method), "
+                             "loss-joined, registration-only or segmentation-only.")] = Configuration.crossstitch,
+    steps: StepsOption = 400, minutes: MinutesOption = None,
+    spacing: Annotated[float, typer.Option("--spacing", help="Model grid spacing (mm).")] = 3.0,
+    patch: Annotated[int, typer.Option("--patch", help="In-plane patch side (voxels, multiple of 4).")] = 48,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 2,
+    learned_weights: Annotated[bool, typer.Option("--learned-weights", help="Learn the task weights "
+                                                  "(homoscedastic uncertainty) instead of equal ones.")] = False,
+    diffeomorphic: Annotated[bool, typer.Option("--diffeomorphic", help="Integrate a velocity field "
+                                                "(scaling and squaring).")] = False,
+    devices: DevicesOption = 1, accelerator: AcceleratorOption = "auto", seed: int = 0,
+    model_id: ModelIdOption = None, progress: ProgressOption = ProgressMode.bar,
+):
+    """Train the joint registration + segmentation model on CT pairs with contours (pelvis)."""
+    from synthlab.crossstitch.fit import FitOptions, fit
+
+    _positive("--batch-size", batch_size)
+    options = FitOptions("contour", configuration.value, 3, spacing, patch, batch_size, steps, minutes,
+                         learned_weights, diffeomorphic, "ncc", True, devices, accelerator, seed, model_id)
+    with ProgressReporter(progress.value) as reporter:
+        result = fit(datalist, out, options, reporter.stage("train crossstitch", 0.0, 1.0))
+        if result:
+            reporter.update("done", 1.0, f"wrote {result['weights']}", result=result)
+
+
+@train_app.command("register")
+def train_register(
+    datalist: DatalistOption, out: TrainOutOption,
+    steps: StepsOption = 400, minutes: MinutesOption = None,
+    spacing: Annotated[float, typer.Option("--spacing", help="Model grid spacing (mm).")] = 3.0,
+    patch: Annotated[int, typer.Option("--patch", help="Patch side (voxels, multiple of 4).")] = 48,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 2,
+    photometric: Annotated[Photometric, typer.Option("--photometric", help="Image dissimilarity: local NCC "
+                                                     "or L2.")] = Photometric.ncc,
+    diffeomorphic: Annotated[bool, typer.Option("--diffeomorphic")] = False,
+    devices: DevicesOption = 1, accelerator: AcceleratorOption = "auto", seed: int = 0,
+    model_id: ModelIdOption = None, progress: ProgressOption = ProgressMode.bar,
+):
+    """Train the unsupervised registration core (no labels) on 2D or 3D image pairs."""
+    from synthlab.crossstitch.data import looks_like_ct
+    from synthlab.crossstitch.fit import FitOptions, fit
+    from synthlab.datalist import read_datalist
+
+    _positive("--batch-size", batch_size)
+    first = read_datalist(datalist)["training"][:1]
+    if not first or "fixed" not in first[0]:
+        raise InputError("--datalist", "needs training entries with 'fixed' and 'moving' images")
+    image = volume.read_image(first[0]["fixed"], "--datalist", dimension=(2, 3))
+    options = FitOptions("register", "registration-only", image.GetDimension(), spacing, patch, batch_size, steps,
+                         minutes, False, diffeomorphic, photometric.value, looks_like_ct(image), devices,
+                         accelerator, seed, model_id)
+    with ProgressReporter(progress.value) as reporter:
+        result = fit(datalist, out, options, reporter.stage("train register", 0.0, 1.0))
+        if result:
+            reporter.update("done", 1.0, f"wrote {result['weights']}", result=result)
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for the demo's volumes, figures and metrics.")] = Path(

@@ -1,0 +1,164 @@
+"""Registration core: cross-stitch units, network configurations, field conventions, losses, instance
+optimisation on ITK's real BrainWeb slices with a known shift."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from monai.networks.blocks import DVF2DDF, Warp
+
+from synthlab import volume
+from synthlab.crossstitch import geometry, losses
+from synthlab.crossstitch.data import PERCENTILE_RANGE
+from synthlab.crossstitch.inference import LoadedModel, register_images
+from synthlab.crossstitch.networks import CONFIGURATIONS, CrossStitchUnit, JointNetwork
+from synthlab.errors import InputError
+
+BRAINWEB = Path("/usr/share/doc/insighttoolkit5-examples/examples/Data")
+
+
+def test_cross_stitch_unit_mixes_each_channel_with_its_own_matrix():
+    unit = CrossStitchUnit(channels=2)
+    with torch.no_grad():
+        unit.alpha.copy_(torch.tensor([[[1.0, 0.2], [0.0, 0.5]], [[0.0, 0.3], [1.0, 0.7]]]))
+    a, b = torch.ones(1, 2, 3, 3), 2 * torch.ones(1, 2, 3, 3)
+    mixed_a, mixed_b = unit(a, b)
+    assert torch.allclose(mixed_a[0, :, 0, 0], torch.tensor([1.0, 0.2 + 0.5 * 2]))
+    assert torch.allclose(mixed_b[0, :, 0, 0], torch.tensor([0.0 + 2.0, 0.3 + 0.7 * 2]))
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("configuration", CONFIGURATIONS)
+def test_every_configuration_predicts_three_scales_at_input_size(configuration, dims):
+    network = JointNetwork(configuration, dims, organs=4, filters=(4, 8, 8))
+    shape = (1, 1) + (16,) * dims
+    output = network(torch.rand(shape), torch.rand(shape), torch.rand((1, 4) + shape[2:]))
+    assert ("ddf" in output) == (configuration != "segmentation-only")
+    assert ("seg" in output) == (configuration != "registration-only")
+    for name, channels in (("ddf", dims), ("seg", 5)):
+        for scale in output.get(name, []):
+            assert scale.shape == (1, channels) + shape[2:]
+    assert len(next(iter(output.values()))) == 3
+
+
+def _segmentation_gradient_reaches_registration(configuration: str) -> bool:
+    network = JointNetwork(configuration, 2, organs=1, filters=(4, 8, 8))
+    shape = (1, 1, 16, 16)
+    output = network(torch.rand(shape), torch.rand(shape), torch.rand(shape))
+    output["seg"][-1].sum().backward()
+    return any(p.grad is not None and p.grad.abs().sum() > 0 for p in network.registration.parameters())
+
+
+def test_cross_stitch_links_the_branches_and_loss_joined_does_not():
+    assert _segmentation_gradient_reaches_registration("crossstitch")
+    assert not _segmentation_gradient_reaches_registration("loss-joined")
+
+
+def test_untrained_registration_starts_near_identity():
+    network = JointNetwork("registration-only", 3, organs=0, label_inputs=False, filters=(4, 8, 8))
+    ddf = network(torch.rand(1, 1, 16, 16, 16), torch.rand(1, 1, 16, 16, 16))["ddf"][-1]
+    assert ddf.abs().max() < 1e-2
+
+
+def test_diffeomorphic_integration_keeps_a_strong_compression_free_of_folds():
+    size = 32
+    y, x = torch.meshgrid(torch.arange(size) - size / 2, torch.arange(size) - size / 2, indexing="ij")
+    bump = torch.exp(-(x ** 2 + y ** 2) / (2 * 6.0 ** 2))
+    velocity = torch.stack([-2.0 * y * bump, torch.zeros_like(y)])[None]  # as a displacement it folds
+    integrated = DVF2DDF(num_steps=7)(velocity)
+    grid = geometry.model_grid(sitk.Image(size, size, sitk.sitkFloat32), (1.0, 1.0))
+    assert geometry.folding_fraction(grid.field_to_mm(velocity[0].numpy())) > 0.01
+    assert geometry.folding_fraction(grid.field_to_mm(integrated[0].numpy())) < 0.005
+
+
+def test_field_in_voxels_becomes_the_itk_physical_field():
+    """MONAI's Warp with a voxel field equals SimpleITK's resampling through the field we export."""
+    image = sitk.GaussianSource(sitk.sitkFloat32, (24, 20, 16), sigma=(5, 4, 3), mean=(12, 9, 7), scale=100)
+    image.SetSpacing((2.0, 1.5, 3.0))
+    grid = geometry.model_grid(image, (2.0, 1.5, 3.0))
+    ddf = np.zeros((3,) + grid.shape, np.float32)
+    ddf[0], ddf[1], ddf[2] = 1.0, -2.0, 1.5  # voxels along z, y, x
+    field = grid.field_to_mm(ddf)
+    assert np.allclose(field.GetPixel(0, 0, 0), (1.5 * 2.0, -2.0 * 1.5, 1.0 * 3.0))
+    moved = volume.array_of(geometry.warp_image(sitk.Cast(image, sitk.sitkFloat32), image, field, 0.0))
+    warped = Warp(mode="bilinear", padding_mode="zeros")(torch.from_numpy(volume.array_of(image))[None, None],
+                                                        torch.from_numpy(ddf)[None])[0, 0].numpy()
+    inner = (slice(2, -2),) * 3
+    assert np.allclose(moved[inner], warped[inner], atol=0.05 * volume.array_of(image).max())
+
+
+def test_field_is_physically_the_same_for_a_permuted_and_flipped_fixed_grid():
+    image = sitk.GaussianSource(sitk.sitkFloat32, (20, 24, 16), sigma=(5, 5, 4), mean=(10, 12, 8))
+    grid = geometry.model_grid(image, (1.0, 1.0, 1.0))
+    ddf = np.random.default_rng(0).normal(0, 1, (3,) + grid.shape).astype(np.float32)
+    field = grid.field_to_mm(ddf)
+    flipped = sitk.Flip(sitk.PermuteAxes(image, (2, 0, 1)), (True, False, True))
+    on_flipped = geometry.field_on_fixed_grid(field, flipped)
+    back = volume.array_of(volume.resample(on_flipped, image), np.float64)
+    assert np.allclose(back, sitk.GetArrayFromImage(field), atol=1e-6)
+
+
+def test_model_grid_is_a_multiple_of_four_and_covers_the_region():
+    image = sitk.Image(37, 41, 23, sitk.sitkFloat32)
+    image.SetSpacing((1.2, 1.2, 2.5))
+    grid = geometry.model_grid(image, (3.0, 3.0, 3.0))
+    assert all(side % 4 == 0 for side in grid.shape)
+    low, high = volume.physical_bounds(image)
+    grid_low, grid_high = volume.physical_bounds(grid.reference)
+    assert (grid_low <= low + 1e-6).all() and (grid_high >= high - 1e-6).all()
+    with pytest.raises(InputError, match="3D"):
+        geometry.model_grid(image, (3.0, 3.0))
+
+
+def test_edge_aware_smoothness_lets_the_field_bend_at_image_edges():
+    fixed = torch.zeros(1, 1, 32, 32)
+    fixed[..., 16:] = 1.0  # an edge between columns 15 and 16
+    at_edge, in_flat = torch.zeros(1, 2, 32, 32), torch.zeros(1, 2, 32, 32)
+    at_edge[:, :, :, 16:] = 1.0
+    in_flat[:, :, :, 8:] = 1.0
+    assert losses.edge_aware_smoothness(at_edge, fixed) < 0.1 * losses.edge_aware_smoothness(in_flat, fixed)
+
+
+def test_learned_task_weights_down_weight_the_noisier_task():
+    weights = losses.TaskWeights(2, learned=True)
+    optimiser = torch.optim.SGD(weights.parameters(), lr=0.1)
+    for _ in range(200):
+        optimiser.zero_grad()
+        weights([torch.tensor(2.0), torch.tensor(0.2)]).backward()
+        optimiser.step()
+    assert weights.log_variances[0] > weights.log_variances[1]
+    assert torch.allclose(weights.log_variances.exp(), torch.tensor([2.0, 0.2]), rtol=0.1)
+
+
+def _untrained_model(dims: int) -> LoadedModel:
+    card = {"task": "register", "configuration": "registration-only", "spatial_dims": dims, "organs": [],
+            "spacing": [1.0] * dims, "intensity": {"kind": "percentile", "percentiles": list(PERCENTILE_RANGE)},
+            "photometric": "ncc", "id": "untrained", "filters": [4, 8, 8]}
+    torch.manual_seed(0)
+    network = JointNetwork("registration-only", dims, organs=0, label_inputs=False, filters=(4, 8, 8))
+    return LoadedModel.from_weights(network.state_dict(), card, torch.device("cpu"))
+
+
+@pytest.mark.skipif(not BRAINWEB.is_dir(), reason="Debian insighttoolkit5-examples is not installed")
+def test_instance_optimisation_recovers_the_known_brainweb_shift():
+    """ITK's BrainWeb slice shifted by (13, 17) mm: the field inside the head must be (13, 17)."""
+    fixed = volume.read_image(BRAINWEB / "BrainProtonDensitySliceBorder20.png", dimension=2)
+    moving = volume.read_image(BRAINWEB / "BrainProtonDensitySliceShifted13x17y.png", dimension=2)
+    result = register_images(_untrained_model(2), fixed, moving, iterations=100)
+    head = volume.array_of(fixed) > 30
+    field = sitk.GetArrayFromImage(result.field)[head]
+    error = np.linalg.norm(field - np.array([13.0, 17.0]), axis=1)
+    assert np.median(error) < 1.0
+    before = np.abs(volume.array_of(moving) - volume.array_of(fixed))[head].mean()
+    after = np.abs(volume.array_of(result.warped) - volume.array_of(fixed))[head].mean()
+    assert after < 0.5 * before
+
+
+def test_a_3d_model_refuses_a_2d_image():
+    image = sitk.GaussianSource(sitk.sitkFloat32, (32, 32), sigma=(6, 6), mean=(16, 16))
+    with pytest.raises(InputError, match="2D image but model 'untrained' registers 3D"):
+        register_images(_untrained_model(3), image, image)

@@ -1,0 +1,220 @@
+"""Inference without Lightning: contour propagation (``synthlab contour``) and registration (``register``).
+
+The pair is resampled onto the model grid (see :mod:`geometry`), the network
+predicts a displacement field (the whole region at once, or a sliding window),
+optionally refined by a few gradient steps on this pair (instance optimisation),
+and the field is mapped back onto the fixed image's grid in the ITK convention.
+Planning contours are warped at their own resolution through that field, so
+every planning segment (even ones the model does not know) keeps its name,
+colour and detail.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from monai.inferers import sliding_window_inference
+from safetensors.torch import load_file
+
+from synthlab import volume
+from synthlab.crossstitch import geometry
+from synthlab.crossstitch.data import PairArrays, pair_on_grid, require_ct
+from synthlab.crossstitch.instance import refine_field
+from synthlab.crossstitch.networks import FILTERS, SIZE_MULTIPLE, JointNetwork
+from synthlab.device import autocast, resolve_device
+from synthlab.errors import InputError
+from synthlab.labels import PELVIS_SEGMENTS, LabelMap, Segment
+from synthlab.progress import StageProgress
+from synthlab.registry import Registry
+
+warnings.filterwarnings("ignore", message=".*Using PyTorch native grid_sample.*")
+
+
+@dataclass
+class LoadedModel:
+    """A network ready for inference and the card that says how to feed it."""
+
+    model_id: str
+    card: dict
+    network: JointNetwork
+    device: torch.device
+
+    @property
+    def dimension(self) -> int:
+        return int(self.card["spatial_dims"])
+
+    @classmethod
+    def from_weights(cls, weights: Mapping[str, torch.Tensor], card: dict, device: torch.device) -> LoadedModel:
+        network = JointNetwork(card["configuration"], int(card["spatial_dims"]), len(card.get("organs", [])),
+                               label_inputs=card["task"] == "contour" and bool(card.get("organs")),
+                               diffeomorphic=bool(card.get("diffeomorphic")),
+                               filters=tuple(card.get("filters", FILTERS)))
+        network.load_state_dict(dict(weights))
+        return cls(card.get("id", "unregistered"), card, network.to(device).eval(), device)
+
+    @classmethod
+    def from_files(cls, weights_path: str | Path, device: str = "auto") -> LoadedModel:
+        """An exported model (``<id>.safetensors`` with ``<id>.json`` beside it), e.g. before registering it."""
+        weights_path = Path(weights_path)
+        card = json.loads(weights_path.with_suffix(".json").read_text())
+        return cls.from_weights(load_file(str(weights_path)), card, resolve_device(device))
+
+
+def load_model(task: str, model_id: str | None = None, device: str = "auto") -> LoadedModel:
+    """A registered model for ``task`` (``contour`` or ``register``), its files checked against their SHA-256."""
+    registry = Registry()
+    entry = registry.resolve(task, model_id)
+    weights, card = registry.load(entry)
+    return LoadedModel.from_weights(weights, {**card, "id": entry.id}, resolve_device(device))
+
+
+def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None].to(device)
+
+
+@torch.no_grad()
+def predict(model: LoadedModel, pair: PairArrays, window: int | None = None) -> dict[str, np.ndarray]:
+    """The finest-scale field (voxels, tensor order) and organ probabilities on the pair's model grid."""
+    dims = model.dimension
+    channels = [pair.fixed[None], pair.moving[None]]
+    if model.network.label_inputs:
+        channels.append(pair.moving_organs)
+    inputs = _tensor(np.concatenate(channels), model.device)
+
+    def network(batch: torch.Tensor) -> torch.Tensor:
+        labels = batch[:, 2:] if model.network.label_inputs else None
+        output = model.network(batch[:, :1], batch[:, 1:2], labels)
+        parts = ([output["ddf"][-1]] if "ddf" in output else []) + (
+            [torch.softmax(output["seg"][-1], dim=1)] if "seg" in output else [])
+        return torch.cat(parts, dim=1).float()
+
+    with autocast(model.device):
+        if window is None:
+            stacked = network(inputs)
+        else:
+            size = [max(SIZE_MULTIPLE, window // SIZE_MULTIPLE * SIZE_MULTIPLE)] * dims
+            stacked = sliding_window_inference(inputs, size, 1, network, overlap=0.5, mode="gaussian")
+    stacked = stacked[0].cpu().numpy()
+    result = {}
+    if model.network.predicts_field:
+        result["ddf"], stacked = stacked[:dims], stacked[dims:]
+    if model.network.predicts_segmentation:
+        result["probabilities"] = stacked
+    return result
+
+
+def refine(ddf: np.ndarray, pair: PairArrays, model: LoadedModel, iterations: int) -> np.ndarray:
+    """Instance optimisation of the predicted field on this pair (see :mod:`instance`)."""
+    with torch.enable_grad():
+        field = refine_field(torch.from_numpy(ddf)[None].to(model.device), _tensor(pair.fixed[None], model.device),
+                             _tensor(pair.moving[None], model.device), model.card.get("photometric", "ncc"),
+                             iterations)
+    return field[0].cpu().numpy()
+
+
+@dataclass
+class RegistrationResult:
+    field: sitk.Image  # ITK convention on the fixed grid
+    warped: sitk.Image  # moving image on the fixed grid
+
+
+@dataclass
+class ContourResult:
+    contours: LabelMap  # planning segments on the daily grid
+    field: sitk.Image | None
+    warped: sitk.Image | None
+    segmentation: LabelMap | None  # the network's own segmentation of the daily CT
+
+
+def _require_dimension(model: LoadedModel, image: sitk.Image, name: str) -> None:
+    if image.GetDimension() != model.dimension:
+        raise InputError(name, f"is a {image.GetDimension()}D image but model '{model.model_id}' registers "
+                               f"{model.dimension}D images")
+
+
+def register_images(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image, iterations: int = 0,
+                    window: int | None = None, progress: StageProgress | None = None) -> RegistrationResult:
+    """Deformably register ``moving`` to ``fixed`` (2D or 3D, as the model)."""
+    progress = progress or (lambda *args, **kwargs: None)
+    _require_dimension(model, fixed, "--fixed")
+    _require_dimension(model, moving, "--moving")
+    volume.require_overlap("--fixed", fixed, "--moving", moving)
+    if model.card["intensity"]["kind"] == "hu-window":
+        require_ct(fixed, "--fixed")
+        require_ct(moving, "--moving")
+    progress(0.1, "resampling onto the model grid")
+    pair = pair_on_grid(fixed, moving, model.card["spacing"], model.card["intensity"])
+    progress(0.3, "predicting the displacement field")
+    ddf = predict(model, pair, window)["ddf"]
+    if iterations:
+        progress(0.5, f"instance optimisation ({iterations} steps a level)")
+        ddf = refine(ddf, pair, model, iterations)
+    progress(0.8, "warping")
+    field = geometry.field_on_fixed_grid(pair.grid.field_to_mm(ddf), fixed)
+    default = float(np.percentile(volume.array_of(moving), 0.5))
+    return RegistrationResult(field, geometry.warp_image(moving, fixed, field, default))
+
+
+def propagate_contours(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image, moving_labels: LabelMap,
+                       organ_map: Mapping[str, str] | None = None, iterations: int = 0, window: int | None = None,
+                       warp_ct: bool = False, progress: StageProgress | None = None) -> ContourResult:
+    """Today's contours: the planning contours warped onto the daily CT by the predicted field."""
+    progress = progress or (lambda *args, **kwargs: None)
+    for name, image in (("--fixed", fixed), ("--moving", moving), ("--moving-labels", moving_labels.image)):
+        _require_dimension(model, image, name)
+    require_ct(fixed, "--fixed")
+    require_ct(moving, "--moving")
+    volume.require_overlap("--fixed", fixed, "--moving", moving)
+    volume.require_overlap("--moving", moving, "--moving-labels", moving_labels.image)
+    for segment in moving_labels.segments:
+        if segment.value not in moving_labels.present_values():
+            raise InputError("--moving-labels", f"segment '{segment.name}' is empty")
+    organs = model.card["organs"]
+    progress(0.05, "resampling onto the model grid")
+    pair = pair_on_grid(fixed, moving, model.card["spacing"], model.card["intensity"], organs, moving_labels,
+                        organ_map=organ_map)
+    progress(0.25, "predicting")
+    output = predict(model, pair, window)
+    segmentation = None
+    if "probabilities" in output:
+        segmentation = _segmentation(output["probabilities"], pair, fixed, organs, moving_labels, organ_map)
+    if "ddf" not in output:
+        progress(0.9, "segmentation-only model: the contours are its segmentation")
+        return ContourResult(segmentation, None, None, segmentation)
+    ddf = output["ddf"]
+    if iterations:
+        progress(0.4, f"instance optimisation ({iterations} steps a level)")
+        ddf = refine(ddf, pair, model, iterations)
+    progress(0.6, "mapping the field onto the daily CT")
+    field = geometry.field_on_fixed_grid(pair.grid.field_to_mm(ddf), fixed)
+    progress(0.75, "warping the planning contours")
+    values = [segment.value for segment in moving_labels.segments]
+    contours = LabelMap(geometry.warp_labels(moving_labels.image, values, fixed, field),
+                        list(moving_labels.segments))
+    warped = geometry.warp_image(moving, fixed, field, -1024.0) if warp_ct else None
+    return ContourResult(contours, field, warped, segmentation)
+
+
+def _segmentation(probabilities: np.ndarray, pair: PairArrays, fixed: sitk.Image, organs: Sequence[str],
+                  moving_labels: LabelMap, organ_map: Mapping[str, str] | None) -> LabelMap:
+    """The network's organ segmentation on the daily grid, named and coloured like the planning segments."""
+    from synthlab.crossstitch.data import match_organs
+
+    matched = match_organs(moving_labels, organs, organ_map)
+    planning = {segment.value: segment for segment in moving_labels.segments}
+    defaults = {segment.name: segment for segment in PELVIS_SEGMENTS}
+    segments, lookup = [], np.zeros(len(organs) + 1, np.uint16)
+    for index, organ in enumerate(organs, start=1):
+        source = planning.get(matched.get(organ)) or defaults.get(organ) or Segment(index, organ)
+        segments.append(Segment(source.value, source.name, source.color, source.terminology))
+        lookup[index] = source.value
+    on_grid = [volume.image_like(p.astype(np.float32), pair.grid.reference) for p in probabilities]
+    resampled = np.stack([volume.array_of(volume.resample(p, fixed)) for p in on_grid])
+    return LabelMap(volume.image_like(lookup[resampled.argmax(0)], fixed), segments)

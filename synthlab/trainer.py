@@ -1,0 +1,50 @@
+"""What every ``synthlab train`` command shares: a Lightning Trainer that checkpoints and resumes.
+
+Training runs in ``--out``: ``checkpoints/last.ckpt`` (resume point, written every
+epoch) and ``checkpoints/best.ckpt`` (the best validation score). Running the same
+command again resumes from ``last.ckpt``; finished training exports safetensors
+weights and a card, never pickles.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from synthlab.errors import InputError
+
+
+def checkpoint_folder(out: Path) -> Path:
+    return Path(out) / "checkpoints"
+
+
+def resume_point(out: Path) -> Path | None:
+    """``last.ckpt`` of an earlier run in ``out``, if there is one."""
+    last = checkpoint_folder(out) / "last.ckpt"
+    return last if last.is_file() else None
+
+
+def make_trainer(out: Path, max_steps: int, max_minutes: float | None, devices: int = 1,
+                 accelerator: str = "auto", monitor: str = "val_score", validate_every: int = 1,
+                 progress_bar: bool = True) -> tuple[pl.Trainer, ModelCheckpoint]:
+    """A Trainer that keeps ``best.ckpt`` (highest ``monitor``) and ``last.ckpt``; DDP when ``devices > 1``."""
+    if max_steps < 1:
+        raise InputError("--steps", f"must be at least 1 (got {max_steps})")
+    if devices < 1:
+        raise InputError("--devices", f"must be at least 1 (got {devices})")
+    warnings.filterwarnings("ignore", message=".*Using PyTorch native grid_sample.*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*non-tuple sequence for multidimensional indexing.*")
+    best = ModelCheckpoint(dirpath=checkpoint_folder(out), filename="best", monitor=monitor, mode="max",
+                           save_last=True, save_top_k=1)
+    trainer = pl.Trainer(
+        default_root_dir=str(out), max_steps=max_steps,
+        max_time={"minutes": max_minutes} if max_minutes else None,
+        accelerator=accelerator, devices=devices, strategy="ddp" if devices > 1 else "auto",
+        callbacks=[best], check_val_every_n_epoch=validate_every, log_every_n_steps=5,
+        enable_progress_bar=progress_bar, enable_model_summary=False, logger=pl.loggers.CSVLogger(str(out)),
+        num_sanity_val_steps=0)
+    return trainer, best
