@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -34,3 +38,9 @@ def rotation_direction(degrees: float, axis: int = 2) -> tuple[float, ...]:
 @pytest.fixture
 def image() -> sitk.Image:
     return make_image()
+
+
+def synthlab(*args, cwd=None, env=None, timeout=300) -> subprocess.CompletedProcess:
+    """Run ``python -m synthlab ARGS`` (extra environment variables in ``env``)."""
+    return subprocess.run([sys.executable, "-m", "synthlab", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout, env={**os.environ, **(env or {})})

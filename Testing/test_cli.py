@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import make_image, rotation_direction
+from conftest import make_image, rotation_direction, synthlab
 
 from synthlab import labels, volume
-
-
-def synthlab(*args, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "synthlab", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=120)
 
 
 def test_help_lists_commands():

@@ -277,6 +277,7 @@ def train_crossstitch(
                                                   "(homoscedastic uncertainty) instead of equal ones.")] = False,
     diffeomorphic: Annotated[bool, typer.Option("--diffeomorphic", help="Integrate a velocity field "
                                                 "(scaling and squaring).")] = False,
+    learning_rate: Annotated[float, typer.Option("--learning-rate", help="RAdam step size.")] = 5e-4,
     devices: DevicesOption = 1, accelerator: AcceleratorOption = "auto", seed: int = 0,
     model_id: ModelIdOption = None, progress: ProgressOption = ProgressMode.bar,
 ):
@@ -285,7 +286,8 @@ def train_crossstitch(
 
     _positive("--batch-size", batch_size)
     options = FitOptions("contour", configuration.value, 3, spacing, patch, batch_size, steps, minutes,
-                         learned_weights, diffeomorphic, "ncc", True, devices, accelerator, seed, model_id)
+                         learned_weights, diffeomorphic, "ncc", True, devices, accelerator, seed, model_id,
+                         learning_rate=learning_rate)
     with ProgressReporter(progress.value) as reporter:
         result = fit(datalist, out, options, reporter.stage("train crossstitch", 0.0, 1.0))
         if result:

@@ -45,6 +45,7 @@ class FitOptions:
     seed: int = 0
     model_id: str | None = None
     filters: tuple[int, ...] = FILTERS
+    learning_rate: float = 5e-4
 
 
 def patch_shape(options: FitOptions) -> tuple[int, ...]:
@@ -101,7 +102,8 @@ def fit(datalist: Path, out: Path, options: FitOptions, progress: StageProgress)
         options.configuration if labelled else "registration-only", options.dimension, organs,
         diffeomorphic=options.diffeomorphic, photometric=options.photometric,
         regulariser="bending" if labelled else "edge-aware", regulariser_weight=0.5 if labelled else 1.0,
-        learned_task_weights=options.learned_task_weights, filters=options.filters)
+        learned_task_weights=options.learned_task_weights, filters=options.filters,
+        learning_rate=options.learning_rate)
     samples = max(len(train_pairs), 16 * options.batch_size)
     train_loader = DataLoader(PatchDataset(train_pairs, patch_shape(options), True, samples, options.seed),
                               batch_size=options.batch_size, shuffle=True, drop_last=True)
@@ -121,7 +123,7 @@ def fit(datalist: Path, out: Path, options: FitOptions, progress: StageProgress)
     card = card_for(options, organs)
     card.update(training_data=str(datalist), training={
         "steps": int(trainer.global_step), "seconds_this_run": round(time.perf_counter() - started, 1),
-        "patch": list(patch_shape(options)), "batch_size": options.batch_size, "optimiser": "RAdam lr 5e-4",
+        "patch": list(patch_shape(options)), "batch_size": options.batch_size, "optimiser": f"RAdam lr {options.learning_rate:g}",
         "learned_task_weights": options.learned_task_weights, "training_pairs": len(train_pairs)},
         metrics={"validation_score": float(best.best_model_score) if best.best_model_score is not None else None})
     weights_path, card_path = save_model(weights, card, out, model_id)

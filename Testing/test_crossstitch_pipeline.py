@@ -1,0 +1,237 @@
+"""CrossStitchContour backend end to end on tiny pelvis phantoms: training (resume, DDP), `synthlab contour`,
+`evaluate contour`, `train register`/`register` in 2D, and the bad inputs the issue lists."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from conftest import synthlab
+
+from synthlab import volume
+from synthlab.crossstitch.data import match_organs, require_ct
+from synthlab.crossstitch.fit import FitOptions, fit
+from synthlab.crossstitch.geometry import displacement_transform
+from synthlab.errors import InputError
+from synthlab.labels import PELVIS_SEGMENTS, LabelMap, Segment, read_labels, write_labels
+from synthlab.metrics import surface_distances
+from synthlab.phantoms import pelvis
+from synthlab.registry import Registry, entry_for
+
+TINY = {"spacing": 8.0, "patch": 16, "batch_size": 1, "filters": (4, 8, 8), "accelerator": "cpu"}
+BRAINWEB = Path("/usr/share/doc/insighttoolkit5-examples/examples/Data")
+
+
+def _quiet(*args, **kwargs):
+    return None
+
+
+@pytest.fixture(scope="module")
+def pelvis_data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pelvis")
+    return pelvis.generate_dataset(out, 3, 1, 5, "small", _quiet)
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory, pelvis_data) -> Path:
+    """A registry holding a tiny contour model trained for a few steps."""
+    out = tmp_path_factory.mktemp("model")
+    result = fit(pelvis_data, out, FitOptions(steps=3, model_id="tiny-contour", **TINY), _quiet)
+    registry = Registry(out / "Models.json")
+    weights = Path(result["weights"])
+    registry.add(entry_for(registry, "tiny-contour", weights, weights.with_suffix(".json"), default=True))
+    return registry.path
+
+
+@pytest.fixture(scope="module")
+def pair(pelvis_data) -> dict:
+    folder = pelvis_data.parent / "patient_000"
+    return {"fixed": folder / "fraction_01_ct.nii.gz", "moving": folder / "planning_ct.nii.gz",
+            "moving_labels": folder / "planning_contours.seg.nrrd", "fixed_labels": folder / "fraction_01_contours.seg.nrrd"}
+
+
+def contour(registry: Path, pair: dict, tmp_path: Path, *extra, **overrides) -> tuple:
+    inputs = {**pair, **overrides}
+    result = synthlab("contour", "--fixed", inputs["fixed"], "--moving", inputs["moving"], "--moving-labels",
+                      inputs["moving_labels"], "--out-labels", tmp_path / "today.seg.nrrd", *extra,
+                      env={"SYNTHLAB_MODELS": str(registry)})
+    return result, tmp_path / "today.seg.nrrd"
+
+
+def test_training_resumes_from_its_last_checkpoint(tmp_path, pelvis_data):
+    first = fit(pelvis_data, tmp_path, FitOptions(steps=2, **TINY), _quiet)
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    second = fit(pelvis_data, tmp_path, FitOptions(steps=4, **TINY), _quiet)
+    card = json.loads(Path(second["card"]).read_text())
+    assert card["training"]["steps"] == 4  # continued from step 2, not restarted
+    assert card["organs"] == [s.name for s in PELVIS_SEGMENTS] and first["model_id"] == second["model_id"]
+
+
+def test_training_runs_under_ddp_with_two_cpu_processes(tmp_path, pelvis_data):
+    result = synthlab("train", "crossstitch", "--datalist", pelvis_data, "--out", tmp_path, "--steps", 2,
+                      "--spacing", 8, "--patch", 16, "--batch-size", 1, "--devices", 2, "--accelerator", "cpu",
+                      "--progress", "json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "distributed_backend=gloo" in result.stderr or "GLOBAL_RANK: 1" in result.stderr + result.stdout
+    card = json.loads((tmp_path / "contour-crossstitch-3d.json").read_text())
+    assert card["training"]["steps"] == 2
+    assert (tmp_path / "contour-crossstitch-3d.safetensors").stat().st_size > 0
+
+
+def test_contour_writes_named_contours_and_an_itk_field_on_the_daily_grid(registry, pair, tmp_path):
+    result, out = contour(registry, pair, tmp_path, "--out-field", tmp_path / "field.nrrd", "--out-warped",
+                          tmp_path / "warped.nrrd", "--out-segmentation", tmp_path / "own.seg.nrrd",
+                          "--reference-labels", pair["fixed_labels"], "--out-metrics", tmp_path / "metrics.json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    daily = volume.read_image(pair["fixed"])
+    today, planning = read_labels(out), read_labels(pair["moving_labels"])
+    assert volume.same_grid(today.image, daily)
+    assert [(s.name, s.color) for s in today.segments] == [(s.name, s.color) for s in planning.segments]
+    field = volume.read_image(tmp_path / "field.nrrd", check_content=False)
+    assert volume.same_grid(field, daily) and field.GetNumberOfComponentsPerPixel() == 3
+    # The field is a resampling transform (daily -> planning): warping the planning labels through it
+    # with SimpleITK gives today's contours.
+    by_itk = sitk.Resample(planning.image, daily, displacement_transform(field), sitk.sitkNearestNeighbor, 0)
+    agreement = (volume.array_of(by_itk) == volume.array_of(today.image))[volume.array_of(today.image) > 0]
+    assert agreement.mean() > 0.9
+    assert volume.same_grid(volume.read_image(tmp_path / "warped.nrrd"), daily)
+    assert [s.name for s in read_labels(tmp_path / "own.seg.nrrd").segments] == [s.name for s in planning.segments]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics["organs"]) == {s.name for s in planning.segments}
+    assert all(0 <= m["dice"] <= 1 and m["msd_mm"] >= 0 for m in metrics["organs"].values())
+    assert 0 <= metrics["folding_fraction"] <= 1
+    assert "prostate: Dice" in result.stdout
+
+
+def test_contour_accepts_a_planning_ct_on_another_grid(registry, pair, tmp_path):
+    """Planning CT and contours resampled to other spacing and axis order still propagate onto today's grid."""
+    moving = volume.read_image(pair["moving"])
+    labels = read_labels(pair["moving_labels"])
+    other = sitk.Image([int(s * 0.8) for s in moving.GetSize()], sitk.sitkInt16)
+    other.SetSpacing([s * 1.25 for s in moving.GetSpacing()])
+    other.SetOrigin(moving.GetOrigin())
+    flipped = sitk.Flip(volume.resample(moving, other), (True, False, False))
+    flipped_labels = sitk.Flip(volume.resample(labels.image, other, is_label=True), (True, False, False))
+    volume.write_image(flipped, tmp_path / "planning.nrrd")
+    write_labels(LabelMap(flipped_labels, labels.segments), tmp_path / "planning.seg.nrrd")
+    result, out = contour(registry, pair, tmp_path, moving=tmp_path / "planning.nrrd",
+                          moving_labels=tmp_path / "planning.seg.nrrd")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert volume.same_grid(read_labels(out).image, volume.read_image(pair["fixed"]))
+    assert set(read_labels(out).present_values()) == {1, 2, 3, 4}
+
+
+def test_organ_map_lets_users_name_their_segments(registry, pair, tmp_path):
+    labels = read_labels(pair["moving_labels"])
+    renamed = [Segment(s.value, {"bladder": "Blase", "prostate": "CTV"}.get(s.name, s.name), s.color)
+               for s in labels.segments]
+    write_labels(LabelMap(labels.image, renamed), tmp_path / "renamed.seg.nrrd")
+    result, out = contour(registry, pair, tmp_path, "--organ-map", "Blase=bladder,CTV=prostate",
+                          moving_labels=tmp_path / "renamed.seg.nrrd")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert {s.name for s in read_labels(out).segments} == {"Blase", "CTV", "rectum", "seminal vesicles"}
+
+
+def _ct_offset(path: Path, tmp_path: Path) -> Path:
+    """The CT as an MR-like, all-positive image (HU + 1024, as unsigned storage without rescaling)."""
+    return volume.write_image(volume.read_image(path) + 1024, tmp_path / "offset.nrrd")
+
+
+@pytest.mark.parametrize("case,message", [
+    ("unknown organs", "--moving-labels: no segment the model knows"),
+    ("empty segment", "--moving-labels: segment 'rectum' is empty"),
+    ("2D daily", "--fixed: is a 2D image but model 'tiny-contour' registers 3D images"),
+    ("not CT", "--fixed: does not look like CT in Hounsfield units"),
+    ("overwrite input", "--out-labels:"),
+])
+def test_bad_inputs_end_in_one_line_and_write_nothing(registry, pair, tmp_path, case, message):
+    labels = read_labels(pair["moving_labels"])
+    overrides, extra = {}, []
+    if case == "unknown organs":
+        write_labels(LabelMap(labels.image, [Segment(s.value, f"structure {s.value}") for s in labels.segments]),
+                     tmp_path / "bad.seg.nrrd")
+        overrides["moving_labels"] = tmp_path / "bad.seg.nrrd"
+    elif case == "empty segment":
+        without_rectum = sitk.ChangeLabel(labels.image, {3: 0})
+        write_labels(LabelMap(without_rectum, labels.segments), tmp_path / "bad.seg.nrrd")
+        overrides["moving_labels"] = tmp_path / "bad.seg.nrrd"
+    elif case == "2D daily":
+        daily = volume.read_image(pair["fixed"])
+        overrides["fixed"] = volume.write_image(daily[:, :, daily.GetSize()[2] // 2], tmp_path / "slice.nrrd")
+    elif case == "not CT":
+        overrides["fixed"] = _ct_offset(pair["fixed"], tmp_path)
+    before = set(tmp_path.iterdir())
+    if case == "overwrite input":
+        result = synthlab("contour", "--fixed", pair["fixed"], "--moving", pair["moving"], "--moving-labels",
+                          pair["moving_labels"], "--out-labels", pair["moving_labels"],
+                          env={"SYNTHLAB_MODELS": str(registry)})
+    else:
+        result, _ = contour(registry, pair, tmp_path, *extra, **overrides)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
+    assert set(tmp_path.iterdir()) == before
+    assert read_labels(pair["moving_labels"]).present_values() == [1, 2, 3, 4]
+
+
+def test_organ_matching_knows_common_names_and_refuses_unknown_ones():
+    image = sitk.GetImageFromArray(np.array([[[1, 2, 3, 4]]], np.uint8))
+    labels = LabelMap(image, [Segment(1, "Prostate_gland"), Segment(2, "SV"), Segment(3, "Rectum Wall"),
+                              Segment(4, "Urinary Bladder")])
+    organs = [s.name for s in PELVIS_SEGMENTS]
+    assert match_organs(labels, organs) == {"prostate": 1, "seminal vesicles": 2, "rectum": 3, "bladder": 4}
+    with pytest.raises(InputError, match="'femur' is not an organ"):
+        match_organs(labels, organs, {"SV": "femur"})
+
+
+def test_require_ct_accepts_hounsfield_units_and_refuses_mr_like_values(pair):
+    ct = volume.read_image(pair["fixed"])
+    require_ct(ct, "--fixed")
+    with pytest.raises(InputError, match="does not look like CT"):
+        require_ct(ct + 1024, "--fixed")
+
+
+def test_evaluate_contour_reports_each_organ(registry, pelvis_data, tmp_path):
+    result = synthlab("evaluate", "contour", "--datalist", pelvis_data, "--report", tmp_path / "report.json",
+                      "--progress", "none", env={"SYNTHLAB_MODELS": str(registry)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["summary"]["pairs"] == len(report["pairs"]) >= 1
+    assert set(report["summary"]["organs"]) == {s.name for s in PELVIS_SEGMENTS}
+    assert {"dice", "msd_mm", "hd95_mm"} <= set(report["summary"]["organs"]["prostate"])
+
+
+def test_surface_distance_of_nested_spheres_is_their_radius_difference_in_mm():
+    z, y, x = np.mgrid[:40, :60, :60]
+    spacing = (2.0, 1.0, 1.0)
+    radius = np.sqrt(((z - 20) * 2.0) ** 2 + (y - 30.0) ** 2 + (x - 30.0) ** 2)
+    distances = surface_distances(radius <= 20, radius <= 16, spacing)
+    assert distances["msd_mm"] == pytest.approx(4.0, abs=0.8)
+    assert distances["hd95_mm"] == pytest.approx(4.0, abs=1.2)
+
+
+@pytest.mark.skipif(not BRAINWEB.is_dir(), reason="Debian insighttoolkit5-examples is not installed")
+def test_train_register_and_register_in_2d_on_brainweb(tmp_path):
+    fixed = BRAINWEB / "BrainProtonDensitySliceBorder20.png"
+    pairs = [{"fixed": str(fixed), "moving": str(BRAINWEB / name)} for name in
+             ("BrainProtonDensitySliceShifted13x17y.png", "BrainProtonDensitySliceRotated10.png")]
+    (tmp_path / "pairs.json").write_text(json.dumps({"training": pairs, "validation": pairs[:1]}))
+    result = synthlab("train", "register", "--datalist", tmp_path / "pairs.json", "--out", tmp_path / "model",
+                      "--steps", 2, "--spacing", 2, "--patch", 32, "--batch-size", 1, "--accelerator", "cpu",
+                      "--progress", "none")
+    assert result.returncode == 0, result.stderr[-2000:]
+    card = json.loads((tmp_path / "model" / "register-registration-only-2d.json").read_text())
+    assert card["spatial_dims"] == 2 and card["intensity"]["kind"] == "percentile" and card["organs"] == []
+    registry = Registry(tmp_path / "Models.json")
+    weights = tmp_path / "model" / "register-registration-only-2d.safetensors"
+    registry.add(entry_for(registry, "brain-2d", weights, weights.with_suffix(".json"), default=True))
+    result = synthlab("register", "--fixed", fixed, "--moving", pairs[0]["moving"], "--out-warped",
+                      tmp_path / "warped.png", "--out-field", tmp_path / "field.nrrd", "--iterations", 60,
+                      env={"SYNTHLAB_MODELS": str(registry.path)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    field = sitk.GetArrayFromImage(volume.read_image(tmp_path / "field.nrrd", dimension=2, check_content=False))
+    head = volume.array_of(volume.read_image(fixed, dimension=2)) > 30
+    assert np.median(np.linalg.norm(field[head] - [13.0, 17.0], axis=1)) < 1.5
