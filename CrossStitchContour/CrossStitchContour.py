@@ -1,8 +1,20 @@
 """CrossStitchContour: propagate planning contours to today's CT (joint registration + segmentation)."""
 
+import qt
 import slicer
-from CrossStitchContourLib.contour_task import load_contours, start_contour
-from slicer import vtkMRMLGridTransformNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from CrossStitchContourLib.contour_task import (
+    MODEL_ORGANS,
+    default_organ_map,
+    load_contours,
+    organ_map_option,
+    start_contour,
+)
+from slicer import (
+    vtkMRMLGridTransformNode,
+    vtkMRMLScalarVolumeNode,
+    vtkMRMLSegmentationNode,
+    vtkMRMLTableNode,
+)
 from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic
@@ -34,23 +46,58 @@ class CrossStitchContourParameterNode:
     planningSegmentation: vtkMRMLSegmentationNode
     dailyCt: vtkMRMLScalarVolumeNode
     referenceSegmentation: vtkMRMLSegmentationNode
+    organMap: str  # "segment=organ,..." (the --organ-map option); empty: match by name
+    warpPlanningCt: bool
     outputSegmentation: vtkMRMLSegmentationNode
     outputTransform: vtkMRMLGridTransformNode
+    outputWarpedCt: vtkMRMLScalarVolumeNode
+    outputMetrics: vtkMRMLTableNode
 
 
 class CrossStitchContourWidget(SynthLabWidget):
     def createLogic(self):
         return CrossStitchContourLogic()
 
+    def setup(self):
+        super().setup()
+        self.ui.planningSegmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.fillOrganMap)
+
     def cannotApplyReason(self, parameters):
         if not (parameters.planningCt and parameters.planningSegmentation and parameters.dailyCt):
             return "Select the planning CT, its contours and the daily CT"
         return None
 
+    def fillOrganMap(self, segmentation):
+        """One row per planning segment with a combo box of model organs, preset by name."""
+        table = self.ui.organMapTable
+        table.setRowCount(0)
+        if segmentation is None:
+            return
+        preset = default_organ_map(segmentation)
+        for row, name in enumerate(segmentation.GetSegmentation().GetSegmentIDs()):
+            segmentName = segmentation.GetSegmentation().GetSegment(name).GetName()
+            table.insertRow(row)
+            table.setItem(row, 0, qt.QTableWidgetItem(segmentName))
+            choice = qt.QComboBox()
+            choice.addItems(["(not an organ of the model)"] + MODEL_ORGANS)
+            choice.currentText = preset.get(segmentName, "(not an organ of the model)")
+            choice.connect("currentIndexChanged(int)", self.storeOrganMap)
+            table.setCellWidget(row, 1, choice)
+        self.storeOrganMap()
+
+    def storeOrganMap(self):
+        table = self.ui.organMapTable
+        mapping = {table.item(row, 0).text(): table.cellWidget(row, 1).currentText
+                   for row in range(table.rowCount) if table.cellWidget(row, 1).currentIndex > 0}
+        self._parameterNode.organMap = organ_map_option(mapping) or ""
+
     def loadResults(self, job, result):
-        contours, _field = self.logic.load(result, self._parameterNode)
-        slicer.util.setSliceViewerLayers(background=self._parameterNode.dailyCt)
-        contours.GetDisplayNode().SetVisibility(True)
+        nodes = self.logic.load(result, self._parameterNode)
+        slicer.util.setSliceViewerLayers(background=self._parameterNode.dailyCt, foreground=nodes.warped,
+                                         foregroundOpacity=0.5 if nodes.warped else 0.0)
+        nodes.contours.GetDisplayNode().SetVisibility(True)
+        if nodes.metrics is not None:
+            self.ui.metricsTableView.setMRMLTableNode(nodes.metrics)
 
 
 class CrossStitchContourLogic(ScriptedLoadableModuleLogic):
@@ -60,14 +107,18 @@ class CrossStitchContourLogic(ScriptedLoadableModuleLogic):
         return CrossStitchContourParameterNode(super().getParameterNode())
 
     def start(self, parameters):
+        organMap = None
+        if parameters.organMap:
+            organMap = dict(item.split("=", 1) for item in parameters.organMap.split(","))
         return start_contour(current_backend(), parameters.planningCt, parameters.planningSegmentation,
-                             parameters.dailyCt)
+                             parameters.dailyCt, parameters.referenceSegmentation, organMap,
+                             parameters.warpPlanningCt)
 
     def load(self, result, parameters):
-        contours, field = load_contours(slicer.mrmlScene, result, parameters.dailyCt,
-                                        parameters.planningSegmentation)
-        parameters.outputSegmentation, parameters.outputTransform = contours, field
-        return contours, field
+        nodes = load_contours(slicer.mrmlScene, result, parameters.dailyCt, parameters.planningSegmentation)
+        parameters.outputSegmentation, parameters.outputTransform = nodes.contours, nodes.field
+        parameters.outputWarpedCt, parameters.outputMetrics = nodes.warped, nodes.metrics
+        return nodes
 
 
 class CrossStitchContourTest(SynthLabModuleTest):

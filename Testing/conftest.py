@@ -5,10 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
+
+from synthlab.crossstitch.fit import FitOptions, fit
+from synthlab.phantoms import pelvis
+from synthlab.registry import Registry, entry_for
 
 
 def make_image(size=(20, 16, 12), spacing=(1.0, 1.5, 2.0), origin=(-10.0, 20.0, 5.0), direction=None,
@@ -40,7 +45,45 @@ def image() -> sitk.Image:
     return make_image()
 
 
+def synthlab_env(registry: Path) -> dict[str, str]:
+    """Environment for a synthlab subprocess that uses the models in ``registry``."""
+    return {"SYNTHLAB_MODELS": str(registry)}
+
+
 def synthlab(*args, cwd=None, env=None, timeout=300) -> subprocess.CompletedProcess:
     """Run ``python -m synthlab ARGS`` (extra environment variables in ``env``)."""
     return subprocess.run([sys.executable, "-m", "synthlab", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+# --- a tiny pelvis dataset and a tiny contour model trained on it (shared by backend and module tests) ---
+
+TINY = {"spacing": 8.0, "patch": 16, "batch_size": 1, "filters": (4, 8, 8), "accelerator": "cpu"}
+
+
+def quiet(*args, **kwargs):
+    return None
+
+
+@pytest.fixture(scope="session")
+def pelvis_data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pelvis")
+    return pelvis.generate_dataset(out, 3, 1, 5, "small", quiet)
+
+
+@pytest.fixture(scope="session")
+def contour_registry(tmp_path_factory, pelvis_data) -> Path:
+    """A registry holding a tiny contour model trained for a few steps."""
+    out = tmp_path_factory.mktemp("model")
+    result = fit(pelvis_data, out, FitOptions(steps=3, model_id="tiny-contour", **TINY), quiet)
+    registry = Registry(out / "Models.json")
+    weights = Path(result["weights"])
+    registry.add(entry_for(registry, "tiny-contour", weights, weights.with_suffix(".json"), default=True))
+    return registry.path
+
+
+@pytest.fixture(scope="session")
+def pair(pelvis_data) -> dict:
+    folder = pelvis_data.parent / "patient_000"
+    return {"fixed": folder / "fraction_01_ct.nii.gz", "moving": folder / "planning_ct.nii.gz",
+            "moving_labels": folder / "planning_contours.seg.nrrd", "fixed_labels": folder / "fraction_01_contours.seg.nrrd"}

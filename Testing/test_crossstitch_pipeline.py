@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import synthlab
+from conftest import TINY, quiet, synthlab
 
 from synthlab import volume
 from synthlab.crossstitch.data import match_organs, require_ct
@@ -18,39 +18,9 @@ from synthlab.crossstitch.geometry import displacement_transform
 from synthlab.errors import InputError
 from synthlab.labels import PELVIS_SEGMENTS, LabelMap, Segment, read_labels, write_labels
 from synthlab.metrics import surface_distances
-from synthlab.phantoms import pelvis
 from synthlab.registry import Registry, entry_for
 
-TINY = {"spacing": 8.0, "patch": 16, "batch_size": 1, "filters": (4, 8, 8), "accelerator": "cpu"}
 BRAINWEB = Path("/usr/share/doc/insighttoolkit5-examples/examples/Data")
-
-
-def _quiet(*args, **kwargs):
-    return None
-
-
-@pytest.fixture(scope="module")
-def pelvis_data(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("pelvis")
-    return pelvis.generate_dataset(out, 3, 1, 5, "small", _quiet)
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory, pelvis_data) -> Path:
-    """A registry holding a tiny contour model trained for a few steps."""
-    out = tmp_path_factory.mktemp("model")
-    result = fit(pelvis_data, out, FitOptions(steps=3, model_id="tiny-contour", **TINY), _quiet)
-    registry = Registry(out / "Models.json")
-    weights = Path(result["weights"])
-    registry.add(entry_for(registry, "tiny-contour", weights, weights.with_suffix(".json"), default=True))
-    return registry.path
-
-
-@pytest.fixture(scope="module")
-def pair(pelvis_data) -> dict:
-    folder = pelvis_data.parent / "patient_000"
-    return {"fixed": folder / "fraction_01_ct.nii.gz", "moving": folder / "planning_ct.nii.gz",
-            "moving_labels": folder / "planning_contours.seg.nrrd", "fixed_labels": folder / "fraction_01_contours.seg.nrrd"}
 
 
 def contour(registry: Path, pair: dict, tmp_path: Path, *extra, **overrides) -> tuple:
@@ -62,9 +32,9 @@ def contour(registry: Path, pair: dict, tmp_path: Path, *extra, **overrides) -> 
 
 
 def test_training_resumes_from_its_last_checkpoint(tmp_path, pelvis_data):
-    first = fit(pelvis_data, tmp_path, FitOptions(steps=2, **TINY), _quiet)
+    first = fit(pelvis_data, tmp_path, FitOptions(steps=2, **TINY), quiet)
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
-    second = fit(pelvis_data, tmp_path, FitOptions(steps=4, **TINY), _quiet)
+    second = fit(pelvis_data, tmp_path, FitOptions(steps=4, **TINY), quiet)
     card = json.loads(Path(second["card"]).read_text())
     assert card["training"]["steps"] == 4  # continued from step 2, not restarted
     assert card["organs"] == [s.name for s in PELVIS_SEGMENTS] and first["model_id"] == second["model_id"]
@@ -81,8 +51,8 @@ def test_training_runs_under_ddp_with_two_cpu_processes(tmp_path, pelvis_data):
     assert (tmp_path / "contour-crossstitch-3d.safetensors").stat().st_size > 0
 
 
-def test_contour_writes_named_contours_and_an_itk_field_on_the_daily_grid(registry, pair, tmp_path):
-    result, out = contour(registry, pair, tmp_path, "--out-field", tmp_path / "field.nrrd", "--out-warped",
+def test_contour_writes_named_contours_and_an_itk_field_on_the_daily_grid(contour_registry, pair, tmp_path):
+    result, out = contour(contour_registry, pair, tmp_path, "--out-field", tmp_path / "field.nrrd", "--out-warped",
                           tmp_path / "warped.nrrd", "--out-segmentation", tmp_path / "own.seg.nrrd",
                           "--reference-labels", pair["fixed_labels"], "--out-metrics", tmp_path / "metrics.json")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -106,7 +76,7 @@ def test_contour_writes_named_contours_and_an_itk_field_on_the_daily_grid(regist
     assert "prostate: Dice" in result.stdout
 
 
-def test_contour_accepts_a_planning_ct_on_another_grid(registry, pair, tmp_path):
+def test_contour_accepts_a_planning_ct_on_another_grid(contour_registry, pair, tmp_path):
     """Planning CT and contours resampled to other spacing and axis order still propagate onto today's grid."""
     moving = volume.read_image(pair["moving"])
     labels = read_labels(pair["moving_labels"])
@@ -117,19 +87,19 @@ def test_contour_accepts_a_planning_ct_on_another_grid(registry, pair, tmp_path)
     flipped_labels = sitk.Flip(volume.resample(labels.image, other, is_label=True), (True, False, False))
     volume.write_image(flipped, tmp_path / "planning.nrrd")
     write_labels(LabelMap(flipped_labels, labels.segments), tmp_path / "planning.seg.nrrd")
-    result, out = contour(registry, pair, tmp_path, moving=tmp_path / "planning.nrrd",
+    result, out = contour(contour_registry, pair, tmp_path, moving=tmp_path / "planning.nrrd",
                           moving_labels=tmp_path / "planning.seg.nrrd")
     assert result.returncode == 0, result.stderr[-2000:]
     assert volume.same_grid(read_labels(out).image, volume.read_image(pair["fixed"]))
     assert set(read_labels(out).present_values()) == {1, 2, 3, 4}
 
 
-def test_organ_map_lets_users_name_their_segments(registry, pair, tmp_path):
+def test_organ_map_lets_users_name_their_segments(contour_registry, pair, tmp_path):
     labels = read_labels(pair["moving_labels"])
     renamed = [Segment(s.value, {"bladder": "Blase", "prostate": "CTV"}.get(s.name, s.name), s.color)
                for s in labels.segments]
     write_labels(LabelMap(labels.image, renamed), tmp_path / "renamed.seg.nrrd")
-    result, out = contour(registry, pair, tmp_path, "--organ-map", "Blase=bladder,CTV=prostate",
+    result, out = contour(contour_registry, pair, tmp_path, "--organ-map", "Blase=bladder,CTV=prostate",
                           moving_labels=tmp_path / "renamed.seg.nrrd")
     assert result.returncode == 0, result.stderr[-2000:]
     assert {s.name for s in read_labels(out).segments} == {"Blase", "CTV", "rectum", "seminal vesicles"}
@@ -147,7 +117,7 @@ def _ct_offset(path: Path, tmp_path: Path) -> Path:
     ("not CT", "--fixed: does not look like CT in Hounsfield units"),
     ("overwrite input", "--out-labels:"),
 ])
-def test_bad_inputs_end_in_one_line_and_write_nothing(registry, pair, tmp_path, case, message):
+def test_bad_inputs_end_in_one_line_and_write_nothing(contour_registry, pair, tmp_path, case, message):
     labels = read_labels(pair["moving_labels"])
     overrides, extra = {}, []
     if case == "unknown organs":
@@ -167,9 +137,9 @@ def test_bad_inputs_end_in_one_line_and_write_nothing(registry, pair, tmp_path, 
     if case == "overwrite input":
         result = synthlab("contour", "--fixed", pair["fixed"], "--moving", pair["moving"], "--moving-labels",
                           pair["moving_labels"], "--out-labels", pair["moving_labels"],
-                          env={"SYNTHLAB_MODELS": str(registry)})
+                          env={"SYNTHLAB_MODELS": str(contour_registry)})
     else:
-        result, _ = contour(registry, pair, tmp_path, *extra, **overrides)
+        result, _ = contour(contour_registry, pair, tmp_path, *extra, **overrides)
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], lines
@@ -194,9 +164,9 @@ def test_require_ct_accepts_hounsfield_units_and_refuses_mr_like_values(pair):
         require_ct(ct + 1024, "--fixed")
 
 
-def test_evaluate_contour_reports_each_organ(registry, pelvis_data, tmp_path):
+def test_evaluate_contour_reports_each_organ(contour_registry, pelvis_data, tmp_path):
     result = synthlab("evaluate", "contour", "--datalist", pelvis_data, "--report", tmp_path / "report.json",
-                      "--progress", "none", env={"SYNTHLAB_MODELS": str(registry)})
+                      "--progress", "none", env={"SYNTHLAB_MODELS": str(contour_registry)})
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["summary"]["pairs"] == len(report["pairs"]) >= 1

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_image
+from conftest import make_image, synthlab_env
 from test_labels import pelvis_labels
 
 from synthlab import labels, mrml, volume
@@ -19,7 +19,7 @@ for module in ("HierSynthSlicer", "CrossStitchContour", "SynthTumourSeg"):
 
 slicer = pytest.importorskip("slicer")
 
-from CrossStitchContourLib.contour_task import load_contours, start_contour  # noqa: E402
+from CrossStitchContourLib.contour_task import default_organ_map, load_contours, start_contour  # noqa: E402
 from HierSynthSlicerLib.cbv_task import SYNTHETIC_LABEL, load_cbv, start_cbv  # noqa: E402
 from SynthTumourSegLib.tumour_task import load_tumour, start_tumour  # noqa: E402
 
@@ -62,8 +62,9 @@ def test_contour_results_keep_planning_names_and_the_field_moves_points(scene, t
     field = volume.image_like(np.tile([1.0, 0.0, -2.0], (12, 16, 20, 1)), make_image(), is_vector=True)
     volume.write_image(field, tmp_path / "field.nrrd")
     planning = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "planning")
-    segmentation, transform = load_contours(
-        scene, JobResult({"out_labels": contours, "out_field": tmp_path / "field.nrrd"}), t1, planning)
+    nodes = load_contours(scene, JobResult({"out_labels": contours, "out_field": tmp_path / "field.nrrd"}), t1,
+                          planning)
+    segmentation, transform = nodes.contours, nodes.field
     assert mrml.segment_names(segmentation) == ["prostate", "bladder"]
     fixed_ras = [5.0, -25.0, 10.0]  # LPS (-5, 25, 10), inside the field's grid
     moved = transform.GetTransformFromParent().TransformPoint(fixed_ras)
@@ -79,3 +80,36 @@ def test_tumour_requires_flair_and_reports_volume(scene, t1, tmp_path):
     node, volume_ml = load_tumour(scene, JobResult({"out": tumour}, [{"stage": "done", "progress": 1.0,
                                                                        "result": {"volume_ml": 3.2}}]), t1)
     assert volume_ml == 3.2 and "Tumour" in mrml.segment_names(node)
+
+
+def test_contour_logic_end_to_end_on_phantom_nodes(scene, pair, contour_registry):
+    """Phantom CTs and contours as nodes, a user's organ mapping, a real backend subprocess, results as nodes."""
+    planning_ct = mrml.load_volume(scene, pair["moving"], "planning CT")
+    daily_ct = mrml.load_volume(scene, pair["fixed"], "daily CT")
+    planning = mrml.load_segmentation(scene, pair["moving_labels"], "planning contours")
+    reference = mrml.load_segmentation(scene, pair["fixed_labels"], "reference contours")
+    planning.GetSegmentation().GetNthSegment(0).SetName("CTV")  # the prostate under a name we do not know
+    mapping = default_organ_map(planning)
+    assert "CTV" not in mapping and mapping["bladder"] == "bladder"
+    mapping["CTV"] = "prostate"  # the user's correction in the panel
+    job = start_contour(LocalBackend(env=synthlab_env(contour_registry)), planning_ct, planning, daily_ct,
+                        reference, mapping, warp_planning_ct=True)
+    try:
+        nodes = load_contours(scene, job.finish(), daily_ct, planning)
+    finally:
+        job.cleanup()
+    assert mrml.segment_names(nodes.contours) == ["CTV", "seminal vesicles", "rectum", "bladder"]
+    assert nodes.field.IsA("vtkMRMLGridTransformNode") and nodes.warped.GetImageData() is not None
+    table = nodes.metrics
+    assert table.GetNumberOfRows() == 4 and table.GetCellText(0, 0) == "CTV"
+    assert 0.0 <= float(table.GetCellText(0, 1)) <= 1.0  # Dice
+    assert nodes.contours.GetAttribute("SynthLab.model") == "tiny-contour"
+
+
+def test_contour_refuses_a_planning_segmentation_with_no_known_organ(scene, pair):
+    planning = mrml.load_segmentation(scene, pair["moving_labels"], "planning contours")
+    for index in range(planning.GetSegmentation().GetNumberOfSegments()):
+        planning.GetSegmentation().GetNthSegment(index).SetName(f"structure {index}")
+    ct = mrml.load_volume(scene, pair["moving"], "planning CT")
+    with pytest.raises(ValueError, match="None of the segments of 'planning contours' is mapped"):
+        start_contour(LocalBackend(), ct, planning, ct)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -80,6 +81,25 @@ PELVIS_SEGMENTS = (
     Segment(3, "rectum", (0.55, 0.35, 0.2), _anatomy("34402009", "Rectum")),
     Segment(4, "bladder", (0.9, 0.85, 0.3), _anatomy("89837001", "Urinary bladder")),
 )
+# Other names planning systems give the pelvis organs (compared after lower-casing and dropping everything
+# but letters).
+ORGAN_ALIASES = {
+    "prostate": ("prostate", "prostategland", "ctvprostate"),
+    "seminal vesicles": ("seminalvesicles", "seminalvesicle", "sv", "svs", "vesicles", "vs"),
+    "rectum": ("rectum", "rectal", "rectumwall", "anorectum"),
+    "bladder": ("bladder", "urinarybladder", "bladderwall"),
+}
+
+
+def organ_for_name(name: str, organs: list[str] | tuple[str, ...]) -> str | None:
+    """The organ (of ``organs``) a segment name stands for, by name or a known alias; None if none."""
+    letters = re.sub(r"[^a-z]", "", name.lower())
+    for organ in organs:
+        if letters in ORGAN_ALIASES.get(organ, (re.sub(r"[^a-z]", "", organ.lower()),)):
+            return organ
+    return None
+
+
 TUMOUR_SEGMENTS = (
     Segment(1, "necrotic core", (0.9, 0.85, 0.2)),
     Segment(2, "oedema", (0.3, 0.75, 0.9)),

@@ -2,33 +2,88 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+
 from synthlab import mrml
 from synthlab.client import Backend, JobResult
+from synthlab.labels import PELVIS_SEGMENTS, organ_for_name
 from synthlab.slicer_job import NodeJob
 
-# The command-line contract: `synthlab contour --fixed F --moving F --moving-labels F --out-labels F [--out-field F]`.
+MODEL_ORGANS = [segment.name for segment in PELVIS_SEGMENTS]
+# The command-line contract: `synthlab contour --fixed F --moving F --moving-labels F --out-labels F [--out-field F]
+# [--out-warped F] [--reference-labels F --out-metrics F]`.
 OUTPUT_FILES = {"out_labels": "daily_contours.seg.nrrd", "out_field": "displacement.nrrd"}
+WARPED_FILE = {"out_warped": "warped_planning_ct.nrrd"}
+METRICS_FILE = {"out_metrics": "metrics.json"}
 
 
-def start_contour(backend: Backend, planning_ct, planning_segmentation, daily_ct,
-                  model_id: str | None = None, device: str = "auto") -> NodeJob:
-    """Start propagation of ``planning_segmentation`` (on ``planning_ct``) to ``daily_ct``."""
+def default_organ_map(planning_segmentation) -> dict[str, str]:
+    """Planning segment name -> model organ for the segments whose names say which organ they are."""
+    mapping = {}
+    for name in mrml.segment_names(planning_segmentation):
+        organ = organ_for_name(name, MODEL_ORGANS)
+        if organ is not None and organ not in mapping.values():
+            mapping[name] = organ
+    return mapping
+
+
+def organ_map_option(mapping: dict[str, str]) -> str | None:
+    """The ``--organ-map`` value (``"SV=seminal vesicles,..."``) for the segments the user mapped."""
+    return ",".join(f"{segment}={organ}" for segment, organ in mapping.items() if organ) or None
+
+
+def start_contour(backend: Backend, planning_ct, planning_segmentation, daily_ct, reference_segmentation=None,
+                  organ_map: dict[str, str] | None = None, warp_planning_ct: bool = False,
+                  model_id: str | None = None, device: str = "auto", iterations: int = 0) -> NodeJob:
+    """Start propagation of ``planning_segmentation`` (on ``planning_ct``) to ``daily_ct``.
+
+    ``organ_map`` (planning segment -> model organ) defaults to matching by name; with a
+    ``reference_segmentation`` on the daily CT the job also reports Dice, MSD and HD95.
+    """
     missing = [label for label, node in (("planning CT", planning_ct), ("planning contours", planning_segmentation),
                                          ("daily CT", daily_ct)) if node is None]
     if missing:
         raise ValueError(f"Select the {', '.join(missing)} first.")
     if planning_segmentation.GetSegmentation().GetNumberOfSegments() == 0:
         raise ValueError(f"The planning segmentation '{planning_segmentation.GetName()}' has no segments.")
-    inputs = {"fixed": daily_ct, "moving": planning_ct, "moving_labels": planning_segmentation}
-    return NodeJob(backend, "contour", inputs, OUTPUT_FILES, {"model": model_id, "device": device})
+    mapping = default_organ_map(planning_segmentation) if organ_map is None else organ_map
+    if not any(mapping.values()):
+        raise ValueError(f"None of the segments of '{planning_segmentation.GetName()}' is mapped to an organ the "
+                         f"model knows ({', '.join(MODEL_ORGANS)}); map at least one.")
+    inputs = {"fixed": daily_ct, "moving": planning_ct, "moving_labels": planning_segmentation,
+              "reference_labels": reference_segmentation}
+    outputs = {**OUTPUT_FILES, **(WARPED_FILE if warp_planning_ct else {}),
+               **(METRICS_FILE if reference_segmentation is not None else {})}
+    params = {"model": model_id, "device": device, "organ_map": organ_map_option(mapping),
+              "iterations": iterations or None}
+    return NodeJob(backend, "contour", inputs, outputs, params)
 
 
-def load_contours(scene, result: JobResult, daily_ct, planning_segmentation):
-    """Daily contours (planning names and colours, on the daily CT) and the displacement field as nodes."""
-    contours = mrml.load_segmentation(scene, result.outputs["out_labels"],
-                                      f"{daily_ct.GetName()} contours", reference_volume=daily_ct)
-    field = mrml.load_grid_transform(scene, result.outputs["out_field"], f"{daily_ct.GetName()} deformation")
-    for node in (contours, field):
-        mrml.set_provenance(node, task="contour", fixed=daily_ct.GetName(),
-                            moving_labels=planning_segmentation.GetName())
-    return contours, field
+@dataclass
+class ContourNodes:
+    contours: object  # vtkMRMLSegmentationNode on the daily CT
+    field: object  # vtkMRMLGridTransformNode (daily -> planning)
+    warped: object | None = None  # vtkMRMLScalarVolumeNode: planning CT warped onto the daily CT
+    metrics: object | None = None  # vtkMRMLTableNode: per-organ Dice, MSD, HD95
+
+
+def load_contours(scene, result: JobResult, daily_ct, planning_segmentation) -> ContourNodes:
+    """Daily contours (planning names and colours, on the daily CT), the displacement field, and the optional
+    warped planning CT and metrics table, as nodes."""
+    name = daily_ct.GetName()
+    nodes = ContourNodes(
+        mrml.load_segmentation(scene, result.outputs["out_labels"], f"{name} contours", reference_volume=daily_ct),
+        mrml.load_grid_transform(scene, result.outputs["out_field"], f"{name} deformation"))
+    if "out_warped" in result.outputs:
+        nodes.warped = mrml.load_volume(scene, result.outputs["out_warped"], f"{name} warped planning CT")
+    if "out_metrics" in result.outputs:
+        metrics = json.loads(result.outputs["out_metrics"].read_text())
+        rows = {organ: {"Dice": m["dice"], "MSD (mm)": m["msd_mm"], "HD95 (mm)": m["hd95_mm"]}
+                for organ, m in metrics["organs"].items()}
+        nodes.metrics = mrml.metrics_table(scene, rows, f"{name} contour metrics")
+    for node in (nodes.contours, nodes.field, nodes.warped, nodes.metrics):
+        if node is not None:
+            mrml.set_provenance(node, task="contour", fixed=name, moving_labels=planning_segmentation.GetName(),
+                                model=result.results.get("model", ""))
+    return nodes

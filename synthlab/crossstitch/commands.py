@@ -57,7 +57,7 @@ def run_contour(fixed_path: Path, moving_path: Path, labels_path: Path, out_labe
     result = propagate_contours(model, fixed, moving, labels, organ_map, iterations, window,
                                 warp_ct=out_warped is not None, progress=progress)
     seconds = time.perf_counter() - started
-    metrics = contour_metrics(result.contours, reference, result.field) if reference is not None else None
+    metrics = contour_metrics(result.contours, reference, result.field, organ_map) if reference is not None else None
     progress(0.95, "writing outputs")
     write_labels(result.contours, out_labels)
     written = {"out_labels": str(out_labels)}

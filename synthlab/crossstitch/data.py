@@ -6,7 +6,6 @@ visible); other images (2D slices, MRI) are scaled between robust percentiles.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -16,24 +15,10 @@ import SimpleITK as sitk
 from synthlab import volume
 from synthlab.crossstitch.geometry import ModelGrid, contour_region, model_grid
 from synthlab.errors import InputError
-from synthlab.labels import LabelMap, read_labels
+from synthlab.labels import LabelMap, organ_for_name, read_labels
 
 HU_WINDOW = (-250.0, 350.0)
 PERCENTILE_RANGE = (1.0, 99.0)
-
-# Other names planning systems give the model's organs (compared after lower-casing and dropping
-# everything but letters).
-ORGAN_ALIASES = {
-    "prostate": ("prostate", "prostategland", "ctvprostate"),
-    "seminal vesicles": ("seminalvesicles", "seminalvesicle", "sv", "svs", "vesicles", "vs"),
-    "rectum": ("rectum", "rectal", "rectumwall", "anorectum"),
-    "bladder": ("bladder", "urinarybladder", "bladderwall"),
-}
-
-
-def _letters(name: str) -> str:
-    return re.sub(r"[^a-z]", "", name.lower())
-
 
 def match_organs(labels: LabelMap, organs: Sequence[str], overrides: Mapping[str, str] | None = None,
                  name: str = "--moving-labels") -> dict[str, int]:
@@ -52,14 +37,10 @@ def match_organs(labels: LabelMap, organs: Sequence[str], overrides: Mapping[str
         if organ not in organs:
             raise InputError("--organ-map", f"'{organ}' is not an organ of this model ({', '.join(organs)})")
     chosen = {organ: by_name[segment_name].value for segment_name, organ in (overrides or {}).items()}
-    for organ in organs:
-        if organ in chosen:
-            continue
-        aliases = ORGAN_ALIASES.get(organ, (_letters(organ),))
-        for segment in labels.segments:
-            if _letters(segment.name) in aliases and segment.value not in chosen.values():
-                chosen[organ] = segment.value
-                break
+    for segment in labels.segments:
+        organ = organ_for_name(segment.name, list(organs))
+        if organ is not None and organ not in chosen and segment.value not in chosen.values():
+            chosen[organ] = segment.value
     for organ, value in chosen.items():
         if value not in present:
             segment_name = next(s.name for s in labels.segments if s.value == value)

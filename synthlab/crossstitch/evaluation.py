@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 import numpy as np
 import SimpleITK as sitk
 
 from synthlab import volume
 from synthlab.crossstitch.geometry import folding_fraction
-from synthlab.labels import LabelMap
+from synthlab.labels import PELVIS_SEGMENTS, LabelMap, organ_for_name
 from synthlab.metrics import overlap_report
 
 
@@ -17,21 +18,37 @@ def _key(name: str) -> str:
     return re.sub(r"[^a-z]", "", name.lower())
 
 
-def contour_metrics(contours: LabelMap, reference: LabelMap, field: sitk.Image | None = None) -> dict:
-    """Metrics of each contour segment against the reference segment of the same name.
+def _reference_values(contours: LabelMap, reference: LabelMap, organ_map: Mapping[str, str]) -> dict[str, int]:
+    """Each contour segment's reference label value: the same name, else the same organ."""
+    organs = [s.name for s in PELVIS_SEGMENTS]
+    by_key = {_key(s.name): s.value for s in reference.segments}
+    by_organ = {organ_for_name(s.name, organs): s.value for s in reference.segments}
+    values = {}
+    for segment in contours.segments:
+        organ = organ_map.get(segment.name) or organ_for_name(segment.name, organs)
+        value = by_key.get(_key(segment.name), by_organ.get(organ) if organ else None)
+        if value is not None:
+            values[segment.name] = value
+    return values
+
+
+def contour_metrics(contours: LabelMap, reference: LabelMap, field: sitk.Image | None = None,
+                    organ_map: Mapping[str, str] | None = None) -> dict:
+    """Metrics of each contour segment against the reference segment of the same name (or organ: the
+    user's ``organ_map`` or a known alias).
 
     The reference is brought onto the contours' grid (nearest neighbour) if it lies on another.
     Returns ``{"organs": {name: {dice, msd_mm, hd95_mm}}, "folding_fraction": f}`` (folding when a field is given).
     """
     reference_image = reference.image if volume.same_grid(reference.image, contours.image) else \
         volume.resample(reference.image, contours.image, is_label=True)
-    reference_values = {_key(s.name): s.value for s in reference.segments}
+    reference_values = _reference_values(contours, reference, organ_map or {})
     predicted = sitk.GetArrayViewFromImage(contours.image)
     truth = sitk.GetArrayViewFromImage(reference_image)
     spacing = tuple(reversed(contours.image.GetSpacing()))
     organs = {}
     for segment in contours.segments:
-        value = reference_values.get(_key(segment.name))
+        value = reference_values.get(segment.name)
         if value is None or not (truth == value).any():
             continue
         organs[segment.name] = {key: round(v, 4) for key, v in
