@@ -205,3 +205,14 @@ def test_train_register_and_register_in_2d_on_brainweb(tmp_path):
     field = sitk.GetArrayFromImage(volume.read_image(tmp_path / "field.nrrd", dimension=2, check_content=False))
     head = volume.array_of(volume.read_image(fixed, dimension=2)) > 30
     assert np.median(np.linalg.norm(field[head] - [13.0, 17.0], axis=1)) < 1.5
+
+
+def test_demo_propagates_contours_with_the_registered_model(contour_registry, tmp_path):
+    result = synthlab("demo", "--out", tmp_path / "demo", "--progress", "none",
+                      env={"SYNTHLAB_MODELS": str(contour_registry)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())["contour propagation"]
+    assert metrics["model"] == "tiny-contour"
+    assert set(metrics["propagated"]["organs"]) == {s.name for s in PELVIS_SEGMENTS}
+    assert set(metrics["without_propagation"]) == {s.name for s in PELVIS_SEGMENTS}
+    assert (tmp_path / "demo" / "contour_propagation" / "daily_contours.seg.nrrd").is_file()

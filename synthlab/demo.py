@@ -60,10 +60,15 @@ def brain_phantom_step(folder: Path, progress: StageProgress) -> StepOutput:
         **{f"{s.name}_ml": round(case.labels.volume_ml(s.name), 1) for s in case.labels.segments}})
 
 
+def demo_pelvis_patient() -> pelvis.PelvisPatient:
+    """The demo's pelvis patient: a small phantom with a planning CT and one daily CT."""
+    return pelvis.generate_patient(case_seed(DEMO_SEED, 0), 1, "small")
+
+
 def pelvis_phantom_step(folder: Path, progress: StageProgress) -> StepOutput:
     """A small pelvis phantom patient: planning CT and one daily CT with their true contours."""
     progress(0.0, "generating a pelvis phantom patient")
-    patient = pelvis.generate_patient(case_seed(DEMO_SEED, 0), 1, "small")
+    patient = demo_pelvis_patient()
     images, contour_files, metrics = {}, {}, {}
     for index, (ct, contours) in enumerate(patient.scans):
         name = pelvis.scan_name(index)
@@ -76,9 +81,36 @@ def pelvis_phantom_step(folder: Path, progress: StageProgress) -> StepOutput:
                       windows={"planning_ct": pelvis.SOFT_TISSUE_WINDOW})
 
 
+def contour_step(folder: Path, progress: StageProgress) -> StepOutput:
+    """The registered contour model propagates the demo patient's planning contours to the daily CT."""
+    from synthlab.crossstitch.evaluation import contour_metrics
+    from synthlab.crossstitch.inference import load_model, propagate_contours
+
+    progress(0.0, "loading the contour model")
+    model = load_model("contour")
+    (planning_ct, planning_contours), (daily_ct, true_contours) = demo_pelvis_patient().scans
+    started = time.perf_counter()
+    result = propagate_contours(model, daily_ct, planning_ct, planning_contours, progress=progress)
+    seconds = time.perf_counter() - started
+    paths = {"daily_ct": volume.write_image(daily_ct, folder / "daily_ct.nrrd")}
+    contours = write_labels(result.contours, folder / "daily_contours.seg.nrrd")
+    volume.write_image(result.field, folder / "displacement.nrrd")
+    identity = contour_metrics(planning_contours, true_contours)  # contours left where they were planned
+    metrics = contour_metrics(result.contours, true_contours, result.field)
+    return StepOutput(volumes=paths, overlays={"propagated contours": contours}, windows={
+        "daily_ct": pelvis.SOFT_TISSUE_WINDOW}, metrics={
+        "model": model.model_id, "inference_seconds": round(seconds, 2), "propagated": metrics,
+        "without_propagation": identity["organs"]})
+
+
 def available_steps() -> list[DemoStep]:
-    """Every demo step that exists in this installation, in order."""
-    return [DemoStep("brain phantom", brain_phantom_step), DemoStep("pelvis phantom", pelvis_phantom_step)]
+    """Every demo step that exists in this installation, in order (model steps need a registered model)."""
+    from synthlab.registry import Registry
+
+    steps = [DemoStep("brain phantom", brain_phantom_step), DemoStep("pelvis phantom", pelvis_phantom_step)]
+    if Registry().for_task("contour"):
+        steps.append(DemoStep("contour propagation", contour_step))
+    return steps
 
 
 def run_demo(out: Path, reporter: ProgressReporter) -> dict:
