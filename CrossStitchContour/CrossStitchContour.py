@@ -2,13 +2,7 @@
 
 import qt
 import slicer
-from CrossStitchContourLib.contour_task import (
-    MODEL_ORGANS,
-    default_organ_map,
-    load_contours,
-    organ_map_option,
-    start_contour,
-)
+from CrossStitchContourLib.contour_task import default_organ_map, load_contours, start_contour
 from slicer import (
     vtkMRMLGridTransformNode,
     vtkMRMLScalarVolumeNode,
@@ -20,6 +14,9 @@ from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic
 from SynthLabCommonLib.backend import current_backend
 from SynthLabCommonLib.widget import SynthLabModuleTest, SynthLabWidget
+
+from synthlab import mrml
+from synthlab.labels import PELVIS_ORGANS, format_organ_map, parse_organ_map
 
 
 class CrossStitchContour(ScriptedLoadableModule):
@@ -74,12 +71,11 @@ class CrossStitchContourWidget(SynthLabWidget):
         if segmentation is None:
             return
         preset = default_organ_map(segmentation)
-        for row, name in enumerate(segmentation.GetSegmentation().GetSegmentIDs()):
-            segmentName = segmentation.GetSegmentation().GetSegment(name).GetName()
+        for row, segmentName in enumerate(mrml.segment_names(segmentation)):
             table.insertRow(row)
             table.setItem(row, 0, qt.QTableWidgetItem(segmentName))
             choice = qt.QComboBox()
-            choice.addItems(["(not an organ of the model)"] + MODEL_ORGANS)
+            choice.addItems(["(not an organ of the model)"] + PELVIS_ORGANS)
             choice.currentText = preset.get(segmentName, "(not an organ of the model)")
             choice.connect("currentIndexChanged(int)", self.storeOrganMap)
             table.setCellWidget(row, 1, choice)
@@ -89,7 +85,7 @@ class CrossStitchContourWidget(SynthLabWidget):
         table = self.ui.organMapTable
         mapping = {table.item(row, 0).text(): table.cellWidget(row, 1).currentText
                    for row in range(table.rowCount) if table.cellWidget(row, 1).currentIndex > 0}
-        self._parameterNode.organMap = organ_map_option(mapping) or ""
+        self._parameterNode.organMap = format_organ_map(mapping) or ""
 
     def loadResults(self, job, result):
         nodes = self.logic.load(result, self._parameterNode)
@@ -107,9 +103,7 @@ class CrossStitchContourLogic(ScriptedLoadableModuleLogic):
         return CrossStitchContourParameterNode(super().getParameterNode())
 
     def start(self, parameters):
-        organMap = None
-        if parameters.organMap:
-            organMap = dict(item.split("=", 1) for item in parameters.organMap.split(","))
+        organMap = parse_organ_map(parameters.organMap) if parameters.organMap else None
         return start_contour(current_backend(), parameters.planningCt, parameters.planningSegmentation,
                              parameters.dailyCt, parameters.referenceSegmentation, organMap,
                              parameters.warpPlanningCt)

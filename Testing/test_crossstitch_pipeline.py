@@ -216,3 +216,42 @@ def test_demo_propagates_contours_with_the_registered_model(contour_registry, tm
     assert set(metrics["propagated"]["organs"]) == {s.name for s in PELVIS_SEGMENTS}
     assert set(metrics["without_propagation"]) == {s.name for s in PELVIS_SEGMENTS}
     assert (tmp_path / "demo" / "contour_propagation" / "daily_contours.seg.nrrd").is_file()
+
+
+def test_contour_in_a_sliding_window_with_instance_optimisation(contour_registry, pair, tmp_path):
+    result, out = contour(contour_registry, pair, tmp_path, "--window", 8, "--iterations", 2)
+    assert result.returncode == 0, result.stderr[-2000:]
+    today = read_labels(out)
+    assert volume.same_grid(today.image, volume.read_image(pair["fixed"]))
+    assert set(today.present_values()) == {1, 2, 3, 4}
+
+
+@pytest.mark.parametrize("arguments,message", [
+    (["contour", "--out-metrics", "{tmp}/m.json"], "--out-metrics: needs --reference-labels"),
+    (["contour", "--organ-map", "nonsense"], "--organ-map: use SEGMENT=ORGAN pairs"),
+    (["contour", "--organ-map", "nope=prostate"], "--organ-map: no planning segment named 'nope'"),
+    (["contour", "--organ-map", "bladder=femur"], "--organ-map: 'femur' is not an organ of this model"),
+    (["register", "--out-field", "{tmp}/field.png"], "--out-field: a displacement field needs"),
+    (["evaluate", "--split", "nowhere"], "--split: the datalist has no 'nowhere' pairs"),
+    (["train", "--steps", "0"], "--steps: must be at least 1 (got 0)"),
+    (["train", "--devices", "0"], "--devices: must be at least 1 (got 0)"),
+    (["train register", "--datalist", "{tmp}/unpaired.json"], "--datalist: every training pair needs 'fixed'"),
+])
+def test_bad_options_end_in_one_line(contour_registry, pelvis_data, pair, tmp_path, arguments, message):
+    (tmp_path / "unpaired.json").write_text(json.dumps({"training": [{"image": str(pair["fixed"])}]}))
+    command, *options = [a.format(tmp=tmp_path) for a in arguments]
+    common = {
+        "contour": ["contour", "--fixed", pair["fixed"], "--moving", pair["moving"], "--moving-labels",
+                    pair["moving_labels"], "--out-labels", tmp_path / "today.seg.nrrd"],
+        "register": ["register", "--fixed", pair["fixed"], "--moving", pair["moving"], "--out-warped",
+                     tmp_path / "warped.nrrd"],
+        "evaluate": ["evaluate", "contour", "--datalist", pelvis_data, "--report", tmp_path / "report.json"],
+        "train": ["train", "crossstitch", "--datalist", pelvis_data, "--out", tmp_path / "run"],
+        "train register": ["train", "register", "--out", tmp_path / "run"],
+    }[command]
+    before = set(tmp_path.iterdir())
+    result = synthlab(*common, *options, env={"SYNTHLAB_MODELS": str(contour_registry)})
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
+    assert set(tmp_path.iterdir()) == before

@@ -22,6 +22,7 @@ except ImportError:
 
 from synthlab import __version__, volume
 from synthlab.errors import EXIT_BAD_INPUT, InputError
+from synthlab.labels import parse_organ_map
 from synthlab.progress import PROGRESS_MODES, ProgressReporter
 
 EXIT_OUT_OF_MEMORY = 3
@@ -171,16 +172,6 @@ WindowOption = Annotated[int | None, typer.Option("--window", help="Sliding-wind
                                                                   "(default: the whole region at once).")]
 
 
-def _organ_map(text: str | None) -> dict[str, str]:
-    """``"SV=seminal vesicles,Blase=bladder"`` -> a planning-segment -> model-organ mapping."""
-    if not text:
-        return {}
-    pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
-    if any(len(pair) != 2 for pair in pairs):
-        raise InputError("--organ-map", "use SEGMENT=ORGAN pairs separated by commas")
-    return {segment.strip(): organ.strip() for segment, organ in pairs}
-
-
 @app.command()
 def contour(
     fixed: Annotated[Path, typer.Option("--fixed", help="Daily CT (HU).")],
@@ -208,7 +199,7 @@ def contour(
 
     with ProgressReporter(progress.value) as reporter:
         result = run_contour(fixed, moving, moving_labels, out_labels, out_field, out_warped, out_segmentation,
-                             reference_labels, out_metrics, _organ_map(organ_map), model, device, iterations,
+                             reference_labels, out_metrics, parse_organ_map(organ_map), model, device, iterations,
                              window, reporter.stage("contour", 0.0, 1.0))
         reporter.update("done", 1.0, f"wrote {out_labels}", result=result)
     for line in result.get("summary", []):
@@ -284,7 +275,8 @@ def train_crossstitch(
     """Train the joint registration + segmentation model on CT pairs with contours (pelvis)."""
     from synthlab.crossstitch.fit import FitOptions, fit
 
-    _positive("--batch-size", batch_size)
+    for name, value in (("--steps", steps), ("--batch-size", batch_size), ("--devices", devices)):
+        _positive(name, value)
     options = FitOptions("contour", configuration.value, 3, spacing, patch, batch_size, steps, minutes,
                          learned_weights, diffeomorphic, "ncc", True, devices, accelerator, seed, model_id,
                          learning_rate=learning_rate)
@@ -308,18 +300,14 @@ def train_register(
     model_id: ModelIdOption = None, progress: ProgressOption = ProgressMode.bar,
 ):
     """Train the unsupervised registration core (no labels) on 2D or 3D image pairs."""
-    from synthlab.crossstitch.data import looks_like_ct
     from synthlab.crossstitch.fit import FitOptions, fit
-    from synthlab.datalist import read_datalist
 
-    _positive("--batch-size", batch_size)
-    first = read_datalist(datalist)["training"][:1]
-    if not first or "fixed" not in first[0]:
-        raise InputError("--datalist", "needs training entries with 'fixed' and 'moving' images")
-    image = volume.read_image(first[0]["fixed"], "--datalist", dimension=(2, 3))
-    options = FitOptions("register", "registration-only", image.GetDimension(), spacing, patch, batch_size, steps,
-                         minutes, False, diffeomorphic, photometric.value, looks_like_ct(image), devices,
-                         accelerator, seed, model_id)
+    for name, value in (("--steps", steps), ("--batch-size", batch_size), ("--devices", devices)):
+        _positive(name, value)
+    options = FitOptions("register", "registration-only", spacing=spacing, patch=patch, batch_size=batch_size,
+                         steps=steps, max_minutes=minutes, diffeomorphic=diffeomorphic,
+                         photometric=photometric.value, devices=devices, accelerator=accelerator, seed=seed,
+                         model_id=model_id)
     with ProgressReporter(progress.value) as reporter:
         result = fit(datalist, out, options, reporter.stage("train register", 0.0, 1.0))
         if result:

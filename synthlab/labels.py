@@ -91,13 +91,34 @@ ORGAN_ALIASES = {
 }
 
 
+PELVIS_ORGANS = [segment.name for segment in PELVIS_SEGMENTS]
+
+
+def name_key(name: str) -> str:
+    """A segment name reduced for comparison: lower case, letters only (``"Rectum_Wall"`` -> ``"rectumwall"``)."""
+    return re.sub(r"[^a-z]", "", name.lower())
+
+
 def organ_for_name(name: str, organs: list[str] | tuple[str, ...]) -> str | None:
     """The organ (of ``organs``) a segment name stands for, by name or a known alias; None if none."""
-    letters = re.sub(r"[^a-z]", "", name.lower())
+    key = name_key(name)
     for organ in organs:
-        if letters in ORGAN_ALIASES.get(organ, (re.sub(r"[^a-z]", "", organ.lower()),)):
+        if key in ORGAN_ALIASES.get(organ, (name_key(organ),)):
             return organ
     return None
+
+
+def parse_organ_map(text: str | None) -> dict[str, str]:
+    """``"SV=seminal vesicles,Blase=bladder"`` (the ``--organ-map`` form) -> segment name -> organ."""
+    pairs = [item.split("=", 1) for item in (text or "").split(",") if item.strip()]
+    if any(len(pair) != 2 for pair in pairs):
+        raise InputError("--organ-map", "use SEGMENT=ORGAN pairs separated by commas")
+    return {segment.strip(): organ.strip() for segment, organ in pairs}
+
+
+def format_organ_map(mapping: dict[str, str]) -> str | None:
+    """The ``--organ-map`` form of a mapping (entries with no organ left out); None when empty."""
+    return ",".join(f"{segment}={organ}" for segment, organ in mapping.items() if organ) or None
 
 
 TUMOUR_SEGMENTS = (

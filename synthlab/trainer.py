@@ -14,8 +14,6 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from synthlab.errors import InputError
-
 
 def checkpoint_folder(out: Path) -> Path:
     return Path(out) / "checkpoints"
@@ -28,13 +26,8 @@ def resume_point(out: Path) -> Path | None:
 
 
 def make_trainer(out: Path, max_steps: int, max_minutes: float | None, devices: int = 1,
-                 accelerator: str = "auto", monitor: str = "val_score", validate_every: int = 1,
-                 progress_bar: bool = True) -> tuple[pl.Trainer, ModelCheckpoint]:
+                 accelerator: str = "auto", monitor: str = "val_score", progress_bar: bool = True) -> tuple[pl.Trainer, ModelCheckpoint]:
     """A Trainer that keeps ``best.ckpt`` (highest ``monitor``) and ``last.ckpt``; DDP when ``devices > 1``."""
-    if max_steps < 1:
-        raise InputError("--steps", f"must be at least 1 (got {max_steps})")
-    if devices < 1:
-        raise InputError("--devices", f"must be at least 1 (got {devices})")
     warnings.filterwarnings("ignore", message=".*Using PyTorch native grid_sample.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*non-tuple sequence for multidimensional indexing.*")
@@ -44,7 +37,7 @@ def make_trainer(out: Path, max_steps: int, max_minutes: float | None, devices: 
         default_root_dir=str(out), max_steps=max_steps,
         max_time={"minutes": max_minutes} if max_minutes else None,
         accelerator=accelerator, devices=devices, strategy="ddp" if devices > 1 else "auto",
-        callbacks=[best], check_val_every_n_epoch=validate_every, log_every_n_steps=5,
+        callbacks=[best], log_every_n_steps=5,
         enable_progress_bar=progress_bar, enable_model_summary=False, logger=pl.loggers.CSVLogger(str(out)),
         num_sanity_val_steps=0)
     return trainer, best

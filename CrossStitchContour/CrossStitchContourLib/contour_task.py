@@ -7,10 +7,9 @@ from dataclasses import dataclass
 
 from synthlab import mrml
 from synthlab.client import Backend, JobResult
-from synthlab.labels import PELVIS_SEGMENTS, organ_for_name
+from synthlab.labels import PELVIS_ORGANS, format_organ_map, organ_for_name
 from synthlab.slicer_job import NodeJob
 
-MODEL_ORGANS = [segment.name for segment in PELVIS_SEGMENTS]
 # The command-line contract: `synthlab contour --fixed F --moving F --moving-labels F --out-labels F [--out-field F]
 # [--out-warped F] [--reference-labels F --out-metrics F]`.
 OUTPUT_FILES = {"out_labels": "daily_contours.seg.nrrd", "out_field": "displacement.nrrd"}
@@ -22,15 +21,10 @@ def default_organ_map(planning_segmentation) -> dict[str, str]:
     """Planning segment name -> model organ for the segments whose names say which organ they are."""
     mapping = {}
     for name in mrml.segment_names(planning_segmentation):
-        organ = organ_for_name(name, MODEL_ORGANS)
+        organ = organ_for_name(name, PELVIS_ORGANS)
         if organ is not None and organ not in mapping.values():
             mapping[name] = organ
     return mapping
-
-
-def organ_map_option(mapping: dict[str, str]) -> str | None:
-    """The ``--organ-map`` value (``"SV=seminal vesicles,..."``) for the segments the user mapped."""
-    return ",".join(f"{segment}={organ}" for segment, organ in mapping.items() if organ) or None
 
 
 def start_contour(backend: Backend, planning_ct, planning_segmentation, daily_ct, reference_segmentation=None,
@@ -50,12 +44,12 @@ def start_contour(backend: Backend, planning_ct, planning_segmentation, daily_ct
     mapping = default_organ_map(planning_segmentation) if organ_map is None else organ_map
     if not any(mapping.values()):
         raise ValueError(f"None of the segments of '{planning_segmentation.GetName()}' is mapped to an organ the "
-                         f"model knows ({', '.join(MODEL_ORGANS)}); map at least one.")
+                         f"model knows ({', '.join(PELVIS_ORGANS)}); map at least one.")
     inputs = {"fixed": daily_ct, "moving": planning_ct, "moving_labels": planning_segmentation,
               "reference_labels": reference_segmentation}
     outputs = {**OUTPUT_FILES, **(WARPED_FILE if warp_planning_ct else {}),
                **(METRICS_FILE if reference_segmentation is not None else {})}
-    params = {"model": model_id, "device": device, "organ_map": organ_map_option(mapping),
+    params = {"model": model_id, "device": device, "organ_map": format_organ_map(mapping),
               "iterations": iterations or None}
     return NodeJob(backend, "contour", inputs, outputs, params)
 

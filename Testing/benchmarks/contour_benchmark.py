@@ -99,8 +99,9 @@ def main() -> None:
 
     entries = read_datalist(arguments.datalist)[arguments.split][: arguments.pairs]
     methods = [] if arguments.no_baselines else ["identity", "rigid (SimpleITK)", "deformable (SimpleITK B-spline)"]
-    models = {f"{LoadedModel.from_files(p, 'cpu').card['configuration']} ({p.stem})": LoadedModel.from_files(p, "cpu")
-              for p in arguments.model}
+    loaded = [LoadedModel.from_files(path, "cpu") for path in arguments.model]
+    models = {f"{model.card['configuration']} ({path.stem})": model for model, path in
+              zip(loaded, arguments.model, strict=True)}
     reports: dict[str, list] = {name: [] for name in methods + list(models)}
     seconds: dict[str, list] = {name: [] for name in reports}
     for index, entry in enumerate(entries):

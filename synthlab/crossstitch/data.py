@@ -26,9 +26,8 @@ def match_organs(labels: LabelMap, organs: Sequence[str], overrides: Mapping[str
 
     ``overrides`` maps a planning segment name to a model organ (the user's choice); other
     segments match by name or a known alias. Organs with no segment are left out; none at all
-    is an error, as is a segment with no voxels.
+    is an error. (Empty segments are refused where contours enter inference.)
     """
-    present = set(labels.present_values())
     by_name = {segment.name: segment for segment in labels.segments}
     for segment_name, organ in (overrides or {}).items():
         if segment_name not in by_name:
@@ -41,10 +40,6 @@ def match_organs(labels: LabelMap, organs: Sequence[str], overrides: Mapping[str
         organ = organ_for_name(segment.name, list(organs))
         if organ is not None and organ not in chosen and segment.value not in chosen.values():
             chosen[organ] = segment.value
-    for organ, value in chosen.items():
-        if value not in present:
-            segment_name = next(s.name for s in labels.segments if s.value == value)
-            raise InputError(name, f"segment '{segment_name}' ({organ}) is empty")
     if not chosen:
         names = ", ".join(s.name for s in labels.segments) or "none"
         raise InputError(name, f"no segment the model knows (it propagates {', '.join(organs)}; the planning "
@@ -71,13 +66,12 @@ def require_ct(image: sitk.Image, name: str) -> None:
                                f"{soft:.0%} of voxels in soft tissue −150…150 HU); give a CT, rescaled to HU")
 
 
-def normalise(values: np.ndarray, intensity: Mapping, inside: np.ndarray | None = None) -> np.ndarray:
+def normalise(values: np.ndarray, intensity: Mapping) -> np.ndarray:
     """Scale to about 0–1 as the model card says: a HU window (CT) or robust percentiles (anything else)."""
     if intensity["kind"] == "hu-window":
         low, high = intensity["window"]
     else:
-        sample = values[inside] if inside is not None and inside.any() else values
-        low, high = np.percentile(sample, intensity.get("percentiles", PERCENTILE_RANGE))
+        low, high = np.percentile(values, intensity.get("percentiles", PERCENTILE_RANGE))
         high = high if high > low else low + 1.0
     return np.clip((values - low) / (high - low), 0.0, 1.0).astype(np.float32)
 

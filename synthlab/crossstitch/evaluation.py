@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 import numpy as np
@@ -10,23 +9,18 @@ import SimpleITK as sitk
 
 from synthlab import volume
 from synthlab.crossstitch.geometry import folding_fraction
-from synthlab.labels import PELVIS_SEGMENTS, LabelMap, organ_for_name
+from synthlab.labels import PELVIS_ORGANS, LabelMap, name_key, organ_for_name
 from synthlab.metrics import overlap_report
-
-
-def _key(name: str) -> str:
-    return re.sub(r"[^a-z]", "", name.lower())
 
 
 def _reference_values(contours: LabelMap, reference: LabelMap, organ_map: Mapping[str, str]) -> dict[str, int]:
     """Each contour segment's reference label value: the same name, else the same organ."""
-    organs = [s.name for s in PELVIS_SEGMENTS]
-    by_key = {_key(s.name): s.value for s in reference.segments}
-    by_organ = {organ_for_name(s.name, organs): s.value for s in reference.segments}
+    by_key = {name_key(s.name): s.value for s in reference.segments}
+    by_organ = {organ_for_name(s.name, PELVIS_ORGANS): s.value for s in reference.segments}
     values = {}
     for segment in contours.segments:
-        organ = organ_map.get(segment.name) or organ_for_name(segment.name, organs)
-        value = by_key.get(_key(segment.name), by_organ.get(organ) if organ else None)
+        organ = organ_map.get(segment.name) or organ_for_name(segment.name, PELVIS_ORGANS)
+        value = by_key.get(name_key(segment.name), by_organ.get(organ) if organ else None)
         if value is not None:
             values[segment.name] = value
     return values

@@ -4,31 +4,30 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
-from synthlab import __version__
-from synthlab.crossstitch.data import HU_WINDOW, PERCENTILE_RANGE, read_pair_entry
+from synthlab import __version__, volume
+from synthlab.crossstitch.data import HU_WINDOW, PERCENTILE_RANGE, looks_like_ct, read_pair_entry
 from synthlab.crossstitch.networks import FILTERS
 from synthlab.crossstitch.training import PatchDataset, RegistrationModule
 from synthlab.datalist import read_datalist
 from synthlab.errors import InputError
-from synthlab.labels import PELVIS_SEGMENTS
+from synthlab.labels import PELVIS_ORGANS
 from synthlab.progress import StageProgress
 from synthlab.registry import save_model
 from synthlab.trainer import make_trainer, resume_point
-
-PELVIS_ORGANS = [segment.name for segment in PELVIS_SEGMENTS]
 
 
 @dataclass
 class FitOptions:
     """What ``synthlab train crossstitch`` / ``register`` accept (defaults: the joint model on pelvis CT)."""
 
-    task: str = "contour"  # "contour" (joint model, with contours) or "register" (unsupervised core)
+    task: str = "contour"  # "contour" (joint model, with contours) or "register" (unsupervised core;
+    # its dimension and CT-ness are read from the first training image)
     configuration: str = "crossstitch"
     dimension: int = 3
     spacing: float = 3.0
@@ -86,10 +85,11 @@ def fit(datalist: Path, out: Path, options: FitOptions, progress: StageProgress)
     splits = read_datalist(datalist)
     if not splits["training"]:
         raise InputError("--datalist", "has no training pairs")
-    for entry in splits["training"][:1]:
-        missing = [key for key in ("fixed", "moving") if key not in entry]
-        if missing:
-            raise InputError("--datalist", f"training entries need 'fixed' and 'moving' (missing {missing})")
+    if not all("fixed" in entry and "moving" in entry for entry in splits["training"]):
+        raise InputError("--datalist", "every training pair needs 'fixed' and 'moving' images")
+    if options.task == "register":  # the unsupervised core takes 2D or 3D images of any modality
+        first = volume.read_image(splits["training"][0]["fixed"], "--datalist", dimension=(2, 3))
+        options = replace(options, dimension=first.GetDimension(), ct=looks_like_ct(first))
     labelled = options.task == "contour"
     if labelled and not all("fixed_labels" in e and "moving_labels" in e for e in splits["training"]):
         raise InputError("--datalist", "every training pair needs 'fixed_labels' and 'moving_labels' contours")

@@ -104,13 +104,12 @@ def field_on_fixed_grid(field: sitk.Image, fixed: sitk.Image, taper_mm: float = 
     Where the model grid covers only part of the fixed image, the field fades to zero
     over ``taper_mm`` inside the region's border, so it stays continuous (no folds).
     """
-    taper = _border_taper(field, taper_mm)
-    faded = sitk.Compose([sitk.VectorIndexSelectionCast(field, i) * taper
-                          for i in range(field.GetNumberOfComponentsPerPixel())])
-    covers_fixed = all((np.array(volume.physical_bounds(fixed)[0]) >= volume.physical_bounds(field)[0] - 1e-3) &
-                       (np.array(volume.physical_bounds(fixed)[1]) <= volume.physical_bounds(field)[1] + 1e-3))
-    source = field if covers_fixed else faded
-    resampled = sitk.Resample(source, fixed, sitk.Transform(fixed.GetDimension(), sitk.sitkIdentity),
+    (fixed_low, fixed_high), (field_low, field_high) = volume.physical_bounds(fixed), volume.physical_bounds(field)
+    if not ((fixed_low >= field_low - 1e-3).all() and (fixed_high <= field_high + 1e-3).all()):
+        taper = _border_taper(field, taper_mm)
+        field = sitk.Compose([sitk.VectorIndexSelectionCast(field, i) * taper
+                              for i in range(field.GetNumberOfComponentsPerPixel())])
+    resampled = sitk.Resample(field, fixed, sitk.Transform(fixed.GetDimension(), sitk.sitkIdentity),
                               sitk.sitkLinear, 0.0, sitk.sitkVectorFloat64)
     resampled.CopyInformation(fixed)
     return resampled
@@ -140,10 +139,8 @@ def warp_labels(labels: sitk.Image, values: Sequence[int], fixed: sitk.Image, fi
     transform = displacement_transform(field)
     masks = [volume.array_of(sitk.Resample(sitk.Cast(labels == int(v), sitk.sitkFloat32), fixed, transform,
                                            sitk.sitkLinear, 0.0)) for v in values]
-    stacked = np.stack([np.full_like(masks[0], 0.5)] + masks) if masks else None
-    if stacked is None:
-        return volume.image_like(np.zeros(tuple(reversed(fixed.GetSize())), np.uint16), fixed)
-    winner = np.argmax(stacked, axis=0)
+    threshold = np.full(tuple(reversed(fixed.GetSize())), 0.5, np.float32)  # a label needs more than half
+    winner = np.argmax(np.stack([threshold] + masks), axis=0)
     lookup = np.array([0] + [int(v) for v in values], dtype=np.uint16)
     return volume.image_like(lookup[winner], fixed)
 

@@ -25,7 +25,7 @@ from safetensors.torch import load_file
 
 from synthlab import volume
 from synthlab.crossstitch import geometry
-from synthlab.crossstitch.data import PairArrays, pair_on_grid, require_ct
+from synthlab.crossstitch.data import PairArrays, match_organs, pair_on_grid, require_ct
 from synthlab.crossstitch.instance import refine_field
 from synthlab.crossstitch.networks import FILTERS, SIZE_MULTIPLE, JointNetwork
 from synthlab.device import autocast, resolve_device
@@ -205,8 +205,6 @@ def propagate_contours(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image
 def _segmentation(probabilities: np.ndarray, pair: PairArrays, fixed: sitk.Image, organs: Sequence[str],
                   moving_labels: LabelMap, organ_map: Mapping[str, str] | None) -> LabelMap:
     """The network's organ segmentation on the daily grid, named and coloured like the planning segments."""
-    from synthlab.crossstitch.data import match_organs
-
     matched = match_organs(moving_labels, organs, organ_map)
     planning = {segment.value: segment for segment in moving_labels.segments}
     defaults = {segment.name: segment for segment in PELVIS_SEGMENTS}

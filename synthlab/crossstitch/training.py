@@ -171,14 +171,16 @@ class RegistrationModule(pl.LightningModule):
             self.log("val_score", -self.photometric(self.warp(batch["moving"], ddf), batch["fixed"]), sync_dist=True)
             return
         target = batch["fixed_organs"] > 0.5
+        scores = {}
         if "ddf" in output:
             warped = self.warp(batch["moving_organs"], output["ddf"][-1]) > 0.5
-            self.log("val_contour_dice", _mean_dice(warped, target), sync_dist=True, prog_bar=True)
+            scores["val_contour_dice"] = _mean_dice(warped, target)
         if "seg" in output:
             predicted = functional.one_hot(output["seg"][-1].argmax(1), len(self.organs) + 1).movedim(-1, 1)[:, 1:]
-            self.log("val_segmentation_dice", _mean_dice(predicted.bool(), target), sync_dist=True)
-        score = _mean_dice(warped, target) if "ddf" in output else _mean_dice(predicted.bool(), target)
-        self.log("val_score", score, sync_dist=True)
+            scores["val_segmentation_dice"] = _mean_dice(predicted.bool(), target)
+        self.log_dict(scores, sync_dist=True, prog_bar=True)
+        # Checkpoints follow the contours (the registration), or the segmentation when there is no field.
+        self.log("val_score", next(iter(scores.values())), sync_dist=True)
 
     def configure_optimizers(self):
         return torch.optim.RAdam(self.parameters(), lr=self.hparams.learning_rate)
