@@ -330,6 +330,40 @@ def demo(
     typer.echo(f"  metrics:  {summary['metrics']}")
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface; then "
+                                                     "a token is required).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8890,
+    token: Annotated[str | None, typer.Option("--token", envvar="SYNTHLAB_TOKEN", help="Bearer token clients "
+                                              "must send (or set SYNTHLAB_TOKEN).")] = None,
+    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", help="Largest request body.")] = 1024,
+    queue: Annotated[int, typer.Option("--queue", help="Jobs that may wait for a free device; more get 503 "
+                                                       "with Retry-After.")] = 8,
+    device: DeviceOption = "auto",
+    workers: Annotated[int | None, typer.Option("--workers", help="Jobs run at once (default: one per GPU, "
+                                                                  "else one).")] = None,
+    session_minutes: Annotated[float, typer.Option("--session-minutes", help="Sessions expire after this "
+                                                   "long unused.")] = 60,
+):
+    """Serve every pipeline over HTTP (MONAI Label-style paths) for remote Slicer modules."""
+    import uvicorn
+
+    from synthlab.server import ServerSettings, create_app, is_loopback
+
+    if not is_loopback(host) and not token:
+        raise InputError("--token", f"required when listening on {host} (anything but loopback)")
+    for name, value in (("--queue", queue), ("--max-upload-mb", max_upload_mb), ("--session-minutes",
+                                                                                 session_minutes)):
+        if value <= 0:
+            raise InputError(name, "must be positive")
+    settings = ServerSettings(token=token, max_upload_bytes=int(max_upload_mb * 2**20), queue_limit=queue,
+                              device=device, workers=workers, session_seconds=session_minutes * 60)
+    typer.echo(f"SynthLab {__version__} serving on http://{host}:{port} "
+               f"({'token required' if token else 'no token: loopback only'})", err=True)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
 def _exit_on_sigterm(signal_number, frame):
     """Turn SIGTERM (a cancel) into SystemExit so that temporary outputs are cleaned up."""
     sys.exit(128 + signal_number)

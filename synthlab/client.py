@@ -1,19 +1,24 @@
 """Backends run a SynthLab task away from the caller's process and stream its progress.
 
 :class:`LocalBackend` starts ``python -m synthlab <task> ... --progress json`` as
-a subprocess (Slicer never runs inference in its GUI process). A remote backend
-that uploads the same files to ``synthlab serve`` implements the same
-:class:`Backend` interface.
+a subprocess (Slicer never runs inference in its GUI process). :class:`RemoteBackend`
+uploads the same files to ``synthlab serve`` and downloads the same outputs.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
+import time
+import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,3 +204,185 @@ def _signal_group(pid: int, signal_number: int) -> None:
         os.killpg(os.getpgid(pid), signal_number)
     except ProcessLookupError:
         pass
+
+
+class RemoteBackend(Backend):
+    """Runs tasks on a ``synthlab serve`` server: uploads the inputs, follows progress, downloads the outputs.
+
+    A busy server (503) is retried after its Retry-After for up to ``queue_wait_seconds``.
+    """
+
+    def __init__(self, url: str, token: str | None = None, timeout: float = 30.0, poll_seconds: float = 0.5,
+                 queue_wait_seconds: float = 600.0):
+        import requests
+
+        self.url = url.rstrip("/")
+        self.timeout, self.poll_seconds, self.queue_wait_seconds = timeout, poll_seconds, queue_wait_seconds
+        self.http = requests.Session()
+        if token:
+            self.http.headers["Authorization"] = f"Bearer {token}"
+
+    def request(self, method: str, path: str, **kwargs):
+        """One HTTP call; connection failures and error answers become :class:`BackendError` with the server's
+        message (``.status`` holds the HTTP status)."""
+        import requests
+
+        try:
+            response = self.http.request(method, self.url + path, timeout=kwargs.pop("timeout", self.timeout),
+                                         **kwargs)
+        except requests.RequestException as error:
+            raise BackendError(f"cannot reach the SynthLab server at {self.url}: {error}") from None
+        if response.status_code >= 400:
+            error = BackendError(_error_detail(response))
+            error.status = response.status_code
+            error.retry_after = response.headers.get("Retry-After")
+            raise error
+        return response
+
+    def info(self) -> dict:
+        """The server's version, device, tasks and models (``GET /info/``): what "Test connection" shows."""
+        return self.request("GET", "/info/").json()
+
+    def open_session(self, inputs: Mapping[str, str | os.PathLike], minutes: float | None = None) -> str:
+        """Upload inputs once (e.g. a planning CT and its contours); pass ``params={"session": id}`` later."""
+        with _open_files(inputs) as files:
+            params = {"seconds": minutes * 60} if minutes else {}
+            return self.request("PUT", "/session/", data={"params": json.dumps(params)}, files=files).json()["id"]
+
+    def close_session(self, session_id: str) -> None:
+        self.request("DELETE", f"/session/{session_id}")
+
+    def start(self, task, inputs, outputs, params=None, on_event=None) -> RemoteJob:
+        return RemoteJob(self, task, inputs, {k: Path(v) for k, v in outputs.items()}, dict(params or {}), on_event)
+
+
+class RemoteJob(Job):
+    """A job on the server, driven by a thread: submit (retrying while the queue is full), poll, download."""
+
+    def __init__(self, backend: RemoteBackend, task: str, inputs: Mapping[str, str | os.PathLike],
+                 outputs: dict[str, Path], params: dict, on_event: EventCallback | None):
+        self.backend, self.task, self.inputs, self.outputs = backend, task, dict(inputs), outputs
+        self.params = {**params, "outputs": {name: _format_of(path) for name, path in outputs.items()}}
+        self.events: list[dict] = []
+        self.job_id: str | None = None
+        self._on_event = on_event
+        self._cancelled = threading.Event()
+        self._error: BackendError | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @property
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> JobResult:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError(f"the remote {self.task} job is still running")
+        if self._cancelled.is_set():
+            raise JobCancelled("cancelled")
+        if self._error is not None:
+            raise self._error
+        return JobResult(dict(self.outputs), list(self.events))
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        if self.job_id is not None and not self.done:
+            try:
+                self.backend.request("DELETE", f"/jobs/{self.job_id}")
+            except BackendError:
+                pass  # already gone; the thread stops on its own
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            self.job_id = self._submit()
+            if self._follow():
+                self._download()
+        except BackendError as error:
+            self._error = error
+
+    def _submit(self) -> str | None:
+        deadline = time.monotonic() + self.backend.queue_wait_seconds
+        while not self._cancelled.is_set():
+            try:
+                with _open_files(self.inputs) as files:
+                    return self.backend.request("POST", f"/infer/{self.task}", params={"wait": "false"},
+                                                data={"params": json.dumps(self.params)}, files=files).json()["id"]
+            except BackendError as error:
+                if getattr(error, "status", None) != 503 or time.monotonic() > deadline:
+                    raise
+                self._cancelled.wait(float(error.retry_after or 1))
+        return None
+
+    def _follow(self) -> bool:
+        """Poll until the job ends, passing on its progress events; True when it finished."""
+        while not self._cancelled.is_set():
+            status = self.backend.request("GET", f"/jobs/{self.job_id}", params={"since": len(self.events)}).json()
+            for event in status["events"]:
+                self.events.append(event)
+                if self._on_event is not None:
+                    self._on_event(event)
+            if status["state"] == "done":
+                return True
+            if status["state"] == "failed":
+                raise BackendError(status["message"])
+            if status["state"] == "cancelled":
+                self._cancelled.set()
+                return False
+            self._cancelled.wait(self.backend.poll_seconds)
+        return False
+
+    def _download(self) -> None:
+        response = self.backend.request("GET", f"/jobs/{self.job_id}/result", stream=True)
+        with tempfile.TemporaryFile() as archive_file:
+            for block in response.iter_content(1 << 20):
+                archive_file.write(block)
+            with zipfile.ZipFile(archive_file) as archive:
+                written = set(json.loads(archive.read("result.json"))["outputs"].items())
+                for name, path in self.outputs.items():
+                    member = dict(written).get(name)
+                    if member is None:
+                        raise BackendError(f"the server did not return {name}")
+                    _extract_atomically(archive, member, path)
+
+
+def _format_of(path: Path) -> str:
+    name = path.name.lower()
+    for double in (".seg.nrrd", ".nii.gz"):
+        if name.endswith(double):
+            return double
+    return path.suffix.lower()
+
+
+@contextlib.contextmanager
+def _open_files(inputs: Mapping[str, str | os.PathLike]):
+    """``requests`` multipart file tuples for the inputs, closed afterwards."""
+    with contextlib.ExitStack() as stack:
+        files = {}
+        for name, path in inputs.items():
+            path = Path(path)
+            if not path.is_file():
+                raise BackendError(f"{name}: file not found: {path}")
+            files[name] = (path.name, stack.enter_context(open(path, "rb")), "application/octet-stream")
+        yield files
+
+
+def _extract_atomically(archive: zipfile.ZipFile, member: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as target, archive.open(member) as source:
+            shutil.copyfileobj(source, target, 1 << 20)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _error_detail(response) -> str:
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        detail = None
+    return str(detail) if detail else f"the server answered {response.status_code} {response.reason}"
