@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 import SimpleITK as sitk
 
 from synthlab.crossstitch.fit import FitOptions, fit
@@ -87,3 +90,40 @@ def pair(pelvis_data) -> dict:
     folder = pelvis_data.parent / "patient_000"
     return {"fixed": folder / "fraction_01_ct.nii.gz", "moving": folder / "planning_ct.nii.gz",
             "moving_labels": folder / "planning_contours.seg.nrrd", "fixed_labels": folder / "fraction_01_contours.seg.nrrd"}
+
+
+# --- a real `synthlab serve` on loopback, serving the tiny contour model ---
+
+LIVE_TOKEN = "live-test-token"
+LIVE_UPLOAD_LIMIT_MB = 4
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory, contour_registry):
+    """The server as users start it; its temporary files go to a folder the tests can inspect."""
+    temporary = tmp_path_factory.mktemp("server-tmp")
+    port = free_port()
+    env = {**os.environ, **synthlab_env(contour_registry), "TMPDIR": str(temporary), "SYNTHLAB_TOKEN": LIVE_TOKEN}
+    process = subprocess.Popen([sys.executable, "-m", "synthlab", "serve", "--port", str(port), "--device", "cpu",
+                                "--queue", "4", "--max-upload-mb", str(LIVE_UPLOAD_LIMIT_MB)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url + "/health", timeout=1).ok:
+                break
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail("the server did not start: " + process.stderr.read())
+    yield {"url": url, "token": LIVE_TOKEN, "process": process, "tmp": temporary}
+    process.terminate()
+    process.wait(30)

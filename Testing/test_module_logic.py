@@ -11,16 +11,24 @@ from conftest import make_image, synthlab_env
 from test_labels import pelvis_labels
 
 from synthlab import labels, mrml, volume
-from synthlab.client import JobResult, LocalBackend
+from synthlab.client import BackendError, JobResult, LocalBackend, RemoteBackend
 
 ROOT = Path(__file__).resolve().parent.parent
-for module in ("HierSynthSlicer", "CrossStitchContour", "SynthTumourSeg"):
+for module in ("HierSynthSlicer", "CrossStitchContour", "SynthTumourSeg", "SynthLabCommon"):
     sys.path.insert(0, str(ROOT / module))
 
 slicer = pytest.importorskip("slicer")
 
 from CrossStitchContourLib.contour_task import default_organ_map, load_contours, start_contour  # noqa: E402
 from HierSynthSlicerLib.cbv_task import SYNTHETIC_LABEL, load_cbv, start_cbv  # noqa: E402
+from SynthLabCommonLib.backend import (  # noqa: E402
+    REMOTE,
+    BackendChoice,
+    current_backend,
+    describe_server,
+    load_choice,
+    save_choice,
+)
 from SynthTumourSegLib.tumour_task import load_tumour, start_tumour  # noqa: E402
 
 
@@ -82,8 +90,10 @@ def test_tumour_requires_flair_and_reports_volume(scene, t1, tmp_path):
     assert volume_ml == 3.2 and "Tumour" in mrml.segment_names(node)
 
 
-def test_contour_logic_end_to_end_on_phantom_nodes(scene, pair, contour_registry):
-    """Phantom CTs and contours as nodes, a user's organ mapping, a real backend subprocess, results as nodes."""
+@pytest.mark.parametrize("where", ["local", "remote"])
+def test_contour_logic_end_to_end_on_phantom_nodes(scene, pair, contour_registry, where, request):
+    """Phantom CTs and contours as nodes, a user's organ mapping, a real backend (subprocess or server), results
+    as nodes."""
     planning_ct = mrml.load_volume(scene, pair["moving"], "planning CT")
     daily_ct = mrml.load_volume(scene, pair["fixed"], "daily CT")
     planning = mrml.load_segmentation(scene, pair["moving_labels"], "planning contours")
@@ -92,8 +102,12 @@ def test_contour_logic_end_to_end_on_phantom_nodes(scene, pair, contour_registry
     mapping = default_organ_map(planning)
     assert "CTV" not in mapping and mapping["bladder"] == "bladder"
     mapping["CTV"] = "prostate"  # the user's correction in the panel
-    job = start_contour(LocalBackend(env=synthlab_env(contour_registry)), planning_ct, planning, daily_ct,
-                        reference, mapping, warp_planning_ct=True)
+    if where == "local":
+        backend = LocalBackend(env=synthlab_env(contour_registry))
+    else:
+        server = request.getfixturevalue("live_server")
+        backend = RemoteBackend(server["url"], server["token"], poll_seconds=0.2)
+    job = start_contour(backend, planning_ct, planning, daily_ct, reference, mapping, warp_planning_ct=True)
     try:
         nodes = load_contours(scene, job.finish(), daily_ct, planning)
     finally:
@@ -113,3 +127,43 @@ def test_contour_refuses_a_planning_segmentation_with_no_known_organ(scene, pair
     ct = mrml.load_volume(scene, pair["moving"], "planning CT")
     with pytest.raises(ValueError, match="None of the segments of 'planning contours' is mapped"):
         start_contour(LocalBackend(), ct, planning, ct)
+
+
+class FakeSettings:
+    """Stands in for Qt's QSettings (no Qt here): the same value/setValue calls on a dict."""
+
+    def __init__(self):
+        self.values = {}
+
+    def value(self, key, default=None):
+        return self.values.get(key, default)
+
+    def setValue(self, key, value):  # noqa: N802 (Qt's name)
+        self.values[key] = value
+
+
+def test_backend_choice_is_remembered_and_builds_the_chosen_backend(live_server):
+    settings = FakeSettings()
+    assert isinstance(current_backend(settings), LocalBackend)
+    save_choice(settings, BackendChoice(REMOTE, live_server["url"], live_server["token"]))
+    assert load_choice(settings) == BackendChoice(REMOTE, live_server["url"], live_server["token"])
+    backend = current_backend(settings)
+    assert isinstance(backend, RemoteBackend) and backend.url == live_server["url"]
+    report = describe_server(load_choice(settings))
+    assert "tiny-contour (contour, default)" in report and live_server["url"] in report
+
+
+def test_backend_choice_problems_are_explained(live_server):
+    with pytest.raises(ValueError, match="http:// or https://"):
+        current_backend(_settings_with(BackendChoice(REMOTE, "gpu-server:8890")))
+    with pytest.raises(BackendError, match="bearer token"):
+        describe_server(BackendChoice(REMOTE, live_server["url"], "wrong"))
+    with pytest.raises(BackendError, match="cannot reach"):
+        describe_server(BackendChoice(REMOTE, "http://127.0.0.1:9"))
+
+
+def _settings_with(choice: BackendChoice) -> FakeSettings:
+    settings = FakeSettings()
+    save_choice(settings, choice)
+    return settings
+

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import SimpleITK as sitk
+from conftest import synthlab, synthlab_env
 from fastapi.testclient import TestClient
 
-from conftest import synthlab, synthlab_env
 from synthlab.server import ServerSettings, create_app
 
 TOKEN = "secret-test-token"

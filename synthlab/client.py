@@ -209,7 +209,8 @@ def _signal_group(pid: int, signal_number: int) -> None:
 class RemoteBackend(Backend):
     """Runs tasks on a ``synthlab serve`` server: uploads the inputs, follows progress, downloads the outputs.
 
-    A busy server (503) is retried after its Retry-After for up to ``queue_wait_seconds``.
+    A busy server (503) is retried after its Retry-After for up to ``queue_wait_seconds``. The server
+    picks the device, so a ``device`` parameter is not sent.
     """
 
     def __init__(self, url: str, token: str | None = None, timeout: float = 30.0, poll_seconds: float = 0.5,
@@ -262,7 +263,8 @@ class RemoteJob(Job):
     def __init__(self, backend: RemoteBackend, task: str, inputs: Mapping[str, str | os.PathLike],
                  outputs: dict[str, Path], params: dict, on_event: EventCallback | None):
         self.backend, self.task, self.inputs, self.outputs = backend, task, dict(inputs), outputs
-        self.params = {**params, "outputs": {name: _format_of(path) for name, path in outputs.items()}}
+        self.params = {**{k: v for k, v in params.items() if k != "device"},
+                       "outputs": {name: _format_of(path) for name, path in outputs.items()}}
         self.events: list[dict] = []
         self.job_id: str | None = None
         self._on_event = on_event

@@ -25,6 +25,7 @@ from synthlab.client import BackendError, JobCancelled, LocalBackend, LocalJob
 from synthlab.errors import EXIT_BAD_INPUT
 
 DEFAULT_JOB_SECONDS = 5.0  # Retry-After estimate before any job has finished
+CANCEL_WAIT_SECONDS = 10.0
 
 
 class JobState(str, enum.Enum):
@@ -49,6 +50,7 @@ class ServerJob:
     events: list[dict] = field(default_factory=list)
     message: str = ""
     bad_input: bool = False
+    cancel_requested: bool = False
     finished_at: float | None = None
     finished: threading.Event = field(default_factory=threading.Event)
     process: LocalJob | None = None
@@ -112,7 +114,7 @@ class JobQueue:
             return self.jobs.get(job_id)
 
     def cancel(self, job_id: str) -> ServerJob | None:
-        """Cancel a queued or running job (a finished one is left as it is)."""
+        """Cancel a queued or running job and wait (briefly) until it has stopped; a finished one is left."""
         job = self.get(job_id)
         if job is None:
             return None
@@ -120,9 +122,10 @@ class JobQueue:
             if job.state == JobState.queued:
                 self._finish(job, JobState.cancelled, "cancelled")
             elif job.state == JobState.running:
-                job.state = JobState.cancelled
+                job.cancel_requested = True
         if job.process is not None:
             job.process.cancel()
+        job.finished.wait(CANCEL_WAIT_SECONDS)
         return job
 
     def discard(self, job_id: str) -> None:
@@ -174,7 +177,7 @@ class JobQueue:
         try:
             job.process = backend.start(job.task, job.inputs, job.outputs, {**self.params, **job.params},
                                         job.events.append)
-            if job.state == JobState.cancelled:  # cancelled between the state change and the start
+            if job.cancel_requested:  # cancelled between the state change and the start
                 job.process.cancel()
             job.process.wait()
         except JobCancelled:
@@ -188,7 +191,7 @@ class JobQueue:
             shutil.rmtree(job.folder / "inputs", ignore_errors=True)
         self._durations.append(time.perf_counter() - started)
         with self._lock:
-            self._finish(job, JobState.cancelled if job.state == JobState.cancelled else state, message)
+            self._finish(job, state, message)
 
     def _finish(self, job: ServerJob, state: JobState, message: str) -> None:
         """Record the end of a job (lock held); a job without results loses its folder now."""

@@ -213,7 +213,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             return JSONResponse(_job_status(job), status_code=202, headers={"Location": f"/jobs/{job.id}"})
         while not job.finished.is_set():
             if await request.is_disconnected():
-                jobs.cancel(job.id)
+                await asyncio.to_thread(jobs.cancel, job.id)
                 jobs.discard(job.id)
                 raise HTTPException(499, "client disconnected")
             await asyncio.sleep(WAIT_POLL_SECONDS)

@@ -19,6 +19,7 @@ REQUIREMENTS = [
     "slicerio>=1.1",
     "matplotlib>=3.7",
     "nilearn>=0.10",
+    "requests>=2.28",
 ]
 
 

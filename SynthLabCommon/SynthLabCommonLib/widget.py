@@ -12,6 +12,7 @@ import slicer
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget
 from slicer.util import VTKObservationMixin
 
+from SynthLabCommonLib.backend_section import BackendSection
 from SynthLabCommonLib.dependencies import ensure_backend_dependencies
 from SynthLabCommonLib.runner import JobRunner
 
@@ -27,6 +28,7 @@ class SynthLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.backendSection = BackendSection(self.layout)
         self.logic = self.createLogic()
         self._parameterNode = None
         self._parameterNodeGuiTag = None
