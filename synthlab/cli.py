@@ -225,6 +225,32 @@ def register(
         reporter.update("done", 1.0, f"wrote {out_warped}", result=result)
 
 
+@app.command()
+def tumour(
+    flair: Annotated[Path, typer.Option("--flair", help="FLAIR (skull-stripped, or give --mask).")],
+    out: Annotated[Path, typer.Option("--out", help="Tumour segmentation on the FLAIR grid (.seg.nrrd keeps "
+                                                    "the name, colour and terminology).")],
+    t1: Annotated[Path | None, typer.Option("--t1", help="T1 (if the model uses it).")] = None,
+    t2: Annotated[Path | None, typer.Option("--t2", help="T2 (if the model uses it).")] = None,
+    mask: Annotated[Path | None, typer.Option("--mask", help="Brain mask (default: estimated from a "
+                                                             "skull-stripped FLAIR).")] = None,
+    probability: Annotated[Path | None, typer.Option("--probability", help="Also write the tumour "
+                                                     "probability map.")] = None,
+    min_component_ml: Annotated[float, typer.Option("--min-component-ml", help="Drop tumour components "
+                                                    "smaller than this.")] = 0.5,
+    model: ModelOption = None, device: DeviceOption = "auto", progress: ProgressOption = ProgressMode.bar,
+):
+    """Segment a brain tumour with the SynthTumour model (trained with no expert labels)."""
+    from synthlab.synthtumour.commands import run_tumour
+
+    with ProgressReporter(progress.value) as reporter:
+        result = run_tumour(flair, t1, t2, mask, out, probability, model, device, min_component_ml,
+                            reporter.stage("tumour", 0.0, 1.0))
+        reporter.update("done", 1.0, f"wrote {out}", result=result)
+    for line in result["summary"]:
+        typer.echo(line, err=progress.value == "json")
+
+
 evaluate_app = typer.Typer(no_args_is_help=True, help="Score a model on a datalist's held-out pairs or cases.")
 app.add_typer(evaluate_app, name="evaluate")
 
@@ -282,6 +308,45 @@ def train_crossstitch(
                          learning_rate=learning_rate)
     with ProgressReporter(progress.value) as reporter:
         result = fit(datalist, out, options, reporter.stage("train crossstitch", 0.0, 1.0))
+        if result:
+            reporter.update("done", 1.0, f"wrote {result['weights']}", result=result)
+
+
+@train_app.command("synthtumour")
+def train_synthtumour(
+    healthy: Annotated[Path, typer.Option("--healthy", help="Datalist of healthy brains (flair, optional t1/t2, "
+                                                            "mask).")],
+    unlabelled: Annotated[Path, typer.Option("--unlabelled", help="Datalist of tumour images without labels.")],
+    out: TrainOutOption,
+    channels: Annotated[str, typer.Option("--channels", help="Input channels, FLAIR first, e.g. flair,t2.")] = "flair",
+    junior_steps: Annotated[int, typer.Option("--junior-steps", help="Stage-1 optimiser steps.")] = 400,
+    senior_steps: Annotated[int, typer.Option("--senior-steps", help="Stage-2 optimiser steps.")] = 400,
+    minutes: Annotated[float | None, typer.Option("--minutes", help="Stop each stage after this many "
+                                                  "minutes.")] = None,
+    spacing: Annotated[float, typer.Option("--spacing", help="Model spacing (mm).")] = 2.0,
+    patch: Annotated[int, typer.Option("--patch", help="Patch side (voxels, multiple of 8).")] = 64,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 2,
+    learning_rate: Annotated[float, typer.Option("--learning-rate")] = 1e-3,
+    devices: DevicesOption = 1, accelerator: AcceleratorOption = "auto", seed: int = 0,
+    model_id: Annotated[str, typer.Option("--model-id", help="Name of the exported senior.")] = "synthtumour-senior",
+    progress: ProgressOption = ProgressMode.bar,
+):
+    """Train the tumour segmenter by two-stage synthesis: junior, pseudo labels, senior (no expert labels)."""
+    from synthlab.synthtumour.fit import TumourFitOptions, fit_synthtumour
+
+    for name, value in (("--junior-steps", junior_steps), ("--senior-steps", senior_steps),
+                        ("--batch-size", batch_size), ("--devices", devices)):
+        _positive(name, value)
+    names = tuple(name.strip().lower() for name in channels.split(",") if name.strip())
+    if not names or names[0] != "flair" or not set(names) <= {"flair", "t1", "t2"} or len(set(names)) != len(names):
+        raise InputError("--channels", f"'{channels}': FLAIR first, then any of t1, t2 (e.g. flair,t2)")
+    if patch % 8:
+        raise InputError("--patch", "must be a multiple of 8")
+    options = TumourFitOptions(names, spacing, patch, batch_size, junior_steps, senior_steps, minutes,
+                               learning_rate, devices=devices, accelerator=accelerator, seed=seed,
+                               model_id=model_id)
+    with ProgressReporter(progress.value) as reporter:
+        result = fit_synthtumour(healthy, unlabelled, out, options, reporter.stage("train synthtumour", 0.0, 1.0))
         if result:
             reporter.update("done", 1.0, f"wrote {result['weights']}", result=result)
 

@@ -251,3 +251,17 @@ def image_like(values: np.ndarray, reference: sitk.Image, is_vector: bool = Fals
     image = sitk.GetImageFromArray(values, isVector=is_vector)
     image.CopyInformation(reference)
     return image
+
+
+def check_outputs(inputs: Mapping[str, Path | None], outputs: Mapping[str, Path | None]) -> None:
+    """Refuse an output that would overwrite an input, or two outputs with one path."""
+    taken = {Path(p).resolve(): name for name, p in inputs.items() if p is not None}
+    for name, path in outputs.items():
+        if path is None:
+            continue
+        resolved = Path(path).resolve()
+        if resolved in taken:
+            raise InputError(name, f"{path} is also {taken[resolved]}; choose another file (inputs are never "
+                                   f"overwritten)")
+        check_suffix(path, name, allow_2d=True)
+        taken[resolved] = name

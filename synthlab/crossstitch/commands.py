@@ -21,25 +21,11 @@ from synthlab.labels import read_labels, write_labels
 from synthlab.progress import StageProgress
 
 
-def _check_outputs(inputs: Mapping[str, Path | None], outputs: Mapping[str, Path | None]) -> None:
-    """Refuse an output that would overwrite an input, or two outputs with one path."""
-    taken = {Path(p).resolve(): name for name, p in inputs.items() if p is not None}
-    for name, path in outputs.items():
-        if path is None:
-            continue
-        resolved = Path(path).resolve()
-        if resolved in taken:
-            raise InputError(name, f"{path} is also {taken[resolved]}; choose another file (inputs are never "
-                                   f"overwritten)")
-        volume.check_suffix(path, name, allow_2d=True)
-        taken[resolved] = name
-
-
 def run_contour(fixed_path: Path, moving_path: Path, labels_path: Path, out_labels: Path, out_field: Path | None,
                 out_warped: Path | None, out_segmentation: Path | None, reference_path: Path | None,
                 out_metrics: Path | None, organ_map: Mapping[str, str], model_id: str | None, device: str,
                 iterations: int, window: int | None, progress: StageProgress) -> dict:
-    _check_outputs({"--fixed": fixed_path, "--moving": moving_path, "--moving-labels": labels_path,
+    volume.check_outputs({"--fixed": fixed_path, "--moving": moving_path, "--moving-labels": labels_path,
                     "--reference-labels": reference_path},
                    {"--out-labels": out_labels, "--out-field": out_field, "--out-warped": out_warped,
                     "--out-segmentation": out_segmentation})
@@ -83,7 +69,7 @@ def run_contour(fixed_path: Path, moving_path: Path, labels_path: Path, out_labe
 def run_register(fixed_path: Path, moving_path: Path, out_warped: Path, out_field: Path | None,
                  model_id: str | None, device: str, iterations: int, window: int | None,
                  progress: StageProgress) -> dict:
-    _check_outputs({"--fixed": fixed_path, "--moving": moving_path},
+    volume.check_outputs({"--fixed": fixed_path, "--moving": moving_path},
                    {"--out-warped": out_warped, "--out-field": out_field})
     if out_field is not None and volume.suffix_of(out_field) == ".png":
         raise InputError("--out-field", "a displacement field needs .nrrd, .nii.gz or .mha (not .png)")

@@ -304,5 +304,17 @@ def generate_dataset(out: Path, cases: int, seed: int, size: str, progress: Stag
         montage(preview_rows(preview_case), out / "preview.png", title="SynthLab brain phantom")
     splits = datalist.split(entries, np.random.default_rng(seed), group_key="tumour")
     path = datalist.write_datalist(splits, out / "datalist.json")
+    write_synthtumour_datalists(splits, out)
     progress(1.0, f"{cases} cases written")
     return path
+
+
+def write_synthtumour_datalists(splits: dict[str, list[dict]], out: Path) -> None:
+    """``healthy.json`` (healthy brains) and ``unlabelled.json`` (tumour images with their labels removed, except
+    in the test split, kept for evaluation): the inputs of ``synthlab train synthtumour``."""
+    healthy = {name: [e for e in entries if not e["tumour"]] for name, entries in splits.items()}
+    unlabelled = {name: [e if name == "test" else {k: v for k, v in e.items() if k != "label"}
+                         for e in entries if e["tumour"]] for name, entries in splits.items()}
+    datalist.write_datalist(healthy, out / "healthy.json")
+    datalist.write_datalist(unlabelled, out / "unlabelled.json")
+

@@ -1,0 +1,142 @@
+"""Brain MRI for the tumour models: reading, the brain mask, the model canvas and intensity scaling.
+
+Every case is resampled onto a *canvas*: an identity-direction cube of the model
+spacing centred on the brain (192 mm a side), so healthy and tumour brains line up
+for carving. Each channel is divided by its 99th percentile inside the brain
+(about 0–1, the scale the stage-1 intensity model expects); the network sees the
+z-score inside the brain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from synthlab import volume
+from synthlab.errors import InputError
+
+CANVAS_MM = 192.0
+CANVAS_MULTIPLE = 16
+BRAIN_ML = (150.0, 2200.0)  # an estimated "brain" outside this range is no brain, or a head with its skull
+TUMOUR_NAME = "Tumour"
+TUMOUR_TERMINOLOGY = {
+    "contextName": "Segmentation category and type - 3D Slicer General Anatomy list",
+    "category": ["SCT", "49755003", "Morphologically Altered Structure"],
+    "type": ["SCT", "108369006", "Neoplasm"],
+}
+TUMOUR_COLOUR = (0.9, 0.2, 0.45)
+
+
+@dataclass
+class BrainArrays:
+    """One case on its canvas: ``image`` (C, z, y, x) scaled, ``mask`` (z, y, x) bool, optional ``label``."""
+
+    image: np.ndarray
+    mask: np.ndarray
+    canvas: sitk.Image
+    label: np.ndarray | None = None
+    name: str = ""
+
+
+def canvas_for(mask: sitk.Image, spacing: float) -> sitk.Image:
+    """The model canvas centred on the brain mask's centre of mass."""
+    statistics = sitk.LabelShapeStatisticsImageFilter()
+    statistics.Execute(sitk.Cast(mask > 0, sitk.sitkUInt8))
+    if not statistics.HasLabel(1):
+        raise InputError("--mask", "the brain mask is empty")
+    centre = np.array(statistics.GetCentroid(1))
+    side = int(np.ceil(CANVAS_MM / spacing / CANVAS_MULTIPLE) * CANVAS_MULTIPLE)
+    canvas = sitk.Image([side] * 3, sitk.sitkFloat32)
+    canvas.SetSpacing([spacing] * 3)
+    canvas.SetOrigin((centre - (side - 1) / 2 * spacing).tolist())
+    return canvas
+
+
+def estimate_brain_mask(flair: sitk.Image, name: str = "--flair") -> sitk.Image:
+    """A brain mask of a skull-stripped image: Otsu foreground, largest component, holes filled.
+
+    Refuses images with no brain, and heads with skull and scalp (too much tissue), which need ``--mask``.
+    """
+    values = sitk.GetArrayFromImage(flair).astype(np.float32)
+    positive = values[values > 0]
+    if positive.size == 0:
+        raise InputError(name, "no brain found (the image has no positive intensities)")
+    threshold = _otsu(positive)
+    foreground = ndimage.binary_opening(values > threshold * 0.5, iterations=1)
+    components, count = ndimage.label(foreground)
+    if count == 0:
+        raise InputError(name, "no brain found")
+    largest = components == (np.argmax(np.bincount(components.ravel())[1:]) + 1)
+    mask = ndimage.binary_fill_holes(largest)
+    millilitres = mask.sum() * np.prod(flair.GetSpacing()) / 1000
+    if millilitres < BRAIN_ML[0]:
+        raise InputError(name, f"no brain found (only {millilitres:.0f} ml of tissue)")
+    if millilitres > BRAIN_ML[1]:
+        raise InputError(name, f"looks like a whole head ({millilitres:.0f} ml of tissue, skull and scalp "
+                               "included): give a brain mask with --mask, or a skull-stripped image")
+    image = sitk.GetImageFromArray(mask.astype(np.uint8))
+    image.CopyInformation(flair)
+    return image
+
+
+def _otsu(values: np.ndarray) -> float:
+    histogram, edges = np.histogram(values, bins=128)
+    centres = (edges[:-1] + edges[1:]) / 2
+    weight = np.cumsum(histogram)
+    mean = np.cumsum(histogram * centres)
+    total_weight, total_mean = weight[-1], mean[-1]
+    between = (total_mean * weight - mean * total_weight) ** 2 / np.maximum(weight * (total_weight - weight), 1)
+    return float(centres[np.argmax(between)])
+
+
+def scale_inside(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Divide by the 99th percentile inside the brain (0 outside)."""
+    reference = float(np.percentile(image[mask], 99)) if mask.any() else 1.0
+    return np.where(mask, image / max(reference, 1e-6), 0).astype(np.float32)
+
+
+def zscore_inside(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per channel z-score over the brain (C, z, y, x); 0 outside it: what the network sees."""
+    result = np.zeros_like(image, dtype=np.float32)
+    for index, channel in enumerate(image):
+        values = channel[mask]
+        result[index] = np.where(mask, (channel - values.mean()) / max(float(values.std()), 1e-6), 0)
+    return result
+
+
+def read_brain(paths: dict[str, str], channels: Sequence[str], spacing: float, mask_path: str | None = None,
+               label_path: str | None = None, name: str = "") -> BrainArrays:
+    """Read a case's channels (``flair`` first) onto its canvas; the mask is read or estimated."""
+    images = {}
+    for channel in channels:
+        if not paths.get(channel):
+            raise InputError(f"--{channel}", "missing (this model needs " + ", ".join(channels) + ")")
+        images[channel] = volume.read_image(paths[channel], f"--{channel}", dimension=3)
+    flair = images[channels[0]]
+    for channel in channels[1:]:
+        volume.require_overlap(f"--{channels[0]}", flair, f"--{channel}", images[channel])
+    if mask_path:
+        mask = volume.read_image(mask_path, "--mask", dimension=3, check_content=False)
+        volume.require_overlap(f"--{channels[0]}", flair, "--mask", mask)
+        mask = sitk.Cast(mask > 0, sitk.sitkUInt8)
+    else:
+        mask = estimate_brain_mask(flair, f"--{channels[0]}")
+    canvas = canvas_for(mask, spacing)
+    brain = volume.array_of(volume.resample(mask, canvas, is_label=True)) > 0
+    if not brain.any():
+        raise InputError("--mask", "the brain mask does not overlap the image")
+    stacked = np.stack([scale_inside(volume.array_of(volume.resample(images[c], canvas)), brain) for c in channels])
+    label = None
+    if label_path:
+        label = volume.array_of(volume.resample(sitk.ReadImage(str(label_path)), canvas, is_label=True)) > 0
+    return BrainArrays(stacked, brain, canvas, label, name)
+
+
+def read_entry(entry: dict, channels: Sequence[str], spacing: float, with_label: bool = False) -> BrainArrays:
+    """A datalist entry (``flair``, ``t1``, ``t2``, ``mask``, ``label``) on its canvas."""
+    return read_brain(entry, channels, spacing, entry.get("mask"), entry.get("label") if with_label else None,
+                      entry.get("case", entry.get(channels[0], "")))

@@ -1,0 +1,147 @@
+"""``synthlab train synthtumour``: junior (stage 1) → pseudo labels → senior (stage 2), each stage resumable.
+
+``out/junior`` and ``out/senior`` hold each stage's Lightning checkpoints; a stage that
+has exported its weights is not trained again, and pseudo labels are kept in
+``out/pseudo_labels`` once made. The senior is exported as ``<model_id>`` with its card.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from torch.utils.data import DataLoader
+
+from synthlab import __version__
+from synthlab.datalist import read_datalist
+from synthlab.errors import InputError
+from synthlab.progress import StageProgress
+from synthlab.registry import save_model
+from synthlab.synthtumour.data import CANVAS_MM, BrainArrays, read_entry
+from synthlab.synthtumour.inference import TumourModel
+from synthlab.synthtumour.training import (
+    FILTERS,
+    MixedTumours,
+    SyntheticTumours,
+    TumourSegModule,
+    exportable,
+    shifted_validation,
+)
+from synthlab.trainer import make_trainer, resume_point
+
+
+@dataclass
+class TumourFitOptions:
+    channels: tuple[str, ...] = ("flair",)
+    spacing: float = 2.0
+    patch: int = 64
+    batch_size: int = 2
+    junior_steps: int = 400
+    senior_steps: int = 400
+    max_minutes: float | None = None  # per stage
+    learning_rate: float = 1e-3
+    filters: tuple[int, ...] = FILTERS
+    devices: int = 1
+    accelerator: str = "auto"
+    seed: int = 0
+    model_id: str = "synthtumour-senior"
+
+
+def card_for(options: TumourFitOptions, stage: str) -> dict:
+    return {"task": "tumour", "version": __version__, "stage": stage,
+            "method": "SynthTumour two-stage synthesis, no expert labels (METHODS.md §2)",
+            "inputs": list(options.channels), "spacing": [options.spacing] * 3, "canvas_mm": CANVAS_MM,
+            "patch": [options.patch] * 3, "filters": list(options.filters),
+            "intensity": {"kind": "brain z-score", "scale": "99th percentile inside the brain"},
+            "labels": {"1": "Tumour"}}
+
+
+def _read_split(entries: list[dict], options: TumourFitOptions, progress: StageProgress, what: str
+                ) -> list[BrainArrays]:
+    cases = []
+    for index, entry in enumerate(entries):
+        progress(index / max(1, len(entries)), f"reading {what} {index + 1}/{len(entries)}")
+        cases.append(read_entry(entry, options.channels, options.spacing))
+    return cases
+
+
+def _train_stage(stage: str, out: Path, dataset, validation: list, options: TumourFitOptions, steps: int,
+                 progress: StageProgress) -> Path:
+    """Train one stage in ``out/<stage>`` (resuming), export its best weights; return the weights path."""
+    folder = out / stage
+    weights = folder / f"{stage}.safetensors"
+    if weights.is_file():
+        progress(1.0, f"{stage} already trained ({weights})")
+        return weights
+    folder.mkdir(parents=True, exist_ok=True)
+    module = TumourSegModule(len(options.channels), options.filters, options.learning_rate)
+    trainer, best = make_trainer(folder, steps, options.max_minutes, options.devices, options.accelerator,
+                                 progress_bar=False)
+    loader = DataLoader(dataset, batch_size=options.batch_size, shuffle=False, drop_last=True)
+    resume = resume_point(folder)
+    progress(0.0, f"training the {stage}" + (f" (resuming from {resume})" if resume else ""))
+    trainer.fit(module, loader, DataLoader(validation, batch_size=1), ckpt_path=str(resume) if resume else None)
+    if trainer.global_rank != 0:
+        return weights
+    best_path = best.best_model_path or str(resume_point(folder))
+    state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
+    card = {**card_for(options, stage), "training": {"steps": int(trainer.global_step)},
+            "metrics": {"shifted_validation_dice": float(best.best_model_score)
+                        if best.best_model_score is not None else None}}
+    save_model(exportable({k.removeprefix("network."): v for k, v in state.items() if k.startswith("network.")}),
+               card, folder, stage)
+    return weights
+
+
+def _pseudo_labels(junior: Path, cases: list[BrainArrays], out: Path, progress: StageProgress) -> None:
+    """Label each unlabelled tumour case with the junior (kept in ``out`` so a rerun reuses them)."""
+    out.mkdir(parents=True, exist_ok=True)
+    model = None
+    for index, case in enumerate(cases):
+        path = out / f"case_{index:04d}.npz"
+        if path.is_file():
+            case.label = np.load(path)["label"]
+            continue
+        if model is None:
+            model = TumourModel.from_files(junior, "auto")
+        progress(index / max(1, len(cases)), f"pseudo labels {index + 1}/{len(cases)}")
+        case.label = model.segment_canvas(case) > 0.5
+        np.savez_compressed(path, label=case.label)
+
+
+def fit_synthtumour(healthy_datalist: Path, unlabelled_datalist: Path, out: Path, options: TumourFitOptions,
+                    progress: StageProgress) -> dict:
+    torch.manual_seed(options.seed)
+    healthy_splits, unlabelled_splits = read_datalist(healthy_datalist), read_datalist(unlabelled_datalist)
+    healthy_entries = healthy_splits["training"]
+    unlabelled_entries = unlabelled_splits["training"]
+    if not healthy_entries:
+        raise InputError("--healthy", "has no training cases")
+    if not unlabelled_entries:
+        raise InputError("--unlabelled", "has no training cases")
+    validation_entries = healthy_splits["validation"] or healthy_entries[-max(1, len(healthy_entries) // 5):]
+    healthy = _read_split(healthy_entries, options, progress, "healthy brains")
+    validation = shifted_validation(_read_split(validation_entries, options, progress, "validation brains"),
+                                    options.channels, options.spacing)
+    patch = [options.patch] * 3
+    samples = max(16 * options.batch_size, len(healthy))
+
+    junior = _train_stage("junior", out, SyntheticTumours(healthy, options.channels, options.spacing, patch,
+                                                          samples, options.seed), validation, options,
+                          options.junior_steps, progress)
+    tumours = _read_split(unlabelled_entries, options, progress, "unlabelled tumour images")
+    _pseudo_labels(junior, tumours, out / "pseudo_labels", progress)
+    senior = _train_stage("senior", out, MixedTumours(tumours, healthy, patch, samples, options.seed + 1),
+                          validation, options, options.senior_steps, progress)
+    if not senior.is_file():  # a DDP worker other than rank 0
+        return {}
+    card = json.loads(senior.with_suffix(".json").read_text())
+    card.update(training_data={"healthy": str(healthy_datalist), "unlabelled": str(unlabelled_datalist)},
+                junior_weights=str(junior))
+    weights_path, card_path = save_model(load_file(str(senior)), card, out, options.model_id)
+    progress(1.0, f"wrote {weights_path.name}")
+    return {"weights": str(weights_path), "card": str(card_path), "junior": str(junior), "model_id": options.model_id}

@@ -1,0 +1,112 @@
+"""``synthlab tumour``: tumour segmentation without Lightning.
+
+The case goes onto the model canvas, the segmenter runs as a sliding window, the
+tumour probability is resampled onto the FLAIR grid, thresholded at 0.5, cleaned of
+components smaller than ``min_component_ml``, and written as a "Tumour" segment
+(neoplasm terminology, fixed colour), optionally with the probability map.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from monai.inferers import sliding_window_inference
+from safetensors.torch import load_file
+from scipy import ndimage
+
+from synthlab import volume
+from synthlab.device import autocast, resolve_device
+from synthlab.labels import LabelMap, Segment
+from synthlab.progress import StageProgress
+from synthlab.registry import Registry
+from synthlab.synthtumour.data import TUMOUR_COLOUR, TUMOUR_NAME, TUMOUR_TERMINOLOGY, BrainArrays, read_brain
+from synthlab.synthtumour.training import load_weights, network_input, segmenter
+
+TUMOUR_SEGMENT = Segment(1, TUMOUR_NAME, TUMOUR_COLOUR, TUMOUR_TERMINOLOGY)
+MIN_COMPONENT_ML = 0.5
+
+
+@dataclass
+class TumourModel:
+    model_id: str
+    card: dict
+    network: torch.nn.Module
+    device: torch.device
+
+    @property
+    def channels(self) -> list[str]:
+        return list(self.card["inputs"])
+
+    @property
+    def spacing(self) -> float:
+        return float(self.card["spacing"][0])
+
+    @classmethod
+    def from_weights(cls, weights: dict, card: dict, device: torch.device) -> TumourModel:
+        network = segmenter(len(card["inputs"]), card["filters"])
+        load_weights(network, weights)
+        return cls(card.get("id", card.get("stage", "unregistered")), card, network.to(device).eval(), device)
+
+    @classmethod
+    def from_files(cls, weights_path: str | Path, device: str = "auto") -> TumourModel:
+        weights_path = Path(weights_path)
+        card = json.loads(weights_path.with_suffix(".json").read_text())
+        return cls.from_weights(load_file(str(weights_path)), card, resolve_device(device))
+
+    @classmethod
+    def registered(cls, model_id: str | None = None, device: str = "auto") -> TumourModel:
+        registry = Registry()
+        entry = registry.resolve("tumour", model_id)
+        weights, card = registry.load(entry)
+        return cls.from_weights(weights, {**card, "id": entry.id}, resolve_device(device))
+
+    @torch.no_grad()
+    def segment_canvas(self, case: BrainArrays) -> np.ndarray:
+        """Tumour probability (z, y, x) on the case's canvas, zero outside the brain."""
+        image = torch.from_numpy(network_input(case))[None].to(self.device)
+        patch = self.card["patch"]
+        with autocast(self.device):
+            logits = sliding_window_inference(image, patch, sw_batch_size=2, predictor=self.network, overlap=0.25,
+                                               mode="gaussian")
+        probability = torch.softmax(logits.float(), 1)[0, 1].cpu().numpy()
+        return np.where(case.mask, probability, 0).astype(np.float32)
+
+
+@dataclass
+class TumourResult:
+    labels: LabelMap
+    probability: sitk.Image
+    volume_ml: float
+    components_removed: int
+
+
+def remove_small_components(mask: np.ndarray, spacing, min_ml: float) -> tuple[np.ndarray, int]:
+    components, count = ndimage.label(mask)
+    if count == 0:
+        return mask, 0
+    sizes_ml = np.bincount(components.ravel())[1:] * float(np.prod(spacing)) / 1000
+    keep = np.concatenate([[False], sizes_ml >= min_ml])
+    return keep[components], int((~keep[1:]).sum())
+
+
+def segment_tumour(model: TumourModel, paths: dict[str, str | None], mask_path: str | None,
+                   min_component_ml: float, progress: StageProgress) -> TumourResult:
+    """Segment one case given as files (``flair`` and the model's other channels)."""
+    progress(0.05, "reading " + ", ".join(model.channels))
+    case = read_brain({k: str(v) for k, v in paths.items() if v}, model.channels, model.spacing,
+                      str(mask_path) if mask_path else None)
+    progress(0.3, f"segmenting on {model.device.type}")
+    probability = model.segment_canvas(case)
+    progress(0.8, "mapping onto the FLAIR grid")
+    flair = volume.read_image(paths[model.channels[0]], f"--{model.channels[0]}", dimension=3)
+    on_input = volume.resample(volume.image_like(probability, case.canvas), flair)
+    values = volume.array_of(on_input)
+    mask, removed = remove_small_components(values > 0.5, flair.GetSpacing(), min_component_ml)
+    labels = volume.image_like(mask.astype(np.uint8), flair)
+    volume_ml = float(mask.sum() * np.prod(flair.GetSpacing()) / 1000)
+    return TumourResult(LabelMap(labels, [TUMOUR_SEGMENT]), on_input, volume_ml, removed)

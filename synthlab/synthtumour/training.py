@@ -1,0 +1,169 @@
+"""The tumour segmenter (MONAI DynUNet, DiceCE) and the datasets of the two synthesis stages.
+
+- Stage 1 (junior): healthy brains, each time with a fresh stage-1 tumour.
+- Stage 2 (senior): real tumours carved into healthy brains with their pseudo labels
+  (CarveMix-like: X = (M_i·X_i + (1 − M_i)·X_j)·brainmask_j on z-scored images,
+  de-normalised to the healthy brain's statistics), plus the pseudo-labelled real images.
+- Validation (both stages): healthy brains with distribution-shifted tumours (hard mask,
+  scaled native texture), made once with a fixed seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from monai.losses import DiceCELoss
+from monai.networks.nets import DynUNet
+from monai.transforms import RandCropByPosNegLabeld
+from torch.utils.data import Dataset
+
+from synthlab.errors import InputError
+from synthlab.synthtumour.data import BrainArrays, zscore_inside
+from synthlab.synthtumour.synthesis import SynthesiseTumourd
+
+FILTERS = (16, 32, 64, 128)
+SHARED_PREFIX = "skip_layers."
+
+
+def segmenter(in_channels: int, filters: Sequence[int] = FILTERS) -> DynUNet:
+    """A 3D DynUNet (nnU-Net-like) with two output classes (background, tumour)."""
+    levels = len(filters)
+    return DynUNet(3, in_channels, 2, kernel_size=[3] * levels, strides=[1] + [2] * (levels - 1),
+                   upsample_kernel_size=[2] * (levels - 1), filters=list(filters), res_block=True)
+
+
+def exportable(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The segmenter's weights without DynUNet's ``skip_layers`` aliases (safetensors refuses shared tensors)."""
+    return {key: value for key, value in state.items() if not key.startswith(SHARED_PREFIX)}
+
+
+def load_weights(network: DynUNet, weights: dict[str, torch.Tensor]) -> None:
+    """Load exported weights; only the aliases may be missing (they are filled through the modules they share)."""
+    missing, unexpected = network.load_state_dict(weights, strict=False)
+    wrong = [key for key in missing if not key.startswith(SHARED_PREFIX)] + list(unexpected)
+    if wrong:
+        raise ValueError(f"the weights do not fit the network: {', '.join(wrong[:5])}")
+
+
+def network_input(case: BrainArrays) -> np.ndarray:
+    return zscore_inside(case.image, case.mask)
+
+
+class _PatchDataset(Dataset):
+    """Shared by both stages: make an example (image, mask, label), z-score it, crop a patch around tumour
+    or brain (2:1)."""
+
+    def __init__(self, patch: Sequence[int], samples: int, seed: int):
+        self.samples = samples
+        self.crop = RandCropByPosNegLabeld(["image", "label"], "label", list(patch), pos=2, neg=1, num_samples=1,
+                                           allow_smaller=True)
+        self.crop.set_random_state(seed)
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return self.samples
+
+    def example(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        image, mask, label = self.example(index)
+        item = {"image": torch.from_numpy(zscore_inside(image, mask)),
+                "label": torch.from_numpy(label[None].astype(np.float32))}
+        return self.crop(item)[0]
+
+
+class SyntheticTumours(_PatchDataset):
+    """Stage 1: a random healthy brain with a new blurred-scaled tumour every time."""
+
+    def __init__(self, healthy: list[BrainArrays], channels: Sequence[str], spacing: float, patch: Sequence[int],
+                 samples: int, seed: int = 0):
+        super().__init__(patch, samples, seed)
+        self.healthy = healthy
+        self.synthesise = SynthesiseTumourd(channels, [spacing] * 3)
+        self.synthesise.set_random_state(seed)
+
+    def example(self, index):
+        case = self.healthy[int(self.rng.integers(len(self.healthy)))]
+        result = self.synthesise({"image": case.image, "mask": case.mask[None]})
+        return result["image"].numpy(), case.mask, result["label"][0].numpy() > 0
+
+
+class MixedTumours(_PatchDataset):
+    """Stage 2: half carved mixes (a pseudo-labelled tumour in a healthy brain), half real pseudo-labelled images."""
+
+    def __init__(self, tumours: list[BrainArrays], healthy: list[BrainArrays], patch: Sequence[int], samples: int,
+                 seed: int = 0):
+        super().__init__(patch, samples, seed)
+        self.tumours = [case for case in tumours if case.label is not None and case.label.any()]
+        self.healthy = healthy
+        if not self.tumours:
+            raise InputError("--unlabelled", "the junior found no tumour in any of these images; train it longer "
+                                             "(--junior-steps) or check that they contain tumours")
+
+    def example(self, index):
+        tumour = self.tumours[int(self.rng.integers(len(self.tumours)))]
+        if not self.healthy or self.rng.random() < 0.5:
+            return tumour.image, tumour.mask, tumour.label
+        healthy = self.healthy[int(self.rng.integers(len(self.healthy)))]
+        image, label = carve_mix(tumour, healthy)
+        return image, healthy.mask, label
+
+
+def carve_mix(tumour: BrainArrays, healthy: BrainArrays) -> tuple[np.ndarray, np.ndarray]:
+    """The tumour's pseudo-labelled region carved into the healthy brain (z-scored, then back to its scale)."""
+    carved = tumour.label & healthy.mask
+    mixed = np.empty_like(healthy.image)
+    for index in range(len(healthy.image)):
+        source, target = tumour.image[index], healthy.image[index]
+        source_values, target_values = source[tumour.mask], target[healthy.mask]
+        mean, std = float(target_values.mean()), max(float(target_values.std()), 1e-6)
+        source_z = (source - source_values.mean()) / max(float(source_values.std()), 1e-6)
+        target_z = (target - mean) / std
+        z = np.where(carved, source_z, target_z) * healthy.mask
+        mixed[index] = np.where(healthy.mask, z * std + mean, 0)
+    return mixed, carved
+
+
+def shifted_validation(healthy: list[BrainArrays], channels: Sequence[str], spacing: float, seed: int = 1234
+                       ) -> list[dict[str, torch.Tensor]]:
+    """Healthy brains with hard-mask tumours (the shifted intensity model), fixed once, whole canvases."""
+    synthesise = SynthesiseTumourd(channels, [spacing] * 3, shifted=True)
+    synthesise.set_random_state(seed)
+    cases = []
+    for case in healthy:
+        result = synthesise({"image": case.image, "mask": case.mask[None]})
+        cases.append({"image": torch.from_numpy(zscore_inside(result["image"].numpy(), case.mask)),
+                      "label": result["label"]})
+    return cases
+
+
+class TumourSegModule(pl.LightningModule):
+    """DynUNet trained with DiceCE; validation Dice of whole canvases (``val_score``) picks the checkpoint."""
+
+    def __init__(self, in_channels: int = 1, filters: Sequence[int] = FILTERS, learning_rate: float = 1e-3):
+        super().__init__()
+        self.save_hyperparameters()
+        self.network = segmenter(in_channels, filters)
+        self.loss = DiceCELoss(to_onehot_y=True, softmax=True)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.network(image)
+
+    def training_step(self, batch, batch_index):
+        loss = self.loss(self(batch["image"]), batch["label"])
+        self.log("train_loss", loss, prog_bar=True, sync_dist=True)
+        return loss
+
+    def validation_step(self, batch, batch_index):
+        predicted = self(batch["image"]).argmax(1) > 0
+        target = batch["label"][:, 0] > 0
+        overlap = (predicted & target).sum().float()
+        dice = 2 * overlap / (predicted.sum() + target.sum()).clamp(min=1)
+        self.log("val_score", dice, sync_dist=True, prog_bar=True)
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=self.hparams.learning_rate, weight_decay=1e-5)
