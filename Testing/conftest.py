@@ -15,8 +15,9 @@ import requests
 import SimpleITK as sitk
 
 from synthlab.crossstitch.fit import FitOptions, fit
-from synthlab.phantoms import pelvis
+from synthlab.phantoms import brain, pelvis
 from synthlab.registry import Registry, entry_for
+from synthlab.synthtumour.fit import TumourFitOptions, fit_synthtumour
 
 
 def make_image(size=(20, 16, 12), spacing=(1.0, 1.5, 2.0), origin=(-10.0, 20.0, 5.0), direction=None,
@@ -90,6 +91,31 @@ def pair(pelvis_data) -> dict:
     folder = pelvis_data.parent / "patient_000"
     return {"fixed": folder / "fraction_01_ct.nii.gz", "moving": folder / "planning_ct.nii.gz",
             "moving_labels": folder / "planning_contours.seg.nrrd", "fixed_labels": folder / "fraction_01_contours.seg.nrrd"}
+
+
+# --- a tiny brain dataset and a tiny SynthTumour model trained on it ---
+
+TINY_TUMOUR = {"spacing": 6.0, "patch": 16, "batch_size": 2, "filters": (4, 8, 16), "accelerator": "cpu"}
+
+
+@pytest.fixture(scope="session")
+def brain_data(tmp_path_factory) -> Path:
+    """Eight small phantom brains (seed 7: healthy and tumour cases in training); returns the folder."""
+    out = tmp_path_factory.mktemp("brain")
+    brain.generate_dataset(out, 8, 7, "small", quiet)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tumour_registry(tmp_path_factory, brain_data) -> Path:
+    """A registry holding a tiny tumour model trained for a few steps of each stage."""
+    out = tmp_path_factory.mktemp("tumour-model")
+    options = TumourFitOptions(junior_steps=3, senior_steps=3, model_id="tiny-tumour", **TINY_TUMOUR)
+    result = fit_synthtumour(brain_data / "healthy.json", brain_data / "unlabelled.json", out, options, quiet)
+    registry = Registry(out / "Models.json")
+    weights = Path(result["weights"])
+    registry.add(entry_for(registry, "tiny-tumour", weights, weights.with_suffix(".json"), default=True))
+    return registry.path
 
 
 # --- a real `synthlab serve` on loopback, serving the tiny contour model ---

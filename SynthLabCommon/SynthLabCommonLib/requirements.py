@@ -20,6 +20,7 @@ REQUIREMENTS = [
     "matplotlib>=3.7",
     "nilearn>=0.10",
     "requests>=2.28",
+    "opensimplex>=0.4",
 ]
 
 

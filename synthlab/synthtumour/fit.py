@@ -32,6 +32,7 @@ from synthlab.synthtumour.training import (
     shifted_validation,
 )
 from synthlab.trainer import make_trainer, resume_point
+from synthlab.volume import atomic_output
 
 
 @dataclass
@@ -85,8 +86,16 @@ def _train_stage(stage: str, out: Path, dataset, validation: list, options: Tumo
     resume = resume_point(folder)
     progress(0.0, f"training the {stage}" + (f" (resuming from {resume})" if resume else ""))
     trainer.fit(module, loader, DataLoader(validation, batch_size=1), ckpt_path=str(resume) if resume else None)
-    if trainer.global_rank != 0:
-        return weights
+    if trainer.global_rank == 0:
+        best_path = best.best_model_path or str(resume_point(folder))
+        state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
+        card = {**card_for(options, stage), "training": {"steps": int(trainer.global_step)},
+                "metrics": {"shifted_validation_dice": float(best.best_model_score)
+                            if best.best_model_score is not None else None}}
+        save_model(exportable({k.removeprefix("network."): v for k, v in state.items() if k.startswith("network.")}),
+                   card, folder, stage)
+    trainer.strategy.barrier("exported")  # other DDP ranks read these weights next (pseudo labels)
+    return weights
     best_path = best.best_model_path or str(resume_point(folder))
     state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
     card = {**card_for(options, stage), "training": {"steps": int(trainer.global_step)},
@@ -110,7 +119,8 @@ def _pseudo_labels(junior: Path, cases: list[BrainArrays], out: Path, progress: 
             model = TumourModel.from_files(junior, "auto")
         progress(index / max(1, len(cases)), f"pseudo labels {index + 1}/{len(cases)}")
         case.label = model.segment_canvas(case) > 0.5
-        np.savez_compressed(path, label=case.label)
+        with atomic_output(path) as temporary:  # DDP ranks may write the same file
+            np.savez_compressed(temporary, label=case.label)
 
 
 def fit_synthtumour(healthy_datalist: Path, unlabelled_datalist: Path, out: Path, options: TumourFitOptions,
@@ -137,7 +147,7 @@ def fit_synthtumour(healthy_datalist: Path, unlabelled_datalist: Path, out: Path
     _pseudo_labels(junior, tumours, out / "pseudo_labels", progress)
     senior = _train_stage("senior", out, MixedTumours(tumours, healthy, patch, samples, options.seed + 1),
                           validation, options, options.senior_steps, progress)
-    if not senior.is_file():  # a DDP worker other than rank 0
+    if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
         return {}
     card = json.loads(senior.with_suffix(".json").read_text())
     card.update(training_data={"healthy": str(healthy_datalist), "unlabelled": str(unlabelled_datalist)},

@@ -36,9 +36,12 @@ def _sigma(mm: float, spacing: Sequence[float]) -> list[float]:
 
 
 def blurred_scaled(channels: np.ndarray, names: Sequence[str], shape: TumourShape, spacing: Sequence[float],
-                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """The training intensity model on a (C, z, y, x) image; returns the new image and the whole-tumour label."""
+                   rng: np.random.Generator, brain: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The training intensity model on a (C, z, y, x) image; returns the new image and the whole-tumour label
+    (both kept inside ``brain`` when given)."""
     soft = ndimage.gaussian_filter(shape.whole.astype(np.float32), _sigma(EDGE_SIGMA_MM, spacing))
+    if brain is not None:
+        soft *= brain
     soft_core = ndimage.gaussian_filter(shape.core.astype(np.float32), _sigma(EDGE_SIGMA_MM, spacing))
     result = channels.copy()
     for index, name in enumerate(names):
@@ -80,7 +83,7 @@ class SynthesiseTumourd(Randomizable, MapTransform):
         if self.shifted:
             image, label = hard_scaled(image, self.channels, shape, self._rng)
         else:
-            image, label = blurred_scaled(image, self.channels, shape, self.spacing, self._rng)
+            image, label = blurred_scaled(image, self.channels, shape, self.spacing, self._rng, brain)
         result[self.image_key] = torch.from_numpy(np.ascontiguousarray(image))
         result[self.label_key] = torch.from_numpy(label[None].astype(np.float32))
         return result

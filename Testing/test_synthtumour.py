@@ -1,0 +1,230 @@
+"""SynthTumour: stage-1 shapes and intensities, carve mixing, brain masks, training and ``synthlab tumour``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from conftest import TINY_TUMOUR, synthlab, synthlab_env
+from safetensors.torch import load_file, save_file
+
+from synthlab.errors import InputError
+from synthlab.labels import read_labels
+from synthlab.registry import Registry, entry_for
+from synthlab.synthtumour.data import BrainArrays, estimate_brain_mask, read_entry
+from synthlab.synthtumour.shapes import VOLUME_ML, NoisySphere, draw_tumour_shape
+from synthlab.synthtumour.synthesis import SCALE_RANGES, SynthesiseTumourd, blurred_scaled, hard_scaled
+from synthlab.synthtumour.training import carve_mix
+
+COLIN27 = Path("/usr/share/mricron/templates/ch2.nii.gz")
+
+
+def ball(shape=(48, 48, 48), radius=18) -> np.ndarray:
+    grid = np.indices(shape) - (np.array(shape) / 2)[:, None, None, None]
+    return np.sqrt((grid ** 2).sum(0)) < radius
+
+
+def test_noisy_sphere_is_irregular_reproducible_and_spacing_independent():
+    sphere = NoisySphere(np.array([24.0, 24.0, 24.0]), 20.0, 0.4, 1.5, seed=3)
+    fine = sphere.inside((48, 48, 48), (1.0, 1.0, 1.0))
+    coarse = NoisySphere(np.array([12.0, 12.0, 12.0]), 20.0, 0.4, 1.5, seed=3).inside((24, 24, 24), (2.0, 2.0, 2.0))
+    assert abs(fine.sum() - coarse.sum() * 8) / fine.sum() < 0.08  # same shape in mm at two spacings
+    assert (sphere.inside((48, 48, 48), (1.0, 1.0, 1.0)) == fine).all()
+    other = NoisySphere(np.array([24.0, 24.0, 24.0]), 20.0, 0.4, 1.5, seed=4).inside((48, 48, 48), (1.0,) * 3)
+    assert (fine != other).sum() > 0.05 * fine.sum()
+    # The outline is not a sphere: the surface distance from the centre varies by tens of percent.
+    surface = np.argwhere(fine & ~np.pad(fine, 1)[2:, 1:-1, 1:-1])
+    radii = np.linalg.norm(surface - 24, axis=1)
+    assert radii.std() / radii.mean() > 0.1
+
+
+def test_drawn_tumours_have_the_papers_volume_range_and_a_core_inside():
+    brain = ball((80, 80, 80), 38)
+    rng = np.random.default_rng(0)
+    volumes = []
+    for _ in range(6):
+        shape = draw_tumour_shape(brain, (1.5, 1.5, 1.5), rng, with_core=True)
+        volumes.append(shape.whole.sum() * 1.5 ** 3 / 1000)
+        assert shape.core.any() and not (shape.core & ~shape.whole).any() and not (shape.whole & ~brain).any()
+    assert VOLUME_ML[0] * 0.5 < min(volumes) and max(volumes) < VOLUME_ML[1] * 1.6
+    assert max(volumes) - min(volumes) > 10
+
+
+def test_intensity_models_scale_the_tumour_and_keep_the_rest():
+    rng = np.random.default_rng(1)
+    brain = ball()
+    image = np.where(brain, 0.5 + 0.1 * rng.standard_normal(brain.shape), 0).astype(np.float32)[None]
+    shape = draw_tumour_shape(brain, (2.0, 2.0, 2.0), rng, with_core=False)
+    trained, label = blurred_scaled(image, ["flair"], shape, (2.0, 2.0, 2.0), np.random.default_rng(2))
+    far = brain & (np.abs(trained[0] - image[0]) < 1e-6)
+    assert far.sum() > 0.5 * brain.sum()  # most of the brain untouched
+    inside = shape.whole & (ndimage_erode(shape.whole))
+    ratio = trained[0][inside].mean() / image[0][inside].mean()
+    assert SCALE_RANGES["flair"][0] * 0.9 < ratio < SCALE_RANGES["flair"][1] * 1.1
+    assert trained[0][inside].std() < image[0][inside].std() * 0.9 * ratio  # blurred: less texture
+    assert (label >= shape.whole).mean() > 0.99
+    shifted, hard = hard_scaled(image, ["flair"], shape, np.random.default_rng(2))
+    assert (hard == shape.whole).all() and (shifted[0][~shape.whole] == image[0][~shape.whole]).all()
+    factor = shifted[0][shape.whole] / image[0][shape.whole]
+    assert np.allclose(factor, factor[0], rtol=1e-4)  # one scale, texture kept
+
+
+def ndimage_erode(mask):
+    from scipy import ndimage
+
+    return ndimage.binary_erosion(mask, iterations=2)
+
+
+def test_the_transform_pastes_a_new_tumour_each_time_inside_the_brain():
+    brain = ball()
+    image = np.where(brain, 0.5, 0).astype(np.float32)[None]
+    transform = SynthesiseTumourd(["flair"], [2.0] * 3)
+    transform.set_random_state(5)
+    first, second = (transform({"image": image, "mask": brain[None]}) for _ in range(2))
+    assert first["label"].shape == (1, 48, 48, 48) and first["label"].sum() > 0
+    assert not torch.equal(first["label"], second["label"])
+    assert not (first["label"][0].numpy().astype(bool) & ~brain).any()
+
+
+def test_carve_mix_puts_the_tumour_in_the_healthy_brain_at_its_scale():
+    rng = np.random.default_rng(3)
+    brain = ball()
+    tumour_label = ball(radius=6)
+    tumour_image = np.where(brain, 100 + 10 * rng.standard_normal(brain.shape), 0) + 80 * tumour_label
+    healthy_image = np.where(brain, 0.5 + 0.05 * rng.standard_normal(brain.shape), 0)
+    canvas = sitk.Image(48, 48, 48, sitk.sitkFloat32)
+    tumour = BrainArrays(tumour_image[None].astype(np.float32), brain, canvas, tumour_label)
+    healthy = BrainArrays(healthy_image[None].astype(np.float32), brain, canvas)
+    mixed, label = carve_mix(tumour, healthy)
+    assert (label == tumour_label).all()
+    assert np.allclose(mixed[0][~label], healthy_image[~label], atol=1e-5)
+    assert mixed[0][label].mean() > healthy_image[brain].mean() + 3 * healthy_image[brain].std()  # still bright
+    assert mixed[0][label].mean() < 5  # on the healthy image's scale, not the tumour image's
+
+
+def test_brain_mask_estimate_and_refusals(brain_data, tmp_path):
+    case = json.loads((brain_data / "datalist.json").read_text())["training"][0]
+    flair = sitk.ReadImage(str(brain_data / case["flair"]))
+    truth = sitk.GetArrayFromImage(sitk.ReadImage(str(brain_data / case["mask"]))) > 0
+    estimate = sitk.GetArrayFromImage(estimate_brain_mask(flair)) > 0
+    assert 2 * (estimate & truth).sum() / (estimate.sum() + truth.sum()) > 0.9
+    with pytest.raises(InputError, match="brain mask"):
+        estimate_brain_mask(sitk.ReadImage(str(COLIN27)))  # a head with skull and scalp
+    with pytest.raises(InputError, match="no brain"):
+        estimate_brain_mask(sitk.Image(40, 40, 40, sitk.sitkFloat32))
+
+
+@pytest.fixture(scope="module")
+def tumour_case(brain_data) -> dict:
+    entry = json.loads((brain_data / "unlabelled.json").read_text())["training"][0]
+    return {key: brain_data / entry[key] for key in ("flair", "t1", "t2", "mask")}
+
+
+def test_training_runs_both_stages_and_resumes_without_retraining(brain_data, tumour_registry, tmp_path):
+    out = Path(tumour_registry).parent
+    assert (out / "junior" / "junior.safetensors").is_file() and (out / "senior" / "senior.safetensors").is_file()
+    assert len(list((out / "pseudo_labels").glob("*.npz"))) == 5
+    card = json.loads((out / "tiny-tumour.json").read_text())
+    assert card["inputs"] == ["flair"] and card["stage"] == "senior" and "shifted_validation_dice" in card["metrics"]
+    before = (out / "tiny-tumour.safetensors").stat().st_mtime_ns
+    result = synthlab("train", "synthtumour", "--healthy", brain_data / "healthy.json", "--unlabelled",
+                      brain_data / "unlabelled.json", "--out", out, "--model-id", "tiny-tumour", "--spacing", "6",
+                      "--patch", "16", "--progress", "json")
+    assert result.returncode == 0, result.stderr
+    assert "junior already trained" in result.stdout and "senior already trained" in result.stdout
+    assert (out / "tiny-tumour.safetensors").stat().st_mtime_ns != before  # exported again, same weights
+    assert load_file(str(out / "tiny-tumour.safetensors")).keys() == load_file(str(
+        out / "senior" / "senior.safetensors")).keys()
+
+
+def test_training_under_ddp_with_two_processes(brain_data, tmp_path):
+    result = synthlab("train", "synthtumour", "--healthy", brain_data / "healthy.json", "--unlabelled",
+                      brain_data / "unlabelled.json", "--out", tmp_path, "--spacing", "6", "--patch", "16",
+                      "--junior-steps", "2", "--senior-steps", "2", "--devices", "2", "--accelerator", "cpu",
+                      "--progress", "json", timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    messages = [json.loads(line)["message"] for line in result.stdout.splitlines()]
+    assert messages.count("training the junior") == 2 and messages.count("training the senior") == 2  # two ranks
+    assert load_file(str(tmp_path / "synthtumour-senior.safetensors"))
+
+
+def test_tumour_command_writes_the_segment_and_reports_its_volume(tumour_case, tumour_registry, tmp_path):
+    out, probability = tmp_path / "tumour.seg.nrrd", tmp_path / "probability.nii.gz"
+    result = synthlab("tumour", "--flair", tumour_case["flair"], "--mask", tumour_case["mask"], "--out", out,
+                      "--probability", probability, "--progress", "json", env=synthlab_env(tumour_registry))
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    done = events[-1]["result"]
+    labels = read_labels(out)
+    flair = sitk.ReadImage(str(tumour_case["flair"]))
+    assert labels.image.GetSize() == flair.GetSize() and labels.image.GetOrigin() == flair.GetOrigin()
+    assert labels.segments[0].name == "Tumour" and labels.segments[0].terminology["type"][2] == "Neoplasm"
+    assert done["volume_ml"] == pytest.approx(labels.volume_ml("Tumour"), abs=0.01)
+    assert sitk.ReadImage(str(probability)).GetSize() == flair.GetSize()
+    assert any(0 < event["progress"] < 1 for event in events)
+
+
+def test_a_model_that_finds_nothing_says_so(tumour_case, tumour_registry, tmp_path):
+    """A healthy answer is an empty segmentation and the words 'No tumour found', not noise."""
+    out_registry = Path(tumour_registry).parent
+    weights = load_file(str(out_registry / "tiny-tumour.safetensors"))
+    last_bias = next(key for key in reversed(list(weights)) if key.endswith("bias") and weights[key].numel() == 2)
+    weights[last_bias] = torch.tensor([50.0, -50.0])  # the output layer always says background
+    silent = tmp_path / "silent.safetensors"
+    save_file(weights, str(silent))
+    silent.with_suffix(".json").write_text((out_registry / "tiny-tumour.json").read_text())
+    registry = Registry(tmp_path / "Models.json")
+    registry.add(entry_for(registry, "silent", silent, silent.with_suffix(".json"), default=True))
+    result = synthlab("tumour", "--flair", tumour_case["flair"], "--mask", tumour_case["mask"], "--out",
+                      tmp_path / "none.seg.nrrd", env=synthlab_env(registry.path))
+    assert result.returncode == 0, result.stderr
+    assert "No tumour found" in result.stdout
+    assert not sitk.GetArrayFromImage(read_labels(tmp_path / "none.seg.nrrd").image).any()
+
+
+@pytest.mark.parametrize(("case", "words"), [
+    ("missing", "--flair: file not found"),
+    ("constant", "--flair"),
+    ("2D", "expected a 3D image"),
+    ("far mask", "--mask"),
+    ("skull on", "brain mask"),
+])
+def test_bad_tumour_inputs_get_one_line(tumour_case, tumour_registry, tmp_path, case, words):
+    flair, mask = tumour_case["flair"], tumour_case["mask"]
+    if case == "missing":
+        flair = tmp_path / "nope.nii.gz"
+    elif case == "constant":
+        image = sitk.ReadImage(str(flair)) * 0 + 7
+        flair = tmp_path / "constant.nii.gz"
+        sitk.WriteImage(image, str(flair))
+    elif case == "2D":
+        flair = tmp_path / "slice.nii.gz"
+        sitk.WriteImage(sitk.ReadImage(str(tumour_case["flair"]))[:, :, 40], str(flair))
+    elif case == "far mask":
+        moved = sitk.ReadImage(str(mask))
+        moved.SetOrigin([value + 1000 for value in moved.GetOrigin()])
+        mask = tmp_path / "moved_mask.nii.gz"
+        sitk.WriteImage(moved, str(mask))
+    elif case == "skull on":
+        flair, mask = COLIN27, None
+    arguments = ["tumour", "--flair", flair, "--out", tmp_path / "out.seg.nrrd"] + (["--mask", mask] if mask else [])
+    result = synthlab(*arguments, env=synthlab_env(tumour_registry))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], result.stderr
+    assert not (tmp_path / "out.seg.nrrd").exists()
+
+
+def test_read_entry_puts_every_case_on_a_brain_centred_canvas(brain_data):
+    entry = json.loads((brain_data / "datalist.json").read_text())["training"][0]
+    entry = {key: str(brain_data / value) if isinstance(value, str) and "/" in value else value
+             for key, value in entry.items()}
+    case = read_entry(entry, ("flair", "t2"), TINY_TUMOUR["spacing"])
+    assert case.image.shape == (2, 32, 32, 32) and case.mask.any()
+    assert 0.5 < np.percentile(case.image[0][case.mask], 99) < 1.5
+    centre = np.argwhere(case.mask).mean(0)
+    assert np.all(np.abs(centre - 15.5) < 3)
