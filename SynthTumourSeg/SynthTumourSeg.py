@@ -32,6 +32,7 @@ class SynthTumourSegParameterNode:
     t1: vtkMRMLScalarVolumeNode
     t2: vtkMRMLScalarVolumeNode
     brainMask: vtkMRMLScalarVolumeNode
+    outputProbability: bool = False
     outputSegmentation: vtkMRMLSegmentationNode
 
 
@@ -43,8 +44,7 @@ class SynthTumourSegWidget(SynthLabWidget):
         return None if parameters.flair else "Select the FLAIR volume"
 
     def loadResults(self, job, result):
-        _node, volume_ml = self.logic.load(result, self._parameterNode)
-        self.ui.volumeLabel.text = f"Tumour volume: {volume_ml:.1f} ml" if volume_ml is not None else "Tumour volume: -"
+        self.ui.volumeLabel.text = self.logic.load(result, self._parameterNode).summary
 
 
 class SynthTumourSegLogic(ScriptedLoadableModuleLogic):
@@ -55,12 +55,12 @@ class SynthTumourSegLogic(ScriptedLoadableModuleLogic):
 
     def start(self, parameters):
         inputs = {"flair": parameters.flair, "t1": parameters.t1, "t2": parameters.t2, "mask": parameters.brainMask}
-        return start_tumour(current_backend(), inputs)
+        return start_tumour(current_backend(), inputs, probability=parameters.outputProbability)
 
     def load(self, result, parameters):
-        node, volume_ml = load_tumour(slicer.mrmlScene, result, parameters.flair)
-        parameters.outputSegmentation = node
-        return node, volume_ml
+        nodes = load_tumour(slicer.mrmlScene, result, parameters.flair)
+        parameters.outputSegmentation = nodes.segmentation
+        return nodes
 
 
 class SynthTumourSegTest(SynthLabModuleTest):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from test_labels import pelvis_labels
 
 from synthlab import labels, mrml, volume
 from synthlab.client import BackendError, JobResult, LocalBackend, RemoteBackend
+from synthlab.synthtumour.data import TUMOUR_COLOUR
 
 ROOT = Path(__file__).resolve().parent.parent
 for module in ("HierSynthSlicer", "CrossStitchContour", "SynthTumourSeg", "SynthLabCommon"):
@@ -80,14 +82,45 @@ def test_contour_results_keep_planning_names_and_the_field_moves_points(scene, t
     assert segmentation.GetAttribute("SynthLab.moving_labels") == "planning"
 
 
-def test_tumour_requires_flair_and_reports_volume(scene, t1, tmp_path):
+def test_tumour_requires_flair(t1):
     with pytest.raises(ValueError, match="FLAIR"):
         start_tumour(LocalBackend(), {"flair": None, "t1": t1})
-    tumour = labels.write_labels(labels.LabelMap(pelvis_labels().image, [labels.Segment(1, "Tumour")]),
-                                 tmp_path / "tumour.seg.nrrd")
-    node, volume_ml = load_tumour(scene, JobResult({"out": tumour}, [{"stage": "done", "progress": 1.0,
-                                                                       "result": {"volume_ml": 3.2}}]), t1)
-    assert volume_ml == 3.2 and "Tumour" in mrml.segment_names(node)
+
+
+def test_tumour_logic_end_to_end_on_phantom_nodes(scene, brain_data, tumour_registry):
+    """FLAIR and mask nodes of a phantom tumour case, the real backend, a "Tumour" segment with neoplasm
+    terminology and fixed colour, the volume the panel shows, and the probability volume."""
+    entry = json.loads((brain_data / "unlabelled.json").read_text())["training"][0]
+    flair = mrml.load_volume(scene, brain_data / entry["flair"], "FLAIR")
+    mask = mrml.load_volume(scene, brain_data / entry["mask"], "brain mask", labelmap=True)
+    job = start_tumour(LocalBackend(env=synthlab_env(tumour_registry)), {"flair": flair, "mask": mask},
+                       probability=True)
+    try:
+        nodes = load_tumour(scene, job.finish(), flair)
+    finally:
+        job.cleanup()
+    segmentation = nodes.segmentation.GetSegmentation()
+    assert mrml.segment_names(nodes.segmentation) == ["Tumour"]
+    segment = segmentation.GetNthSegment(0)
+    assert segment.GetColor() == pytest.approx(TUMOUR_COLOUR, abs=1e-3)
+    tag = vtk_string()
+    assert segment.GetTag(segment.GetTerminologyEntryTagName(), tag) and "Neoplasm" in tag.get()
+    assert nodes.volume_ml is not None and nodes.summary.startswith(("Tumour volume:", "No tumour found"))
+    assert nodes.probability.GetImageData().GetDimensions() == flair.GetImageData().GetDimensions()
+    assert nodes.segmentation.GetAttribute("SynthLab.model") == "tiny-tumour"
+
+
+def vtk_string():
+    import vtk
+
+    return vtk.reference("")
+
+
+def test_tumour_panel_summary_says_when_nothing_was_found():
+    from SynthTumourSegLib.tumour_task import TumourNodes
+
+    assert TumourNodes(None, 0.0).summary == "No tumour found (empty segmentation)"
+    assert TumourNodes(None, 12.34).summary == "Tumour volume: 12.3 ml"
 
 
 @pytest.mark.parametrize("where", ["local", "remote"])

@@ -210,3 +210,20 @@ def test_serving_beyond_loopback_needs_a_token():
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["synthlab: error: --token: required when listening on 0.0.0.0 "
                                                   "(anything but loopback)"]
+
+
+def test_tumour_task_is_served(tmp_path, tumour_registry, brain_data):
+    entry = json.loads((brain_data / "unlabelled.json").read_text())["training"][0]
+    files = {name: (Path(entry[name]).name, (brain_data / entry[name]).read_bytes()) for name in ("flair", "mask")}
+    settings = ServerSettings(token=TOKEN, workdir=tmp_path / "work", registry=tumour_registry, device="cpu")
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/infer/tumour", headers=AUTH, files=files, data={"params": json.dumps(
+            {"outputs": {"probability": ".nrrd"}, "min_component_ml": 1})})
+        assert response.status_code == 200, response.text
+        unzipped = unzip(response)
+        result = json.loads(unzipped["result.json"])
+        assert set(unzipped) == {"out.seg.nrrd", "probability.nrrd", "result.json"}
+        assert result["results"]["model"] == "tiny-tumour" and "volume_ml" in result["results"]
+        missing = client.post("/infer/tumour", headers=AUTH, files={"mask": files["mask"]})
+        assert missing.status_code == 400 and "flair" in missing.json()["detail"]
+        assert files_left(client.app.state.workdir) == []

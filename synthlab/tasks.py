@@ -68,6 +68,11 @@ TASKS: dict[str, TaskSpec] = {
                      "out_metrics": FileSlot(JSON_SUFFIXES, is_image=False)},
             options={"model": str, "organ_map": str, "iterations": int, "window": int}),
         TaskSpec(
+            "tumour", "tumour",
+            inputs={"flair": REQUIRED_VOLUME, "t1": VOLUME, "t2": VOLUME, "mask": VOLUME},
+            outputs={"out": FileSlot(LABEL_SUFFIXES, required=True), "probability": VOLUME},
+            options={"model": str, "min_component_ml": float}),
+        TaskSpec(
             "register", "register",
             inputs={"fixed": IMAGE_2D_OR_3D, "moving": IMAGE_2D_OR_3D},
             outputs={"out_warped": FileSlot(VOLUME_SUFFIXES + IMAGE_2D_SUFFIXES, required=True), "out_field": VOLUME},
