@@ -228,3 +228,29 @@ def test_read_entry_puts_every_case_on_a_brain_centred_canvas(brain_data):
     assert 0.5 < np.percentile(case.image[0][case.mask], 99) < 1.5
     centre = np.argwhere(case.mask).mean(0)
     assert np.all(np.abs(centre - 15.5) < 3)
+
+
+def test_evaluate_tumour_scores_the_model_and_the_baseline(brain_data, tumour_registry, tmp_path):
+    report = tmp_path / "report.json"
+    result = synthlab("evaluate", "tumour", "--datalist", brain_data / "datalist.json", "--report", report,
+                      "--split", "validation", "--progress", "none", env=synthlab_env(tumour_registry))
+    assert result.returncode == 0, result.stderr
+    content = json.loads(report.read_text())
+    assert set(content["summary"]) == {"tiny-tumour", "intensity baseline"}
+    assert content["cases"] and all(0 <= row["intensity baseline"]["dice"] <= 1 for row in content["cases"])
+    assert 0.5 <= content["baseline_threshold"] <= 4.0 and content["threshold_chosen_on"] == "training"
+
+
+def test_intensity_baseline_finds_a_bright_lesion_and_its_threshold():
+    from synthlab.synthtumour.evaluation import baseline_mask, choose_threshold
+
+    rng = np.random.default_rng(0)
+    brain, lesion = ball(), ball(radius=7)
+    cases = []
+    for _ in range(2):
+        image = np.where(brain, 1 + 0.05 * rng.standard_normal(brain.shape), 0) + 0.6 * lesion
+        cases.append(BrainArrays(image[None].astype(np.float32), brain, sitk.Image(8, 8, 8, sitk.sitkFloat32),
+                                 lesion))
+    threshold = choose_threshold(cases, 2.0)
+    found = baseline_mask(cases[0], threshold, 2.0)
+    assert 2 * (found & lesion).sum() / (found.sum() + lesion.sum()) > 0.9

@@ -273,6 +273,22 @@ def evaluate_contour(
     typer.echo(json.dumps(summary, indent=2), err=progress.value == "json")
 
 
+@evaluate_app.command("tumour")
+def evaluate_tumour(
+    datalist: DatalistOption,
+    report: Annotated[Path, typer.Option("--report", help="JSON report: per case and mean.")],
+    split: Annotated[str, typer.Option("--split", help="Datalist section to score.")] = "test",
+    model: ModelOption = None, device: DeviceOption = "auto", progress: ProgressOption = ProgressMode.bar,
+):
+    """Whole-tumour Dice and HD95 (mm) of the model and of a FLAIR intensity baseline on labelled test cases."""
+    from synthlab.synthtumour.commands import run_evaluate
+
+    with ProgressReporter(progress.value) as reporter:
+        summary = run_evaluate(datalist, report, split, model, device, reporter.stage("evaluate tumour", 0.0, 1.0))
+        reporter.update("done", 1.0, f"wrote {report}", result={"report": str(report)})
+    typer.echo(json.dumps(summary, indent=2), err=progress.value == "json")
+
+
 train_app = typer.Typer(no_args_is_help=True, help="Train a model from a datalist (resumable; safetensors + card).")
 app.add_typer(train_app, name="train")
 
