@@ -254,3 +254,12 @@ def test_intensity_baseline_finds_a_bright_lesion_and_its_threshold():
     threshold = choose_threshold(cases, 2.0)
     found = baseline_mask(cases[0], threshold, 2.0)
     assert 2 * (found & lesion).sum() / (found.sum() + lesion.sum()) > 0.9
+
+
+def test_demo_segments_the_tumour_with_the_registered_model(tumour_registry, tmp_path):
+    result = synthlab("demo", "--out", tmp_path / "demo", "--progress", "none", env=synthlab_env(tumour_registry))
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())["tumour segmentation"]
+    assert metrics["model"] == "tiny-tumour" and metrics["true_volume_ml"] > 0 and 0 <= metrics["dice"] <= 1
+    assert (tmp_path / "demo" / "tumour_segmentation" / "tumour_segmentation.seg.nrrd").is_file()
+    assert (tmp_path / "demo" / "overview.png").stat().st_size > 10_000

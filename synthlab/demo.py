@@ -103,6 +103,31 @@ def contour_step(folder: Path, progress: StageProgress) -> StepOutput:
         "without_propagation": identity["organs"]})
 
 
+def tumour_step(folder: Path, progress: StageProgress) -> StepOutput:
+    """The registered SynthTumour model segments the demo brain's tumour (written by the brain phantom step)."""
+    from synthlab.labels import read_labels
+    from synthlab.metrics import dice, surface_distances
+    from synthlab.synthtumour.inference import TumourModel, segment_tumour
+
+    progress(0.0, "loading the tumour model")
+    model = TumourModel.registered()
+    case = brain.generate_case(case_seed(DEMO_SEED, 0), "small", with_tumour=True)
+    inputs = {name: volume.write_image(case.images[name], folder / f"{name}.nrrd") for name in model.channels}
+    mask_path = volume.write_image(case.mask, folder / "brain_mask.nrrd")
+    started = time.perf_counter()
+    result = segment_tumour(model, {k: str(v) for k, v in inputs.items()}, str(mask_path), 0.5, progress)
+    seconds = time.perf_counter() - started
+    segmentation = write_labels(result.labels, folder / "tumour_segmentation.seg.nrrd")
+    truth = volume.array_of(read_labels(write_labels(case.labels, folder / "true_tumour.seg.nrrd")).image) > 0
+    found = volume.array_of(result.labels.image) > 0
+    spacing = list(case.mask.GetSpacing())[::-1]
+    return StepOutput(volumes={"flair": inputs["flair"]}, overlays={"segmented tumour": segmentation}, metrics={
+        "model": model.model_id, "inference_seconds": round(seconds, 2),
+        "tumour_volume_ml": round(result.volume_ml, 1), "true_volume_ml": round(float(truth.sum()) * float(
+            np.prod(spacing)) / 1000, 1), "dice": round(dice(found, truth), 3),
+        "hd95_mm": round(surface_distances(found, truth, spacing)["hd95_mm"], 2)})
+
+
 def available_steps() -> list[DemoStep]:
     """Every demo step that exists in this installation, in order (model steps need a registered model)."""
     from synthlab.registry import Registry
@@ -110,6 +135,8 @@ def available_steps() -> list[DemoStep]:
     steps = [DemoStep("brain phantom", brain_phantom_step), DemoStep("pelvis phantom", pelvis_phantom_step)]
     if Registry().for_task("contour"):
         steps.append(DemoStep("contour propagation", contour_step))
+    if Registry().for_task("tumour"):
+        steps.append(DemoStep("tumour segmentation", tumour_step))
     return steps
 
 
