@@ -255,3 +255,11 @@ def test_bad_options_end_in_one_line(contour_registry, pelvis_data, pair, tmp_pa
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], lines
     assert set(tmp_path.iterdir()) == before
+
+
+def test_the_shipped_contour_model_uses_its_cards_instance_optimisation_by_default():
+    from synthlab.crossstitch.inference import load_model
+
+    model = load_model("contour", device="cpu")
+    assert model.card["inference"]["iterations"] > 0
+    assert model.iterations(None) == model.card["inference"]["iterations"] and model.iterations(0) == 0

@@ -166,8 +166,9 @@ ModelIdOption = Annotated[str | None, typer.Option("--model-id", help="Name of t
 ModelOption = Annotated[str | None, typer.Option("--model", help="Registered model id (default: the task's "
                                                                  "default model).")]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]
-IterationsOption = Annotated[int, typer.Option("--iterations", help="Instance optimisation: gradient steps a "
-                                                                   "pyramid level on this pair (0: off).")]
+IterationsOption = Annotated[int | None, typer.Option("--iterations", help="Instance optimisation: gradient steps "
+                                                          "a pyramid level on this pair (0: off; default: the "
+                                                          "model card's).")]
 WindowOption = Annotated[int | None, typer.Option("--window", help="Sliding-window side in model voxels "
                                                                   "(default: the whole region at once).")]
 
@@ -191,7 +192,7 @@ def contour(
                                                      "--reference-labels).")] = None,
     organ_map: Annotated[str | None, typer.Option("--organ-map", help="Planning segment -> model organ, e.g. "
                                                   "'SV=seminal vesicles,Blase=bladder'.")] = None,
-    model: ModelOption = None, device: DeviceOption = "auto", iterations: IterationsOption = 0,
+    model: ModelOption = None, device: DeviceOption = "auto", iterations: IterationsOption = None,
     window: WindowOption = None, progress: ProgressOption = ProgressMode.bar,
 ):
     """Propagate planning contours to today's CT (cross-stitch registration + segmentation)."""
@@ -213,7 +214,7 @@ def register(
     out_warped: Annotated[Path, typer.Option("--out-warped", help="Moving image warped onto the fixed grid.")],
     out_field: Annotated[Path | None, typer.Option("--out-field", help="Displacement field (ITK convention: LPS "
                                                    "mm on the fixed grid, fixed -> moving).")] = None,
-    model: ModelOption = None, device: DeviceOption = "auto", iterations: IterationsOption = 0,
+    model: ModelOption = None, device: DeviceOption = "auto", iterations: IterationsOption = None,
     window: WindowOption = None, progress: ProgressOption = ProgressMode.bar,
 ):
     """Deformable registration of two images with the unsupervised network (no labels)."""
@@ -260,7 +261,7 @@ def evaluate_contour(
     datalist: DatalistOption,
     report: Annotated[Path, typer.Option("--report", help="JSON report: per pair and mean per organ.")],
     split: Annotated[str, typer.Option("--split", help="Datalist section to score.")] = "test",
-    model: ModelOption = None, device: DeviceOption = "auto", iterations: IterationsOption = 0,
+    model: ModelOption = None, device: DeviceOption = "auto", iterations: IterationsOption = None,
     progress: ProgressOption = ProgressMode.bar,
 ):
     """Per-organ Dice, mean surface distance and HD95 (mm), and folding, of propagated contours."""

@@ -29,7 +29,7 @@ def default_organ_map(planning_segmentation) -> dict[str, str]:
 
 def start_contour(backend: Backend, planning_ct, planning_segmentation, daily_ct, reference_segmentation=None,
                   organ_map: dict[str, str] | None = None, warp_planning_ct: bool = False,
-                  model_id: str | None = None, device: str = "auto", iterations: int = 0) -> NodeJob:
+                  model_id: str | None = None, device: str = "auto", iterations: int | None = None) -> NodeJob:
     """Start propagation of ``planning_segmentation`` (on ``planning_ct``) to ``daily_ct``.
 
     ``organ_map`` (planning segment -> model organ) defaults to matching by name; with a
@@ -50,7 +50,7 @@ def start_contour(backend: Backend, planning_ct, planning_segmentation, daily_ct
     outputs = {**OUTPUT_FILES, **(WARPED_FILE if warp_planning_ct else {}),
                **(METRICS_FILE if reference_segmentation is not None else {})}
     params = {"model": model_id, "device": device, "organ_map": format_organ_map(mapping),
-              "iterations": iterations or None}
+              "iterations": iterations}
     return NodeJob(backend, "contour", inputs, outputs, params)
 
 

@@ -24,7 +24,7 @@ from synthlab.progress import StageProgress
 def run_contour(fixed_path: Path, moving_path: Path, labels_path: Path, out_labels: Path, out_field: Path | None,
                 out_warped: Path | None, out_segmentation: Path | None, reference_path: Path | None,
                 out_metrics: Path | None, organ_map: Mapping[str, str], model_id: str | None, device: str,
-                iterations: int, window: int | None, progress: StageProgress) -> dict:
+                iterations: int | None, window: int | None, progress: StageProgress) -> dict:
     volume.check_outputs({"--fixed": fixed_path, "--moving": moving_path, "--moving-labels": labels_path,
                     "--reference-labels": reference_path},
                    {"--out-labels": out_labels, "--out-field": out_field, "--out-warped": out_warped,
@@ -67,7 +67,7 @@ def run_contour(fixed_path: Path, moving_path: Path, labels_path: Path, out_labe
 
 
 def run_register(fixed_path: Path, moving_path: Path, out_warped: Path, out_field: Path | None,
-                 model_id: str | None, device: str, iterations: int, window: int | None,
+                 model_id: str | None, device: str, iterations: int | None, window: int | None,
                  progress: StageProgress) -> dict:
     volume.check_outputs({"--fixed": fixed_path, "--moving": moving_path},
                    {"--out-warped": out_warped, "--out-field": out_field})
@@ -87,7 +87,7 @@ def run_register(fixed_path: Path, moving_path: Path, out_warped: Path, out_fiel
     return {**written, "model": model.model_id, "seconds": round(seconds, 2)}
 
 
-def evaluate_pairs(model: LoadedModel, entries: list[dict], iterations: int, progress: StageProgress) -> dict:
+def evaluate_pairs(model: LoadedModel, entries: list[dict], iterations: int | None, progress: StageProgress) -> dict:
     """Propagate and score every (fixed, moving) pair; per-pair reports and their summary."""
     reports = []
     for index, entry in enumerate(entries):
@@ -105,7 +105,7 @@ def evaluate_pairs(model: LoadedModel, entries: list[dict], iterations: int, pro
     return {"model": model.model_id, "summary": summary, "pairs": reports}
 
 
-def run_evaluate(datalist: Path, report: Path, split: str, model_id: str | None, device: str, iterations: int,
+def run_evaluate(datalist: Path, report: Path, split: str, model_id: str | None, device: str, iterations: int | None,
                  progress: StageProgress) -> dict:
     entries = read_datalist(datalist).get(split)
     if not entries:

@@ -50,6 +50,10 @@ class LoadedModel:
     def dimension(self) -> int:
         return int(self.card["spatial_dims"])
 
+    def iterations(self, asked: int | None) -> int:
+        """Instance-optimisation steps: those asked for, else the card's default (0 when it has none)."""
+        return int(self.card.get("inference", {}).get("iterations", 0)) if asked is None else asked
+
     @classmethod
     def from_weights(cls, weights: Mapping[str, torch.Tensor], card: dict, device: torch.device) -> LoadedModel:
         network = JointNetwork(card["configuration"], int(card["spatial_dims"]), len(card.get("organs", [])),
@@ -139,7 +143,7 @@ def _require_dimension(model: LoadedModel, image: sitk.Image, name: str) -> None
                                f"{model.dimension}D images")
 
 
-def register_images(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image, iterations: int = 0,
+def register_images(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image, iterations: int | None = None,
                     window: int | None = None, progress: StageProgress | None = None) -> RegistrationResult:
     """Deformably register ``moving`` to ``fixed`` (2D or 3D, as the model)."""
     progress = progress or (lambda *args, **kwargs: None)
@@ -153,6 +157,7 @@ def register_images(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image, i
     pair = pair_on_grid(fixed, moving, model.card["spacing"], model.card["intensity"])
     progress(0.3, "predicting the displacement field")
     ddf = predict(model, pair, window)["ddf"]
+    iterations = model.iterations(iterations)
     if iterations:
         progress(0.5, f"instance optimisation ({iterations} steps a level)")
         ddf = refine(ddf, pair, model, iterations)
@@ -163,7 +168,7 @@ def register_images(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image, i
 
 
 def propagate_contours(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image, moving_labels: LabelMap,
-                       organ_map: Mapping[str, str] | None = None, iterations: int = 0, window: int | None = None,
+                       organ_map: Mapping[str, str] | None = None, iterations: int | None = None, window: int | None = None,
                        warp_ct: bool = False, progress: StageProgress | None = None) -> ContourResult:
     """Today's contours: the planning contours warped onto the daily CT by the predicted field."""
     progress = progress or (lambda *args, **kwargs: None)
@@ -189,6 +194,7 @@ def propagate_contours(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image
         progress(0.9, "segmentation-only model: the contours are its segmentation")
         return ContourResult(segmentation, None, None, segmentation)
     ddf = output["ddf"]
+    iterations = model.iterations(iterations)
     if iterations:
         progress(0.4, f"instance optimisation ({iterations} steps a level)")
         ddf = refine(ddf, pair, model, iterations)
