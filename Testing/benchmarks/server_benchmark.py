@@ -70,11 +70,12 @@ def main() -> None:
     parser.add_argument("--datalist", type=Path, required=True)
     parser.add_argument("--registry", type=Path, required=True, help="Models.json with a contour model")
     parser.add_argument("--requests", type=int, default=16)
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16], help="concurrency levels")
     parser.add_argument("--report", type=Path)
     args = parser.parse_args()
     entry = read_datalist(args.datalist)["test"][0]
     inputs = {key: entry[key] for key in ("fixed", "moving", "moving_labels")}
-    levels = (1, 4, 16)
+    levels = args.clients
     server, url = start_server(args.registry, queue=max(levels))
     results = []
     try:
