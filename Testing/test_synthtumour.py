@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -124,21 +125,35 @@ def tumour_case(brain_data) -> dict:
     return {key: brain_data / entry[key] for key in ("flair", "t1", "t2", "mask")}
 
 
-def test_training_runs_both_stages_and_resumes_without_retraining(brain_data, tumour_registry, tmp_path):
-    out = Path(tumour_registry).parent
-    assert (out / "junior" / "junior.safetensors").is_file() and (out / "senior" / "senior.safetensors").is_file()
-    assert len(list((out / "pseudo_labels").glob("*.npz"))) == 5
-    card = json.loads((out / "tiny-tumour.json").read_text())
+def test_training_runs_both_stages_and_resumes(brain_data, tumour_registry, tmp_path):
+    trained = Path(tumour_registry).parent
+    assert (trained / "junior" / "junior.safetensors").is_file() and (trained / "senior" / "senior.safetensors").is_file()
+    assert len(list((trained / "pseudo_labels").glob("*.npz"))) == 5
+    card = json.loads((trained / "tiny-tumour.json").read_text())
     assert card["inputs"] == ["flair"] and card["stage"] == "senior" and "shifted_validation_dice" in card["metrics"]
-    before = (out / "tiny-tumour.safetensors").stat().st_mtime_ns
-    result = synthlab("train", "synthtumour", "--healthy", brain_data / "healthy.json", "--unlabelled",
-                      brain_data / "unlabelled.json", "--out", out, "--model-id", "tiny-tumour", "--spacing", "6",
-                      "--patch", "16", "--progress", "json")
-    assert result.returncode == 0, result.stderr
-    assert "junior already trained" in result.stdout and "senior already trained" in result.stdout
-    assert (out / "tiny-tumour.safetensors").stat().st_mtime_ns != before  # exported again, same weights
-    assert load_file(str(out / "tiny-tumour.safetensors")).keys() == load_file(str(
-        out / "senior" / "senior.safetensors")).keys()
+    out = tmp_path / "run"
+    shutil.copytree(trained, out)  # the session's registry keeps its own files
+    arguments = ["train", "synthtumour", "--healthy", brain_data / "healthy.json", "--unlabelled",
+                 brain_data / "unlabelled.json", "--out", out, "--model-id", "tiny-tumour", "--spacing", "6",
+                 "--patch", "16", "--filters", "4,8,16", "--progress", "json"]
+    other = synthlab(*arguments[:-2], "--filters", "8,16,32", "--junior-steps", "5")
+    assert other.returncode == 2 and "resume with the same settings" in other.stderr
+    same = synthlab(*arguments, "--junior-steps", "3", "--senior-steps", "3")
+    assert same.returncode == 0, same.stderr
+    assert "junior already trained" in same.stdout and "senior already trained" in same.stdout
+    longer = synthlab(*arguments, "--junior-steps", "5", "--senior-steps", "3")
+    assert longer.returncode == 0, longer.stderr
+    assert "resuming from" in longer.stdout
+    assert json.loads((out / "junior" / "junior.json").read_text())["training"]["steps"] == 5
+    # A different junior (here: its weights changed) labels the images again and the senior is retrained.
+    labels_before = (out / "pseudo_labels" / "junior.sha256").read_text()
+    weights = load_file(str(out / "junior" / "junior.safetensors"))
+    save_file({key: value + 0.01 for key, value in weights.items()}, str(out / "junior" / "junior.safetensors"))
+    changed = synthlab(*arguments, "--junior-steps", "5", "--senior-steps", "3")
+    assert changed.returncode == 0, changed.stderr
+    assert "junior already trained" in changed.stdout and "senior already trained" not in changed.stdout
+    assert "pseudo labels 1/5" in changed.stdout
+    assert (out / "pseudo_labels" / "junior.sha256").read_text() != labels_before
 
 
 def test_training_under_ddp_with_two_processes(brain_data, tmp_path):

@@ -344,6 +344,7 @@ def train_synthtumour(
     patch: Annotated[int, typer.Option("--patch", help="Patch side (voxels, multiple of 8).")] = 64,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 2,
     learning_rate: Annotated[float, typer.Option("--learning-rate")] = 1e-3,
+    filters: Annotated[str, typer.Option("--filters", help="DynUNet filters per level.")] = "16,32,64,128",
     devices: DevicesOption = 1, accelerator: AcceleratorOption = "auto", seed: int = 0,
     model_id: Annotated[str, typer.Option("--model-id", help="Name of the exported senior.")] = "synthtumour-senior",
     progress: ProgressOption = ProgressMode.bar,
@@ -359,8 +360,14 @@ def train_synthtumour(
         raise InputError("--channels", f"'{channels}': FLAIR first, then any of t1, t2 (e.g. flair,t2)")
     if patch % 8:
         raise InputError("--patch", "must be a multiple of 8")
+    try:
+        levels = tuple(int(value) for value in filters.split(","))
+    except ValueError:
+        levels = ()
+    if len(levels) < 2 or min(levels) < 1:
+        raise InputError("--filters", f"'{filters}': give at least two positive counts, e.g. 16,32,64,128")
     options = TumourFitOptions(names, spacing, patch, batch_size, junior_steps, senior_steps, minutes,
-                               learning_rate, devices=devices, accelerator=accelerator, seed=seed,
+                               learning_rate, levels, devices=devices, accelerator=accelerator, seed=seed,
                                model_id=model_id)
     with ProgressReporter(progress.value) as reporter:
         result = fit_synthtumour(healthy, unlabelled, out, options, reporter.stage("train synthtumour", 0.0, 1.0))

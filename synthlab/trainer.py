@@ -41,3 +41,25 @@ def make_trainer(out: Path, max_steps: int, max_minutes: float | None, devices: 
         enable_progress_bar=progress_bar, enable_model_summary=False, logger=pl.loggers.CSVLogger(str(out)),
         num_sanity_val_steps=0)
     return trainer, best
+
+
+def require_same_settings(checkpoint: Path | None, hyperparameters) -> None:
+    """Refuse to resume a checkpoint trained with other network settings (its weights would not fit)."""
+    if checkpoint is None:
+        return
+    import torch
+
+    from synthlab.errors import InputError
+
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False).get("hyper_parameters", {})
+    differing = {key: (saved.get(key), value) for key, value in dict(hyperparameters).items()
+                 if key in saved and _plain(saved[key]) != _plain(value)}
+    if differing:
+        described = ", ".join(f"{key} {old} (now {new})" for key, (old, new) in differing.items())
+        raise InputError("--out", f"holds a run trained with {described}; resume with the same settings or "
+                                  "use a new folder")
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple | list) else value
+

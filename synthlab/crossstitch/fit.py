@@ -19,7 +19,7 @@ from synthlab.errors import InputError
 from synthlab.labels import PELVIS_ORGANS
 from synthlab.progress import StageProgress
 from synthlab.registry import save_model
-from synthlab.trainer import make_trainer, resume_point
+from synthlab.trainer import make_trainer, require_same_settings, resume_point
 
 
 @dataclass
@@ -111,6 +111,7 @@ def fit(datalist: Path, out: Path, options: FitOptions, progress: StageProgress)
     trainer, best = make_trainer(out, options.steps, options.max_minutes, options.devices, options.accelerator,
                                  progress_bar=False)
     resume = resume_point(out)
+    require_same_settings(resume, module.hparams)
     progress(0.1, "resuming from " + str(resume) if resume else "training")
     started = time.perf_counter()
     trainer.fit(module, train_loader, validation_loader, ckpt_path=str(resume) if resume else None)

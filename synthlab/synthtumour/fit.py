@@ -1,13 +1,15 @@
 """``synthlab train synthtumour``: junior (stage 1) → pseudo labels → senior (stage 2), each stage resumable.
 
-``out/junior`` and ``out/senior`` hold each stage's Lightning checkpoints; a stage that
-has exported its weights is not trained again, and pseudo labels are kept in
-``out/pseudo_labels`` once made. The senior is exported as ``<model_id>`` with its card.
+``out/junior`` and ``out/senior`` hold each stage's Lightning checkpoints; a stage whose
+exported weights already have the asked-for steps is not trained again (more steps resume
+it from ``last.ckpt``; ``--minutes`` counts a stage's training time across resumes), and
+pseudo labels are kept in ``out/pseudo_labels`` for as long as the junior is the same. The senior is exported as ``<model_id>`` with its card.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from synthlab import __version__
 from synthlab.datalist import read_datalist
 from synthlab.errors import InputError
 from synthlab.progress import StageProgress
-from synthlab.registry import save_model
+from synthlab.registry import save_model, sha256_of
 from synthlab.synthtumour.data import CANVAS_MM, BrainArrays, read_entry
 from synthlab.synthtumour.inference import TumourModel
 from synthlab.synthtumour.training import (
@@ -31,7 +33,7 @@ from synthlab.synthtumour.training import (
     exportable,
     shifted_validation,
 )
-from synthlab.trainer import make_trainer, resume_point
+from synthlab.trainer import make_trainer, require_same_settings, resume_point
 from synthlab.volume import atomic_output
 
 
@@ -75,7 +77,7 @@ def _train_stage(stage: str, out: Path, dataset, validation: list, options: Tumo
     """Train one stage in ``out/<stage>`` (resuming), export its best weights; return the weights path."""
     folder = out / stage
     weights = folder / f"{stage}.safetensors"
-    if weights.is_file():
+    if weights.is_file() and _steps_of(weights) >= steps:
         progress(1.0, f"{stage} already trained ({weights})")
         return weights
     folder.mkdir(parents=True, exist_ok=True)
@@ -84,6 +86,7 @@ def _train_stage(stage: str, out: Path, dataset, validation: list, options: Tumo
                                  progress_bar=False)
     loader = DataLoader(dataset, batch_size=options.batch_size, shuffle=False, drop_last=True)
     resume = resume_point(folder)
+    require_same_settings(resume, module.hparams)
     progress(0.0, f"training the {stage}" + (f" (resuming from {resume})" if resume else ""))
     trainer.fit(module, loader, DataLoader(validation, batch_size=1), ckpt_path=str(resume) if resume else None)
     if trainer.global_rank == 0:
@@ -106,9 +109,29 @@ def _train_stage(stage: str, out: Path, dataset, validation: list, options: Tumo
     return weights
 
 
+def _forget_senior_of_another_junior(folder: Path, junior: Path) -> None:
+    """A senior trained on another junior's pseudo labels is trained again from scratch."""
+    marker = folder / "junior.sha256"
+    if folder.exists() and (not marker.is_file() or marker.read_text() != sha256_of(junior)):
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    marker.write_text(sha256_of(junior))
+
+
+def _steps_of(weights: Path) -> int:
+    """Optimiser steps behind exported stage weights (from their card)."""
+    return int(json.loads(weights.with_suffix(".json").read_text()).get("training", {}).get("steps", 0))
+
+
 def _pseudo_labels(junior: Path, cases: list[BrainArrays], out: Path, progress: StageProgress) -> None:
-    """Label each unlabelled tumour case with the junior (kept in ``out`` so a rerun reuses them)."""
+    """Label each unlabelled tumour case with the junior (kept in ``out`` so a rerun with the same junior
+    reuses them; a different junior labels them again)."""
     out.mkdir(parents=True, exist_ok=True)
+    made_by = out / "junior.sha256"
+    if not made_by.is_file() or made_by.read_text() != sha256_of(junior):
+        for old in out.glob("case_*.npz"):
+            old.unlink()
+        made_by.write_text(sha256_of(junior))
     model = None
     for index, case in enumerate(cases):
         path = out / f"case_{index:04d}.npz"
@@ -145,6 +168,7 @@ def fit_synthtumour(healthy_datalist: Path, unlabelled_datalist: Path, out: Path
                           options.junior_steps, progress)
     tumours = _read_split(unlabelled_entries, options, progress, "unlabelled tumour images")
     _pseudo_labels(junior, tumours, out / "pseudo_labels", progress)
+    _forget_senior_of_another_junior(out / "senior", junior)
     senior = _train_stage("senior", out, MixedTumours(tumours, healthy, patch, samples, options.seed + 1),
                           validation, options, options.senior_steps, progress)
     if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
