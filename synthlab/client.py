@@ -52,10 +52,15 @@ class JobResult:
     @property
     def results(self) -> dict:
         """Merged ``result`` payloads of the job's events (e.g. a tumour volume in ml)."""
-        merged: dict = {}
-        for event in self.events:
-            merged.update(event.get("result", {}))
-        return merged
+        return merged_results(self.events)
+
+
+def merged_results(events: list[dict]) -> dict:
+    """The ``result`` payloads of progress events, merged in order."""
+    merged: dict = {}
+    for event in events:
+        merged.update(event.get("result", {}))
+    return merged
 
 
 class Job(abc.ABC):

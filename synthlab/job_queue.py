@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from synthlab.client import BackendError, JobCancelled, LocalBackend, LocalJob
+from synthlab.client import BackendError, JobCancelled, LocalBackend, LocalJob, merged_results
 from synthlab.errors import EXIT_BAD_INPUT
 
 DEFAULT_JOB_SECONDS = 5.0  # Retry-After estimate before any job has finished
@@ -57,10 +57,7 @@ class ServerJob:
 
     @property
     def results(self) -> dict:
-        merged: dict = {}
-        for event in self.events:
-            merged.update(event.get("result", {}))
-        return merged
+        return merged_results(self.events)
 
 
 class QueueFull(Exception):

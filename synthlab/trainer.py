@@ -63,3 +63,12 @@ def require_same_settings(checkpoint: Path | None, hyperparameters) -> None:
 def _plain(value):
     return list(value) if isinstance(value, tuple | list) else value
 
+
+def best_network_weights(best: ModelCheckpoint, out: Path) -> dict:
+    """The ``network.*`` weights of the best checkpoint (``last.ckpt`` when no validation ran), unprefixed."""
+    import torch
+
+    path = best.best_model_path or str(resume_point(out))
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    return {key.removeprefix("network."): value for key, value in state.items() if key.startswith("network.")}
+

@@ -19,7 +19,7 @@ from synthlab.errors import InputError
 from synthlab.labels import PELVIS_ORGANS
 from synthlab.progress import StageProgress
 from synthlab.registry import save_model
-from synthlab.trainer import make_trainer, require_same_settings, resume_point
+from synthlab.trainer import best_network_weights, make_trainer, require_same_settings, resume_point
 
 
 @dataclass
@@ -117,9 +117,7 @@ def fit(datalist: Path, out: Path, options: FitOptions, progress: StageProgress)
     trainer.fit(module, train_loader, validation_loader, ckpt_path=str(resume) if resume else None)
     if trainer.global_rank != 0:
         return {}
-    best_path = best.best_model_path or str(resume_point(out))
-    state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
-    weights = {key.removeprefix("network."): value for key, value in state.items() if key.startswith("network.")}
+    weights = best_network_weights(best, out)
     model_id = options.model_id or f"{options.task}-{options.configuration}-{options.dimension}d"
     card = card_for(options, organs)
     card.update(training_data=str(datalist), training={

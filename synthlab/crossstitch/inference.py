@@ -143,6 +143,16 @@ def _require_dimension(model: LoadedModel, image: sitk.Image, name: str) -> None
                                f"{model.dimension}D images")
 
 
+def _final_field(model: LoadedModel, ddf: np.ndarray, pair: PairArrays, fixed: sitk.Image, iterations: int | None,
+                 progress: StageProgress, at: float) -> sitk.Image:
+    """The network's field, refined on this pair when asked (or by the card), on the fixed grid (ITK)."""
+    iterations = model.iterations(iterations)
+    if iterations:
+        progress(at, f"instance optimisation ({iterations} steps a level)")
+        ddf = refine(ddf, pair, model, iterations)
+    return geometry.field_on_fixed_grid(pair.grid.field_to_mm(ddf), fixed)
+
+
 def register_images(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image, iterations: int | None = None,
                     window: int | None = None, progress: StageProgress | None = None) -> RegistrationResult:
     """Deformably register ``moving`` to ``fixed`` (2D or 3D, as the model)."""
@@ -156,13 +166,8 @@ def register_images(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image, i
     progress(0.1, "resampling onto the model grid")
     pair = pair_on_grid(fixed, moving, model.card["spacing"], model.card["intensity"])
     progress(0.3, "predicting the displacement field")
-    ddf = predict(model, pair, window)["ddf"]
-    iterations = model.iterations(iterations)
-    if iterations:
-        progress(0.5, f"instance optimisation ({iterations} steps a level)")
-        ddf = refine(ddf, pair, model, iterations)
+    field = _final_field(model, predict(model, pair, window)["ddf"], pair, fixed, iterations, progress, 0.5)
     progress(0.8, "warping")
-    field = geometry.field_on_fixed_grid(pair.grid.field_to_mm(ddf), fixed)
     default = float(np.percentile(volume.array_of(moving), 0.5))
     return RegistrationResult(field, geometry.warp_image(moving, fixed, field, default))
 
@@ -193,13 +198,7 @@ def propagate_contours(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image
     if "ddf" not in output:
         progress(0.9, "segmentation-only model: the contours are its segmentation")
         return ContourResult(segmentation, None, None, segmentation)
-    ddf = output["ddf"]
-    iterations = model.iterations(iterations)
-    if iterations:
-        progress(0.4, f"instance optimisation ({iterations} steps a level)")
-        ddf = refine(ddf, pair, model, iterations)
-    progress(0.6, "mapping the field onto the daily CT")
-    field = geometry.field_on_fixed_grid(pair.grid.field_to_mm(ddf), fixed)
+    field = _final_field(model, output["ddf"], pair, fixed, iterations, progress, 0.4)
     progress(0.75, "warping the planning contours")
     values = [segment.value for segment in moving_labels.segments]
     contours = LabelMap(geometry.warp_labels(moving_labels.image, values, fixed, field),

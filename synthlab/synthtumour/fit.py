@@ -33,7 +33,7 @@ from synthlab.synthtumour.training import (
     exportable,
     shifted_validation,
 )
-from synthlab.trainer import make_trainer, require_same_settings, resume_point
+from synthlab.trainer import best_network_weights, make_trainer, require_same_settings, resume_point
 from synthlab.volume import atomic_output
 
 
@@ -90,22 +90,11 @@ def _train_stage(stage: str, out: Path, dataset, validation: list, options: Tumo
     progress(0.0, f"training the {stage}" + (f" (resuming from {resume})" if resume else ""))
     trainer.fit(module, loader, DataLoader(validation, batch_size=1), ckpt_path=str(resume) if resume else None)
     if trainer.global_rank == 0:
-        best_path = best.best_model_path or str(resume_point(folder))
-        state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
         card = {**card_for(options, stage), "training": {"steps": int(trainer.global_step)},
                 "metrics": {"shifted_validation_dice": float(best.best_model_score)
                             if best.best_model_score is not None else None}}
-        save_model(exportable({k.removeprefix("network."): v for k, v in state.items() if k.startswith("network.")}),
-                   card, folder, stage)
+        save_model(exportable(best_network_weights(best, folder)), card, folder, stage)
     trainer.strategy.barrier("exported")  # other DDP ranks read these weights next (pseudo labels)
-    return weights
-    best_path = best.best_model_path or str(resume_point(folder))
-    state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
-    card = {**card_for(options, stage), "training": {"steps": int(trainer.global_step)},
-            "metrics": {"shifted_validation_dice": float(best.best_model_score)
-                        if best.best_model_score is not None else None}}
-    save_model(exportable({k.removeprefix("network."): v for k, v in state.items() if k.startswith("network.")}),
-               card, folder, stage)
     return weights
 
 
