@@ -227,3 +227,10 @@ def test_tumour_task_is_served(tmp_path, tumour_registry, brain_data):
         missing = client.post("/infer/tumour", headers=AUTH, files={"mask": files["mask"]})
         assert missing.status_code == 400 and "flair" in missing.json()["detail"]
         assert files_left(client.app.state.workdir) == []
+
+
+@pytest.mark.parametrize("option", ["--queue", "--max-upload-mb", "--session-minutes"])
+def test_serve_refuses_non_positive_limits(option):
+    result = synthlab("serve", option, "0")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"synthlab: error: {option}: must be positive"]

@@ -278,3 +278,34 @@ def test_demo_segments_the_tumour_with_the_registered_model(tumour_registry, tmp
     assert metrics["model"] == "tiny-tumour" and metrics["true_volume_ml"] > 0 and 0 <= metrics["dice"] <= 1
     assert (tmp_path / "demo" / "tumour_segmentation" / "tumour_segmentation.seg.nrrd").is_file()
     assert (tmp_path / "demo" / "overview.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["--channels", "t1,flair"], "--channels: 't1,flair': FLAIR first"),
+    (["--channels", "flair,adc"], "--channels: 'flair,adc': FLAIR first"),
+    (["--patch", "20"], "--patch: must be a multiple of 8"),
+    (["--filters", "16"], "--filters: '16': give at least two positive counts"),
+    (["--filters", "a,b"], "--filters: 'a,b': give at least two positive counts"),
+    (["--junior-steps", "0"], "--junior-steps: must be at least 1"),
+])
+def test_bad_training_options_get_one_line(brain_data, tmp_path, arguments, message):
+    result = synthlab("train", "synthtumour", "--healthy", brain_data / "healthy.json", "--unlabelled",
+                      brain_data / "unlabelled.json", "--out", tmp_path / "run", *arguments)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"synthlab: error: {message}")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("split", "message"), [
+    ("nowhere", "--split: unknown split 'nowhere'"),
+    ("test", "--datalist: has no labelled tumour cases in its test split"),  # its one test case is healthy
+])
+def test_evaluate_tumour_refuses_a_split_without_labelled_tumours(brain_data, tumour_registry, tmp_path, split,
+                                                                  message):
+    result = synthlab("evaluate", "tumour", "--datalist", brain_data / "datalist.json", "--report",
+                      tmp_path / "report.json", "--split", split, env=synthlab_env(tumour_registry))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]
+    assert not (tmp_path / "report.json").exists()

@@ -38,6 +38,14 @@ class BackendError(RuntimeError):
         self.returncode = returncode
 
 
+class ServerError(BackendError):
+    """A SynthLab server answered with an error: its message, HTTP status and Retry-After (503)."""
+
+    def __init__(self, message: str, status: int, retry_after: str | None = None):
+        super().__init__(message)
+        self.status, self.retry_after = status, retry_after
+
+
 class JobCancelled(BackendError):
     """The job was cancelled before it finished."""
 
@@ -229,8 +237,8 @@ class RemoteBackend(Backend):
             self.http.headers["Authorization"] = f"Bearer {token}"
 
     def request(self, method: str, path: str, **kwargs):
-        """One HTTP call; connection failures and error answers become :class:`BackendError` with the server's
-        message (``.status`` holds the HTTP status)."""
+        """One HTTP call; a connection failure becomes :class:`BackendError`, an error answer
+        :class:`ServerError` with the server's message."""
         import requests
 
         try:
@@ -239,10 +247,7 @@ class RemoteBackend(Backend):
         except requests.RequestException as error:
             raise BackendError(f"cannot reach the SynthLab server at {self.url}: {error}") from None
         if response.status_code >= 400:
-            error = BackendError(_error_detail(response))
-            error.status = response.status_code
-            error.retry_after = response.headers.get("Retry-After")
-            raise error
+            raise ServerError(_error_detail(response), response.status_code, response.headers.get("Retry-After"))
         return response
 
     def info(self) -> dict:
@@ -316,8 +321,8 @@ class RemoteJob(Job):
                 with _open_files(self.inputs) as files:
                     return self.backend.request("POST", f"/infer/{self.task}", params={"wait": "false"},
                                                 data={"params": json.dumps(self.params)}, files=files).json()["id"]
-            except BackendError as error:
-                if getattr(error, "status", None) != 503 or time.monotonic() > deadline:
+            except ServerError as error:
+                if error.status != 503 or time.monotonic() > deadline:
                     raise
                 self._cancelled.wait(float(error.retry_after or 1))
         return None
@@ -346,9 +351,9 @@ class RemoteJob(Job):
             for block in response.iter_content(1 << 20):
                 archive_file.write(block)
             with zipfile.ZipFile(archive_file) as archive:
-                written = set(json.loads(archive.read("result.json"))["outputs"].items())
+                written = json.loads(archive.read("result.json"))["outputs"]
                 for name, path in self.outputs.items():
-                    member = dict(written).get(name)
+                    member = written.get(name)
                     if member is None:
                         raise BackendError(f"the server did not return {name}")
                     _extract_atomically(archive, member, path)

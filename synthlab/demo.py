@@ -7,6 +7,7 @@ writes, under the output folder, the volumes (NRRD, which Slicer opens), an
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -48,7 +49,7 @@ class DemoStep:
 def brain_phantom_step(folder: Path, progress: StageProgress) -> StepOutput:
     """One small brain phantom case with a tumour: the contrasts, the true CBV and the tumour labels."""
     progress(0.0, "generating a brain phantom case")
-    case = brain.generate_case(case_seed(DEMO_SEED, 0), "small", with_tumour=True)
+    case = demo_brain_case()
     paths = {name: volume.write_image(case.images[name], folder / f"{name}.nrrd")
              for name in ("t1", "flair", "adc", "cbv")}
     label_path = write_labels(case.labels, folder / "tumour_labels.seg.nrrd")
@@ -58,6 +59,12 @@ def brain_phantom_step(folder: Path, progress: StageProgress) -> StepOutput:
         "anatomy": case.parameters["anatomy"], "tumour_labels": label_path.name,
         "brain_volume_ml": round(float(volume.array_of(case.mask).sum()) * voxel_ml, 1),
         **{f"{s.name}_ml": round(case.labels.volume_ml(s.name), 1) for s in case.labels.segments}})
+
+
+@functools.cache
+def demo_brain_case() -> brain.BrainCase:
+    """The demo's brain: a small phantom case with a tumour (made once, shared by the steps)."""
+    return brain.generate_case(case_seed(DEMO_SEED, 0), "small", with_tumour=True)
 
 
 def demo_pelvis_patient() -> pelvis.PelvisPatient:
@@ -105,20 +112,19 @@ def contour_step(folder: Path, progress: StageProgress) -> StepOutput:
 
 def tumour_step(folder: Path, progress: StageProgress) -> StepOutput:
     """The registered SynthTumour model segments the demo brain's tumour (written by the brain phantom step)."""
-    from synthlab.labels import read_labels
     from synthlab.metrics import dice, surface_distances
     from synthlab.synthtumour.inference import TumourModel, segment_tumour
 
     progress(0.0, "loading the tumour model")
     model = TumourModel.registered()
-    case = brain.generate_case(case_seed(DEMO_SEED, 0), "small", with_tumour=True)
+    case = demo_brain_case()
     inputs = {name: volume.write_image(case.images[name], folder / f"{name}.nrrd") for name in model.channels}
     mask_path = volume.write_image(case.mask, folder / "brain_mask.nrrd")
     started = time.perf_counter()
     result = segment_tumour(model, {k: str(v) for k, v in inputs.items()}, str(mask_path), 0.5, progress)
     seconds = time.perf_counter() - started
     segmentation = write_labels(result.labels, folder / "tumour_segmentation.seg.nrrd")
-    truth = volume.array_of(read_labels(write_labels(case.labels, folder / "true_tumour.seg.nrrd")).image) > 0
+    truth = volume.array_of(case.labels.image) > 0
     found = volume.array_of(result.labels.image) > 0
     spacing = list(case.mask.GetSpacing())[::-1]
     return StepOutput(volumes={"flair": inputs["flair"]}, overlays={"segmented tumour": segmentation}, metrics={

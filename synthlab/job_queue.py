@@ -10,6 +10,7 @@ expires.
 
 from __future__ import annotations
 
+import collections
 import enum
 import math
 import queue
@@ -78,7 +79,7 @@ class JobQueue:
         self.jobs: dict[str, ServerJob] = {}
         self._waiting: queue.Queue[ServerJob | None] = queue.Queue(maxsize=limit)
         self._lock = threading.Lock()
-        self._durations: list[float] = []
+        self._durations: collections.deque[float] = collections.deque(maxlen=20)  # recent job seconds
         self._workers = [threading.Thread(target=self._work, args=(LocalBackend(env={**(env or {}), **extra}),),
                                           daemon=True, name=f"synthlab-worker-{index}")
                          for index, extra in enumerate(worker_envs)]
@@ -102,8 +103,7 @@ class JobQueue:
 
     def retry_after(self) -> int:
         """Seconds until a place is likely free: the mean job time times the line ahead, per worker."""
-        recent = self._durations[-20:]
-        mean = sum(recent) / len(recent) if recent else DEFAULT_JOB_SECONDS
+        mean = sum(self._durations) / len(self._durations) if self._durations else DEFAULT_JOB_SECONDS
         return max(1, math.ceil(mean * (self._waiting.qsize() + 1) / self.workers))
 
     def get(self, job_id: str) -> ServerJob | None:

@@ -40,6 +40,7 @@ class BrainArrays:
     canvas: sitk.Image
     label: np.ndarray | None = None
     name: str = ""
+    reference: sitk.Image | None = None  # the first channel as read: outputs go back onto its grid
 
 
 def canvas_for(mask: sitk.Image, spacing: float) -> sitk.Image:
@@ -62,10 +63,12 @@ def estimate_brain_mask(flair: sitk.Image, name: str = "--flair") -> sitk.Image:
     Refuses images with no brain, and heads with skull and scalp (too much tissue), which need ``--mask``.
     """
     values = sitk.GetArrayFromImage(flair).astype(np.float32)
-    positive = values[values > 0]
-    if positive.size == 0:
+    if not (values > 0).any():
         raise InputError(name, "no brain found (the image has no positive intensities)")
-    threshold = _otsu(positive)
+    otsu = sitk.OtsuThresholdImageFilter()  # on the positive voxels only: the zero background would dominate
+    otsu.SetMaskValue(1)
+    otsu.Execute(sitk.Cast(flair, sitk.sitkFloat32), sitk.Cast(flair > 0, sitk.sitkUInt8))
+    threshold = otsu.GetThreshold()
     foreground = ndimage.binary_opening(values > threshold * 0.5, iterations=1)
     components, count = ndimage.label(foreground)
     if count == 0:
@@ -81,16 +84,6 @@ def estimate_brain_mask(flair: sitk.Image, name: str = "--flair") -> sitk.Image:
     image = sitk.GetImageFromArray(mask.astype(np.uint8))
     image.CopyInformation(flair)
     return image
-
-
-def _otsu(values: np.ndarray) -> float:
-    histogram, edges = np.histogram(values, bins=128)
-    centres = (edges[:-1] + edges[1:]) / 2
-    weight = np.cumsum(histogram)
-    mean = np.cumsum(histogram * centres)
-    total_weight, total_mean = weight[-1], mean[-1]
-    between = (total_mean * weight - mean * total_weight) ** 2 / np.maximum(weight * (total_weight - weight), 1)
-    return float(centres[np.argmax(between)])
 
 
 def scale_inside(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -133,7 +126,7 @@ def read_brain(paths: dict[str, str], channels: Sequence[str], spacing: float, m
     label = None
     if label_path:
         label = volume.array_of(volume.resample(sitk.ReadImage(str(label_path)), canvas, is_label=True)) > 0
-    return BrainArrays(stacked, brain, canvas, label, name)
+    return BrainArrays(stacked, brain, canvas, label, name, flair)
 
 
 def read_entry(entry: dict, channels: Sequence[str], spacing: float, with_label: bool = False) -> BrainArrays:

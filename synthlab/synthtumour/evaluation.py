@@ -26,14 +26,20 @@ def scores(prediction: np.ndarray, truth: np.ndarray, spacing: float) -> dict[st
 
 def baseline_mask(case: BrainArrays, threshold: float, spacing: float) -> np.ndarray:
     """FLAIR z-score above ``threshold`` inside the brain, small components removed."""
-    flair = zscore_inside(case.image[:1], case.mask)[0]
-    mask, _ = remove_small_components((flair > threshold) & case.mask, [spacing] * 3, MIN_COMPONENT_ML)
+    return _above(zscore_inside(case.image[:1], case.mask)[0], case.mask, threshold, spacing)
+
+
+def _above(flair_z: np.ndarray, brain: np.ndarray, threshold: float, spacing: float) -> np.ndarray:
+    mask, _ = remove_small_components((flair_z > threshold) & brain, [spacing] * 3, MIN_COMPONENT_ML)
     return mask
 
 
 def choose_threshold(cases: Sequence[BrainArrays], spacing: float) -> float:
     """The baseline threshold with the best mean Dice on ``cases``."""
-    means = [np.mean([dice(baseline_mask(case, t, spacing), case.label) for case in cases]) for t in THRESHOLDS]
+    flair_z = [zscore_inside(case.image[:1], case.mask)[0] for case in cases]
+    means = [np.mean([dice(_above(z, case.mask, t, spacing), case.label) for z, case in zip(flair_z, cases,
+                                                                                            strict=True)])
+             for t in THRESHOLDS]
     return float(THRESHOLDS[int(np.argmax(means))])
 
 

@@ -103,7 +103,7 @@ def segment_tumour(model: TumourModel, paths: dict[str, str | None], mask_path: 
     progress(0.3, f"segmenting on {model.device.type}")
     probability = model.segment_canvas(case)
     progress(0.8, "mapping onto the FLAIR grid")
-    flair = volume.read_image(paths[model.channels[0]], f"--{model.channels[0]}", dimension=3)
+    flair = case.reference
     on_input = volume.resample(volume.image_like(probability, case.canvas), flair)
     values = volume.array_of(on_input)
     mask, removed = remove_small_components(values > 0.5, flair.GetSpacing(), min_component_ml)
