@@ -27,12 +27,14 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.background import BackgroundTask
 from starlette.datastructures import UploadFile
 
-from synthlab import __version__
+from synthlab import __version__, volume
+from synthlab.device import describe, resolve_device
 from synthlab.errors import InputError
 from synthlab.job_queue import JobQueue, JobState, QueueFull, ServerJob
 from synthlab.registry import REGISTRY_ENV, Registry
@@ -105,8 +107,6 @@ class UploadLimit:
 
 def _worker_envs(settings: ServerSettings) -> list[dict[str, str]]:
     """One worker per GPU (each sees only its own), or ``settings.workers`` (default one) on CPU."""
-    import torch
-
     gpus = torch.cuda.device_count() if settings.device in ("auto", "cuda") else 0
     if gpus:
         return [{"CUDA_VISIBLE_DEVICES": str(index)} for index in range(settings.workers or gpus)][:gpus]
@@ -114,8 +114,6 @@ def _worker_envs(settings: ServerSettings) -> list[dict[str, str]]:
 
 
 def _device_description(settings: ServerSettings) -> str:
-    from synthlab.device import describe, resolve_device
-
     return describe(resolve_device(settings.device))
 
 
@@ -263,8 +261,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
 
 def _has_cuda() -> bool:
-    import torch
-
     return torch.cuda.is_available()
 
 
@@ -387,8 +383,6 @@ def _require_inputs(spec: TaskSpec, inputs: dict[str, Path]) -> None:
 
 def _validate_images(files: dict[str, Path], slots: dict[str, FileSlot]) -> None:
     """Read every uploaded image: a file that does not open as its format is refused now, not in the job."""
-    from synthlab import volume
-
     for name, path in files.items():
         if not slots[name].is_image:
             continue

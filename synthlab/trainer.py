@@ -12,7 +12,10 @@ import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
+
+from synthlab.errors import InputError
 
 
 def checkpoint_folder(out: Path) -> Path:
@@ -47,10 +50,6 @@ def require_same_settings(checkpoint: Path | None, hyperparameters) -> None:
     """Refuse to resume a checkpoint trained with other network settings (its weights would not fit)."""
     if checkpoint is None:
         return
-    import torch
-
-    from synthlab.errors import InputError
-
     saved = torch.load(checkpoint, map_location="cpu", weights_only=False).get("hyper_parameters", {})
     differing = {key: (saved.get(key), value) for key, value in dict(hyperparameters).items()
                  if key in saved and _plain(saved[key]) != _plain(value)}
@@ -66,8 +65,6 @@ def _plain(value):
 
 def best_network_weights(best: ModelCheckpoint, out: Path) -> dict:
     """The ``network.*`` weights of the best checkpoint (``last.ckpt`` when no validation ran), unprefixed."""
-    import torch
-
     path = best.best_model_path or str(resume_point(out))
     state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     return {key.removeprefix("network."): value for key, value in state.items() if key.startswith("network.")}
