@@ -15,6 +15,7 @@ import requests
 import SimpleITK as sitk
 
 from synthlab.crossstitch.fit import FitOptions, fit
+from synthlab.hiersynth.fit import CBVFitOptions, fit_hiersynth
 from synthlab.phantoms import brain, pelvis
 from synthlab.registry import Registry, entry_for
 from synthlab.synthtumour.fit import TumourFitOptions, fit_synthtumour
@@ -117,6 +118,22 @@ def tumour_registry(tmp_path_factory, brain_data) -> Path:
     registry.add(entry_for(registry, "tiny-tumour", weights, weights.with_suffix(".json"), default=True))
     return registry.path
 
+
+# --- a tiny HierSynth model trained on the tiny brains ---
+
+TINY_CBV = {"spacing": 6.0, "batch_size": 4, "accelerator": "cpu"}
+
+
+@pytest.fixture(scope="session")
+def cbv_registry(tmp_path_factory, brain_data) -> Path:
+    """A registry holding a tiny HierSynth model trained for a few steps of each stage."""
+    out = tmp_path_factory.mktemp("cbv-model")
+    result = fit_hiersynth(brain_data / "datalist.json", out, CBVFitOptions(steps=4, model_id="tiny-cbv", **TINY_CBV),
+                           quiet)
+    registry = Registry(out / "Models.json")
+    weights = Path(result["weights"])
+    registry.add(entry_for(registry, "tiny-cbv", weights, weights.with_suffix(".json"), default=True))
+    return registry.path
 
 # --- a real `synthlab serve` on loopback, serving the tiny contour model ---
 

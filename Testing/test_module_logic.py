@@ -13,7 +13,7 @@ from test_labels import pelvis_labels
 
 from synthlab import labels, mrml, volume
 from synthlab.client import BackendError, JobResult, LocalBackend, RemoteBackend
-from synthlab.synthtumour.data import TUMOUR_COLOUR
+from synthlab.synthtumour.inference import TUMOUR_COLOUR
 
 ROOT = Path(__file__).resolve().parent.parent
 for module in ("HierSynthSlicer", "CrossStitchContour", "SynthTumourSeg", "SynthLabCommon"):

@@ -13,10 +13,10 @@ import torch
 from conftest import TINY_TUMOUR, synthlab, synthlab_env
 from safetensors.torch import load_file, save_file
 
+from synthlab.brain import BrainArrays, estimate_brain_mask, read_entry
 from synthlab.errors import InputError
 from synthlab.labels import read_labels
 from synthlab.registry import Registry, entry_for
-from synthlab.synthtumour.data import BrainArrays, estimate_brain_mask, read_entry
 from synthlab.synthtumour.shapes import VOLUME_ML, NoisySphere, draw_tumour_shape
 from synthlab.synthtumour.synthesis import SCALE_RANGES, SynthesiseTumourd, blurred_scaled, hard_scaled
 from synthlab.synthtumour.training import carve_mix

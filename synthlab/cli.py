@@ -252,6 +252,31 @@ def tumour(
         typer.echo(line, err=progress.value == "json")
 
 
+@app.command()
+def cbv(
+    out: Annotated[Path, typer.Option("--out", help="Synthetic CBV on the grid of the model's first contrast.")],
+    t1: Annotated[Path | None, typer.Option("--t1", help="T1-weighted image.")] = None,
+    t2: Annotated[Path | None, typer.Option("--t2", help="T2-weighted image.")] = None,
+    flair: Annotated[Path | None, typer.Option("--flair", help="FLAIR image.")] = None,
+    adc: Annotated[Path | None, typer.Option("--adc", help="ADC map.")] = None,
+    mask: Annotated[Path | None, typer.Option("--mask", help="Brain mask (default: estimated from a "
+                                                             "skull-stripped first contrast).")] = None,
+    tumour: Annotated[Path | None, typer.Option("--tumour", help="Tumour label map: report its mean rCBV.")] = None,
+    rcbv: Annotated[Path | None, typer.Option("--rcbv", help="Also write rCBV (normal-appearing white "
+                                                             "matter = 1).")] = None,
+    model: ModelOption = None, device: DeviceOption = "auto", progress: ProgressOption = ProgressMode.bar,
+):
+    """Synthesise a CBV map from non-contrast MRI with HierSynth (synthetic, not for diagnosis)."""
+    from synthlab.hiersynth.commands import run_cbv
+
+    with ProgressReporter(progress.value) as reporter:
+        result = run_cbv({"t1": t1, "t2": t2, "flair": flair, "adc": adc}, mask, tumour, out, rcbv, model, device,
+                         reporter.stage("cbv", 0.0, 1.0))
+        reporter.update("done", 1.0, f"wrote {out}", result=result)
+    for line in result["summary"]:
+        typer.echo(line, err=progress.value == "json")
+
+
 evaluate_app = typer.Typer(no_args_is_help=True, help="Score a model on a datalist's held-out pairs or cases.")
 app.add_typer(evaluate_app, name="evaluate")
 
@@ -286,6 +311,25 @@ def evaluate_tumour(
 
     with ProgressReporter(progress.value) as reporter:
         summary = run_evaluate(datalist, report, split, model, device, reporter.stage("evaluate tumour", 0.0, 1.0))
+        reporter.update("done", 1.0, f"wrote {report}", result={"report": str(report)})
+    typer.echo(json.dumps(summary, indent=2), err=progress.value == "json")
+
+
+@evaluate_app.command("cbv")
+def evaluate_cbv(
+    datalist: DatalistOption,
+    report: Annotated[Path, typer.Option("--report", help="JSON report: per case and mean, per model.")],
+    split: Annotated[str, typer.Option("--split", help="Datalist section to score.")] = "test",
+    models: Annotated[list[str] | None, typer.Option("--model", help="Registered model id; repeat to compare "
+                                                      "several (default: the task's default model).")] = None,
+    device: DeviceOption = "auto", progress: ProgressOption = ProgressMode.bar,
+):
+    """PSNR, MAE, SSIM over the brain and SSIM in the tumour ROI of synthetic against true CBV."""
+    from synthlab.hiersynth.commands import run_evaluate
+
+    with ProgressReporter(progress.value) as reporter:
+        summary = run_evaluate(datalist, report, split, models or [None], device,
+                               reporter.stage("evaluate cbv", 0.0, 1.0))
         reporter.update("done", 1.0, f"wrote {report}", result={"report": str(report)})
     typer.echo(json.dumps(summary, indent=2), err=progress.value == "json")
 
@@ -325,6 +369,56 @@ def train_crossstitch(
                          learning_rate=learning_rate)
     with ProgressReporter(progress.value) as reporter:
         result = fit(datalist, out, options, reporter.stage("train crossstitch", 0.0, 1.0))
+        if result:
+            reporter.update("done", 1.0, f"wrote {result['weights']}", result=result)
+
+
+Variant = enum.Enum("Variant", {v: v for v in ("hiersynth", "gsm-lsm", "gsm", "unet", "pix2pix")}, type=str)
+
+
+@train_app.command("hiersynth")
+def train_hiersynth(
+    datalist: Annotated[Path, typer.Option("--datalist", help="Datalist of cases with contrasts, cbv, mask and "
+                                                              "optional tumour label.")],
+    out: TrainOutOption,
+    variant: Annotated[Variant, typer.Option("--variant", help="HierSynth or a baseline trained with the same "
+                                                               "budget.")] = Variant.hiersynth,
+    contrasts: Annotated[str, typer.Option("--contrasts", help="Input contrasts, e.g. t1,t2,flair,adc.")] =
+    "t1,t2,flair,adc",
+    steps: Annotated[int, typer.Option("--steps", help="Generator updates over all stages.")] = 2000,
+    global_fraction: Annotated[float, typer.Option("--global-fraction", help="Share of --steps for the "
+                                                   "GSM stage (two-stage variants).")] = 0.5,
+    joint_steps: Annotated[int, typer.Option("--joint-steps", help="Joint fine-tuning updates after the "
+                                             "LSM stage.")] = 0,
+    minutes: Annotated[float | None, typer.Option("--minutes", help="Stop after this many minutes (shared by "
+                                                  "the stages).")] = None,
+    spacing: Annotated[float, typer.Option("--spacing", help="Model spacing (mm).")] = 2.0,
+    neighbours: Annotated[int, typer.Option("--neighbours", help="Slices on each side in a 2.5D input.")] = 1,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 8,
+    learning_rate: Annotated[float, typer.Option("--learning-rate")] = 2e-4,
+    devices: DevicesOption = 1, accelerator: AcceleratorOption = "auto", seed: int = 0,
+    model_id: Annotated[str | None, typer.Option("--model-id", help="Name of the exported model "
+                                                 "(default: the variant).")] = None,
+    progress: ProgressOption = ProgressMode.bar,
+):
+    """Train HierSynth (GSM, then LSM with PaC) or one of its baselines for CBV synthesis."""
+    from synthlab.hiersynth.data import CONTRASTS
+    from synthlab.hiersynth.fit import CBVFitOptions, fit_hiersynth
+
+    for name, value in (("--steps", steps), ("--batch-size", batch_size), ("--devices", devices)):
+        _positive(name, value)
+    names = tuple(name.strip().lower() for name in contrasts.split(",") if name.strip())
+    if not names or not set(names) <= set(CONTRASTS) or len(set(names)) != len(names):
+        raise InputError("--contrasts", f"'{contrasts}': any of {', '.join(CONTRASTS)}, each once")
+    if not 0 < global_fraction < 1:
+        raise InputError("--global-fraction", "must be between 0 and 1")
+    if neighbours < 0 or joint_steps < 0:
+        raise InputError("--neighbours" if neighbours < 0 else "--joint-steps", "must not be negative")
+    options = CBVFitOptions(variant.value, names, spacing, neighbours, steps, global_fraction, joint_steps,
+                            batch_size, learning_rate, minutes, devices, accelerator, seed,
+                            model_id or variant.value)
+    with ProgressReporter(progress.value) as reporter:
+        result = fit_hiersynth(datalist, out, options, reporter.stage("train hiersynth", 0.0, 1.0))
         if result:
             reporter.update("done", 1.0, f"wrote {result['weights']}", result=result)
 

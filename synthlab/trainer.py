@@ -8,6 +8,8 @@ weights and a card, never pickles.
 
 from __future__ import annotations
 
+import json
+import shutil
 import warnings
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from synthlab.errors import InputError
+from synthlab.registry import sha256_of
 
 
 def checkpoint_folder(out: Path) -> Path:
@@ -29,17 +32,20 @@ def resume_point(out: Path) -> Path | None:
 
 
 def make_trainer(out: Path, max_steps: int, max_minutes: float | None, devices: int = 1,
-                 accelerator: str = "auto", monitor: str = "val_score", progress_bar: bool = True) -> tuple[pl.Trainer, ModelCheckpoint]:
-    """A Trainer that keeps ``best.ckpt`` (highest ``monitor``) and ``last.ckpt``; DDP when ``devices > 1``."""
+                 accelerator: str = "auto", monitor: str = "val_score", progress_bar: bool = True,
+                 some_parameters_idle: bool = False) -> tuple[pl.Trainer, ModelCheckpoint]:
+    """A Trainer that keeps ``best.ckpt`` (highest ``monitor``) and ``last.ckpt``; DDP when ``devices > 1``
+    (told when part of the network does not train, e.g. one stage of a two-stage model)."""
     warnings.filterwarnings("ignore", message=".*Using PyTorch native grid_sample.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*non-tuple sequence for multidimensional indexing.*")
+    strategy = ("ddp_find_unused_parameters_true" if some_parameters_idle else "ddp") if devices > 1 else "auto"
     best = ModelCheckpoint(dirpath=checkpoint_folder(out), filename="best", monitor=monitor, mode="max",
                            save_last=True, save_top_k=1)
     trainer = pl.Trainer(
         default_root_dir=str(out), max_steps=max_steps,
         max_time={"minutes": max_minutes} if max_minutes else None,
-        accelerator=accelerator, devices=devices, strategy="ddp" if devices > 1 else "auto",
+        accelerator=accelerator, devices=devices, strategy=strategy,
         callbacks=[best], log_every_n_steps=5,
         enable_progress_bar=progress_bar, enable_model_summary=False, logger=pl.loggers.CSVLogger(str(out)),
         num_sanity_val_steps=0)
@@ -69,3 +75,20 @@ def best_network_weights(best: ModelCheckpoint, out: Path) -> dict:
     state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     return {key.removeprefix("network."): value for key, value in state.items() if key.startswith("network.")}
 
+
+
+def exported_steps(weights: Path) -> int:
+    """Optimiser steps behind exported stage weights (from their card); 0 when there are none."""
+    card = Path(weights).with_suffix(".json")
+    if not Path(weights).is_file() or not card.is_file():
+        return 0
+    return int(json.loads(card.read_text()).get("training", {}).get("steps", 0))
+
+
+def forget_run_of_another_source(folder: Path, source: Path) -> None:
+    """A stage trained from other weights (another junior, another GSM) starts again from scratch."""
+    marker = folder / "source.sha256"
+    if folder.exists() and (not marker.is_file() or marker.read_text() != sha256_of(source)):
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    marker.write_text(sha256_of(source))

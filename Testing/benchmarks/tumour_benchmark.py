@@ -17,10 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from synthlab.brain import read_entry
 from synthlab.datalist import read_datalist
 from synthlab.phantoms import brain
 from synthlab.phantoms.fields import case_seed
-from synthlab.synthtumour.data import read_entry
 from synthlab.synthtumour.evaluation import baseline_mask, choose_threshold, evaluate, model_mask
 from synthlab.synthtumour.inference import TumourModel, segment_tumour
 

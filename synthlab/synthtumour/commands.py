@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 
 from synthlab import volume
+from synthlab.brain import read_entry
 from synthlab.datalist import read_datalist
 from synthlab.errors import InputError
 from synthlab.labels import write_labels
 from synthlab.progress import StageProgress
-from synthlab.synthtumour.data import read_entry
 from synthlab.synthtumour.evaluation import baseline_mask, choose_threshold, evaluate, model_mask
 from synthlab.synthtumour.inference import TumourModel, segment_tumour
 

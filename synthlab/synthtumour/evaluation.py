@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from synthlab.brain import BrainArrays, zscore_inside
 from synthlab.metrics import dice, surface_distances
-from synthlab.synthtumour.data import BrainArrays, zscore_inside
 from synthlab.synthtumour.inference import MIN_COMPONENT_ML, TumourModel, remove_small_components
 
 THRESHOLDS = np.round(np.arange(0.5, 4.01, 0.25), 2)

@@ -9,7 +9,6 @@ pseudo labels are kept in ``out/pseudo_labels`` for as long as the junior is the
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,11 +18,11 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from synthlab import __version__
+from synthlab.brain import CANVAS_MM, BrainArrays, read_entry
 from synthlab.datalist import read_datalist
 from synthlab.errors import InputError
 from synthlab.progress import StageProgress
 from synthlab.registry import save_model, sha256_of
-from synthlab.synthtumour.data import CANVAS_MM, BrainArrays, read_entry
 from synthlab.synthtumour.inference import TumourModel
 from synthlab.synthtumour.training import (
     FILTERS,
@@ -33,7 +32,14 @@ from synthlab.synthtumour.training import (
     exportable,
     shifted_validation,
 )
-from synthlab.trainer import best_network_weights, make_trainer, require_same_settings, resume_point
+from synthlab.trainer import (
+    best_network_weights,
+    exported_steps,
+    forget_run_of_another_source,
+    make_trainer,
+    require_same_settings,
+    resume_point,
+)
 from synthlab.volume import atomic_output
 
 
@@ -77,7 +83,7 @@ def _train_stage(stage: str, out: Path, dataset, validation: list, options: Tumo
     """Train one stage in ``out/<stage>`` (resuming), export its best weights; return the weights path."""
     folder = out / stage
     weights = folder / f"{stage}.safetensors"
-    if weights.is_file() and _steps_of(weights) >= steps:
+    if weights.is_file() and exported_steps(weights) >= steps:
         progress(1.0, f"{stage} already trained ({weights})")
         return weights
     folder.mkdir(parents=True, exist_ok=True)
@@ -96,20 +102,6 @@ def _train_stage(stage: str, out: Path, dataset, validation: list, options: Tumo
         save_model(exportable(best_network_weights(best, folder)), card, folder, stage)
     trainer.strategy.barrier("exported")  # other DDP ranks read these weights next (pseudo labels)
     return weights
-
-
-def _forget_senior_of_another_junior(folder: Path, junior: Path) -> None:
-    """A senior trained on another junior's pseudo labels is trained again from scratch."""
-    marker = folder / "junior.sha256"
-    if folder.exists() and (not marker.is_file() or marker.read_text() != sha256_of(junior)):
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    marker.write_text(sha256_of(junior))
-
-
-def _steps_of(weights: Path) -> int:
-    """Optimiser steps behind exported stage weights (from their card)."""
-    return int(json.loads(weights.with_suffix(".json").read_text()).get("training", {}).get("steps", 0))
 
 
 def _pseudo_labels(junior: Path, cases: list[BrainArrays], out: Path, progress: StageProgress) -> None:
@@ -157,7 +149,7 @@ def fit_synthtumour(healthy_datalist: Path, unlabelled_datalist: Path, out: Path
                           options.junior_steps, progress)
     tumours = _read_split(unlabelled_entries, options, progress, "unlabelled tumour images")
     _pseudo_labels(junior, tumours, out / "pseudo_labels", progress)
-    _forget_senior_of_another_junior(out / "senior", junior)
+    forget_run_of_another_source(out / "senior", junior)
     senior = _train_stage("senior", out, MixedTumours(tumours, healthy, patch, samples, options.seed + 1),
                           validation, options, options.senior_steps, progress)
     if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:

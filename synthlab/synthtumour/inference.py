@@ -20,13 +20,20 @@ from safetensors.torch import load_file
 from scipy import ndimage
 
 from synthlab import volume
+from synthlab.brain import BrainArrays, read_brain
 from synthlab.device import autocast, resolve_device
 from synthlab.labels import LabelMap, Segment
 from synthlab.progress import StageProgress
 from synthlab.registry import Registry
-from synthlab.synthtumour.data import TUMOUR_COLOUR, TUMOUR_NAME, TUMOUR_TERMINOLOGY, BrainArrays, read_brain
 from synthlab.synthtumour.training import load_weights, network_input, segmenter
 
+TUMOUR_NAME = "Tumour"
+TUMOUR_TERMINOLOGY = {
+    "contextName": "Segmentation category and type - 3D Slicer General Anatomy list",
+    "category": ["SCT", "49755003", "Morphologically Altered Structure"],
+    "type": ["SCT", "108369006", "Neoplasm"],
+}
+TUMOUR_COLOUR = (0.9, 0.2, 0.45)
 TUMOUR_SEGMENT = Segment(1, TUMOUR_NAME, TUMOUR_COLOUR, TUMOUR_TERMINOLOGY)
 MIN_COMPONENT_ML = 0.5
 

@@ -20,8 +20,8 @@ from monai.networks.nets import DynUNet
 from monai.transforms import RandCropByPosNegLabeld
 from torch.utils.data import Dataset
 
+from synthlab.brain import BrainArrays, zscore_inside
 from synthlab.errors import InputError
-from synthlab.synthtumour.data import BrainArrays, zscore_inside
 from synthlab.synthtumour.synthesis import SynthesiseTumourd
 
 FILTERS = (16, 32, 64, 128)

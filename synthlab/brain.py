@@ -1,4 +1,4 @@
-"""Brain MRI for the tumour models: reading, the brain mask, the model canvas and intensity scaling.
+"""Brain MRI for the brain models (tumour, CBV): reading, the brain mask, the model canvas and intensity scaling.
 
 Every case is resampled onto a *canvas*: an identity-direction cube of the model
 spacing centred on the brain (192 mm a side), so healthy and tumour brains line up
@@ -22,13 +22,6 @@ from synthlab.errors import InputError
 CANVAS_MM = 192.0
 CANVAS_MULTIPLE = 16
 BRAIN_ML = (150.0, 2200.0)  # an estimated "brain" outside this range is no brain, or a head with its skull
-TUMOUR_NAME = "Tumour"
-TUMOUR_TERMINOLOGY = {
-    "contextName": "Segmentation category and type - 3D Slicer General Anatomy list",
-    "category": ["SCT", "49755003", "Morphologically Altered Structure"],
-    "type": ["SCT", "108369006", "Neoplasm"],
-}
-TUMOUR_COLOUR = (0.9, 0.2, 0.45)
 
 
 @dataclass

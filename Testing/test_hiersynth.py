@@ -1,0 +1,228 @@
+"""HierSynth: the networks, PaC, the metrics, training of every variant, ``synthlab cbv`` and its refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from conftest import synthlab, synthlab_env
+from safetensors.torch import load_file
+
+from synthlab.errors import InputError
+from synthlab.hiersynth.data import slice_stack
+from synthlab.hiersynth.evaluation import cbv_metrics
+from synthlab.hiersynth.fit import CBVFitOptions, stage_budget
+from synthlab.hiersynth.losses import PerfusionContrast, info_nce
+from synthlab.hiersynth.networks import GlobalSynthesis, HierSynth, ModulatedConv2d
+from synthlab.hiersynth.training import CBVSynthModule
+
+
+def test_modulated_convolution_gives_each_sample_its_own_style_and_unit_scale():
+    torch.manual_seed(0)
+    convolution = ModulatedConv2d(8, 16, style_size=4)
+    x = torch.randn(1, 8, 12, 12).repeat(2, 1, 1, 1)
+    styles = torch.randn(2, 4)
+    with torch.no_grad():
+        out = convolution(x, styles)
+        scaled = convolution(x, styles * 10)
+    assert out.shape == (2, 16, 12, 12)
+    assert not torch.allclose(out[0], out[1])  # same input, two styles
+    one_by_one = torch.cat([convolution(x[i:i + 1], styles[i:i + 1]) for i in range(2)])
+    assert torch.allclose(out, one_by_one, atol=1e-5)  # the grouped convolution keeps samples apart
+    assert 0.5 < float(out.std()) < 2.0  # demodulation keeps activations near unit scale
+    assert 0.5 < float(scaled.std()) < 2.0  # ... whatever the style's magnitude
+
+
+def test_hierarchical_output_is_the_global_base_plus_the_local_residual():
+    torch.manual_seed(0)
+    network = HierSynth(6).eval()
+    x = torch.randn(2, 6, 32, 32)
+    base, residual, output = network(x)
+    assert base.shape == residual.shape == output.shape == (2, 1, 32, 32)
+    assert torch.allclose(output, base + residual)
+    assert torch.allclose(base, network.gsm(x))
+    assert torch.equal(network(x)[2], output)  # no noise at inference: deterministic
+    assert GlobalSynthesis(6)(torch.randn(1, 6, 30, 30)).shape == (1, 1, 30, 30)  # any slice size
+
+
+def test_info_nce_rewards_matching_embeddings_and_ignores_same_level_keys():
+    torch.manual_seed(0)
+    keys = torch.nn.functional.normalize(torch.randn(6, 8), dim=1)
+    levels = torch.tensor([0, 0, 1, 1, 2, 2])
+    negatives = levels != levels[:, None]
+    matched = info_nce(keys, keys, negatives, 0.1)
+    shuffled = info_nce(keys[torch.tensor([1, 0, 3, 2, 5, 4])], keys, negatives, 0.1)
+    assert float(matched) < float(shuffled)
+    changed = keys.clone()
+    changed[1] = torch.nn.functional.normalize(torch.randn(8), dim=0)  # key 1 is the same level as query 0
+    only_query_0 = info_nce(keys[:1], changed, negatives[:1], 0.1)
+    assert torch.allclose(only_query_0, info_nce(keys[:1], keys, negatives[:1], 0.1))
+
+
+def test_pac_samples_inside_the_brain_and_trains_the_predicted_residual():
+    torch.manual_seed(0)
+    pac = PerfusionContrast(locations=8)
+    cbv = torch.rand(2, 1, 32, 32)
+    cbv[:, :, 10:14, 10:14] = 5.0  # a high-perfusion spot
+    brain = torch.zeros(2, 1, 32, 32, dtype=torch.bool)
+    brain[:, :, 4:28, 4:28] = True
+    centres = pac.sample_locations(cbv, brain)
+    assert len(centres) == 16 and bool(brain[centres[:, 0], 0, centres[:, 1], centres[:, 2]].all())
+    levels = pac.perfusion_level(cbv, brain, centres)
+    assert levels.max() > levels.min()  # the spot and the rest are different perfusion levels
+    predicted = torch.randn(2, 1, 32, 32, requires_grad=True)
+    loss = pac(predicted, torch.randn(2, 1, 32, 32), cbv, brain)
+    loss.backward()
+    assert torch.isfinite(loss) and predicted.grad.abs().sum() > 0
+
+
+def test_slice_stacks_hold_the_neighbours_of_every_contrast_clamped_at_the_ends():
+    image = np.arange(2 * 4 * 3 * 3, dtype=np.float32).reshape(2, 4, 3, 3)
+    stack = slice_stack(image, 0, 1)
+    assert stack.shape == (6, 3, 3)
+    assert np.array_equal(stack[0], image[0, 0]) and np.array_equal(stack[1], image[0, 0])  # clamped
+    assert np.array_equal(stack[2], image[0, 1]) and np.array_equal(stack[4], image[1, 0])
+
+
+def test_metrics_reward_the_truth_and_score_the_tumour_roi_only_when_there_is_one():
+    rng = np.random.default_rng(0)
+    truth = rng.gamma(2.0, 1.0, (24, 24, 24)).astype(np.float32)
+    brain = np.zeros(truth.shape, bool)
+    brain[3:21, 3:21, 3:21] = True
+    tumour = np.zeros_like(brain)
+    tumour[10:14, 10:14, 10:14] = True
+    perfect = cbv_metrics(truth, truth, brain, tumour)
+    assert perfect["mae"] == 0 and perfect["ssim_brain"] == pytest.approx(1.0, abs=1e-4)
+    assert perfect["ssim_tumour"] == pytest.approx(1.0, abs=1e-4)
+    blurred = truth.copy()
+    blurred[brain] = truth[brain].mean()
+    worse = cbv_metrics(blurred, truth, brain, tumour)
+    assert worse["ssim_brain"] < 0.5 and worse["psnr"] < perfect["psnr"] and worse["mae"] > 0
+    assert "ssim_tumour" not in cbv_metrics(truth, truth, brain, None)
+
+
+def test_every_variant_shares_the_budget():
+    assert stage_budget(CBVFitOptions(variant="hiersynth", steps=100)) == {"global": 50, "local": 50}
+    assert stage_budget(CBVFitOptions(variant="unet", steps=100)) == {"single": 100}
+    assert stage_budget(CBVFitOptions(variant="gsm-lsm", steps=100, joint_steps=5)) == {"global": 50, "local": 50,
+                                                                                         "joint": 5}
+    with pytest.raises(InputError, match="--joint-steps"):
+        stage_budget(CBVFitOptions(variant="pix2pix", steps=100, joint_steps=5))
+
+
+def test_the_local_stage_trains_the_lsm_with_pac_and_leaves_the_gsm_alone():
+    module = CBVSynthModule("hiersynth", "local", in_channels=3)
+    trained = {id(p) for p in module.trained_parameters()}
+    assert not trained & {id(p) for p in module.network.gsm.parameters()}
+    assert {id(p) for p in module.network.lsm.parameters()} <= trained
+    assert {id(p) for p in module.pac.parameters()} <= trained
+    assert CBVSynthModule("gsm-lsm", "local", in_channels=3).pac is None
+    assert CBVSynthModule("unet", "single", in_channels=3).discriminator is None
+
+
+@pytest.mark.parametrize("variant", ["unet", "pix2pix", "gsm", "gsm-lsm"])
+def test_each_baseline_trains_and_exports_a_loadable_model(brain_data, tmp_path, variant):
+    result = synthlab("train", "hiersynth", "--datalist", brain_data / "datalist.json", "--out", tmp_path,
+                      "--variant", variant, "--steps", "2", "--spacing", "6", "--batch-size", "2",
+                      "--accelerator", "cpu", "--progress", "json", timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    card = json.loads((tmp_path / f"{variant}.json").read_text())
+    assert card["variant"] == variant and card["training"]["steps"] == 2 and card["task"] == "cbv"
+    assert load_file(str(tmp_path / f"{variant}.safetensors"))
+
+
+def test_hiersynth_trains_both_stages_and_resumes(brain_data, cbv_registry, tmp_path):
+    trained = Path(cbv_registry).parent
+    card = json.loads((trained / "tiny-cbv.json").read_text())
+    assert card["training"]["stages"] == {"global": 2, "local": 2} and card["inputs"] == ["t1", "t2", "flair", "adc"]
+    out = tmp_path / "run"
+    shutil.copytree(trained, out)
+    global_weights = (out / "global" / "global.safetensors").read_bytes()
+    more = synthlab("train", "hiersynth", "--datalist", brain_data / "datalist.json", "--out", out, "--steps", "6",
+                    "--spacing", "6", "--batch-size", "4", "--accelerator", "cpu", "--model-id", "tiny-cbv",
+                    "--progress", "json", timeout=600)
+    assert more.returncode == 0, more.stderr[-2000:]
+    messages = [json.loads(line)["message"] for line in more.stdout.splitlines()]
+    assert any("global stage of hiersynth (resuming" in m for m in messages)
+    assert (out / "global" / "global.safetensors").read_bytes() != global_weights
+    card = json.loads((out / "tiny-cbv.json").read_text())
+    assert card["training"]["stages"] == {"global": 3, "local": 3}
+
+
+def test_training_under_ddp_with_two_processes(brain_data, tmp_path):
+    result = synthlab("train", "hiersynth", "--datalist", brain_data / "datalist.json", "--out", tmp_path,
+                      "--steps", "2", "--spacing", "6", "--batch-size", "2", "--devices", "2", "--accelerator", "cpu",
+                      "--progress", "json", timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    messages = [json.loads(line)["message"] for line in result.stdout.splitlines()]
+    assert messages.count("training the global stage of hiersynth") == 2  # two ranks
+    assert load_file(str(tmp_path / "hiersynth.safetensors"))
+
+
+@pytest.fixture
+def cbv_case(brain_data) -> dict:
+    entry = next(e for e in json.loads((brain_data / "datalist.json").read_text())["training"] if e["tumour"])
+    return {key: brain_data / entry[key] for key in ("t1", "t2", "flair", "adc", "mask", "label", "cbv")}
+
+
+def test_cbv_command_writes_cbv_and_rcbv_on_the_input_grid(cbv_case, cbv_registry, tmp_path):
+    out, rcbv = tmp_path / "cbv.nrrd", tmp_path / "rcbv.nrrd"
+    inputs = [item for key in ("t1", "t2", "flair", "adc", "mask") for item in (f"--{key}", cbv_case[key])]
+    result = synthlab("cbv", *inputs, "--tumour", cbv_case["label"], "--out", out, "--rcbv", rcbv, "--progress", "json",
+                      env=synthlab_env(cbv_registry))
+    assert result.returncode == 0, result.stderr
+    done = json.loads(result.stdout.splitlines()[-1])["result"]
+    t1 = sitk.ReadImage(str(cbv_case["t1"]))
+    cbv, relative = sitk.ReadImage(str(out)), sitk.ReadImage(str(rcbv))
+    assert cbv.GetSize() == t1.GetSize() and cbv.GetOrigin() == t1.GetOrigin()
+    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(cbv_case["mask"]))) > 0
+    values, ratio = sitk.GetArrayFromImage(cbv), sitk.GetArrayFromImage(relative)
+    inside = mask & (np.abs(values) > 1e-3)
+    assert np.allclose(ratio[inside], values[inside] / done["white_matter_cbv"], rtol=1e-4)
+    assert done["warning"] == "synthetic CBV, not for diagnosis" and done["tumour_rcbv"] is not None
+    assert "Tumour mean rCBV" in result.stderr
+
+
+@pytest.mark.parametrize(("case", "words"), [
+    ("no adc", "--adc: missing"),
+    ("constant", "--t2"),
+    ("2D", "expected a 3D image"),
+    ("far", "--flair"),
+])
+def test_bad_cbv_inputs_get_one_line_and_no_output(cbv_case, cbv_registry, tmp_path, case, words):
+    inputs = {key: cbv_case[key] for key in ("t1", "t2", "flair", "adc", "mask")}
+    if case == "no adc":
+        del inputs["adc"]
+    elif case == "constant":
+        inputs["t2"] = tmp_path / "constant.nii.gz"
+        sitk.WriteImage(sitk.ReadImage(str(cbv_case["t2"])) * 0 + 3, str(inputs["t2"]))
+    elif case == "2D":
+        inputs["t1"] = tmp_path / "slice.nii.gz"
+        sitk.WriteImage(sitk.ReadImage(str(cbv_case["t1"]))[:, :, 40], str(inputs["t1"]))
+    elif case == "far":
+        moved = sitk.ReadImage(str(cbv_case["flair"]))
+        moved.SetOrigin([value + 1000 for value in moved.GetOrigin()])
+        inputs["flair"] = tmp_path / "moved.nii.gz"
+        sitk.WriteImage(moved, str(inputs["flair"]))
+    arguments = [item for key, path in inputs.items() for item in (f"--{key}", path)]
+    result = synthlab("cbv", *arguments, "--out", tmp_path / "cbv.nrrd", "--rcbv", tmp_path / "rcbv.nrrd",
+                      env=synthlab_env(cbv_registry))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], result.stderr
+    assert not (tmp_path / "cbv.nrrd").exists() and not (tmp_path / "rcbv.nrrd").exists()
+
+
+def test_evaluate_cbv_reports_every_metric(brain_data, cbv_registry, tmp_path):
+    report = tmp_path / "report.json"
+    result = synthlab("evaluate", "cbv", "--datalist", brain_data / "datalist.json", "--split", "training",
+                      "--report", report, env=synthlab_env(cbv_registry))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(report.read_text())["summary"]["tiny-cbv"]
+    assert {"psnr", "mae", "ssim_brain", "ssim_tumour", "seconds"} <= set(summary)
+    assert summary["tumour_cases"] >= 1 and -1 <= summary["ssim_brain"] <= 1

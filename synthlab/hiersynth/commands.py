@@ -1,0 +1,76 @@
+"""What ``synthlab cbv`` and ``evaluate cbv`` do, file to file (inputs checked before anything is written)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from synthlab import volume
+from synthlab.datalist import read_datalist
+from synthlab.errors import InputError
+from synthlab.hiersynth.data import read_entry
+from synthlab.hiersynth.evaluation import cbv_metrics
+from synthlab.hiersynth.inference import CBVModel, synthesise_cbv
+from synthlab.progress import StageProgress
+from synthlab.volume import atomic_output
+
+SYNTHETIC_WARNING = "synthetic CBV, not for diagnosis"
+
+
+def run_cbv(contrasts: dict[str, Path | None], mask: Path | None, tumour: Path | None, out: Path,
+            rcbv: Path | None, model_id: str | None, device: str, progress: StageProgress) -> dict:
+    volume.check_outputs({f"--{name}": path for name, path in contrasts.items()} | {"--mask": mask, "--tumour": tumour},
+                         {"--out": out, "--rcbv": rcbv})
+    model = CBVModel.registered(model_id, device)
+    started = time.perf_counter()
+    result = synthesise_cbv(model, {name: str(path) if path else None for name, path in contrasts.items()},
+                            str(mask) if mask else None, str(tumour) if tumour else None, rcbv is not None, progress)
+    seconds = time.perf_counter() - started
+    progress(0.95, "writing outputs")
+    written = {"out": str(volume.write_image(result.cbv, out))}
+    if rcbv is not None:
+        written["rcbv"] = str(volume.write_image(result.rcbv, rcbv))
+    summary = [f"Synthetic CBV ({SYNTHETIC_WARNING}) from {', '.join(model.contrasts)} in {seconds:.1f} s"]
+    if result.tumour_rcbv is not None:
+        summary.append(f"Tumour mean rCBV: {result.tumour_rcbv:.2f} (normal-appearing white matter = 1)")
+    return {**written, "model": model.model_id, "seconds": round(seconds, 2), "warning": SYNTHETIC_WARNING,
+            "white_matter_cbv": result.white_matter_cbv, "tumour_rcbv": result.tumour_rcbv, "summary": summary}
+
+
+def evaluate_models(models: dict[str, CBVModel], entries: list[dict], progress: StageProgress) -> dict:
+    """PSNR, MAE, SSIM (brain) and SSIM (tumour ROI) per case and on average, for each model."""
+    per_case: dict[str, list[dict]] = {name: [] for name in models}
+    for index, entry in enumerate(entries):
+        progress(index / len(entries), f"case {index + 1}/{len(entries)}")
+        for name, model in models.items():
+            case = read_entry(entry, model.contrasts, model.spacing)
+            started = time.perf_counter()
+            predicted = model.synthesise_canvas(case)
+            seconds = time.perf_counter() - started
+            metrics = cbv_metrics(predicted, case.cbv, case.brain.mask, case.tumour)
+            per_case[name].append({"case": entry.get("case", str(index)), **metrics, "seconds": seconds})
+    summary = {}
+    for name, rows in per_case.items():
+        keys = ("psnr", "mae", "ssim_brain", "ssim_tumour", "seconds")
+        summary[name] = {key: float(np.mean([row[key] for row in rows if key in row]))
+                         for key in keys if any(key in row for row in rows)}
+        summary[name]["tumour_cases"] = sum("ssim_tumour" in row for row in rows)
+    return {"summary": summary, "cases": per_case}
+
+
+def run_evaluate(datalist: Path, report: Path, split: str, model_ids: list[str | None], device: str,
+                 progress: StageProgress) -> dict:
+    splits = read_datalist(datalist)
+    if split not in splits:
+        raise InputError("--split", f"unknown split '{split}' (use {', '.join(splits)})")
+    entries = [entry for entry in splits[split] if entry.get("cbv")]
+    if not entries:
+        raise InputError("--datalist", f"has no cases with a CBV image in its {split} split")
+    models = {model.model_id: model for model in (CBVModel.registered(i, device) for i in model_ids or [None])}
+    result = evaluate_models(models, entries, progress)
+    with atomic_output(report) as temporary:
+        temporary.write_text(json.dumps(result, indent=2) + "\n")
+    return result["summary"]
