@@ -22,7 +22,7 @@ for module in ("HierSynthSlicer", "CrossStitchContour", "SynthTumourSeg", "Synth
 slicer = pytest.importorskip("slicer")
 
 from CrossStitchContourLib.contour_task import default_organ_map, load_contours, start_contour  # noqa: E402
-from HierSynthSlicerLib.cbv_task import SYNTHETIC_LABEL, load_cbv, start_cbv  # noqa: E402
+from HierSynthSlicerLib.cbv_task import SYNTHETIC_LABEL, load_cbv, required_contrasts, start_cbv  # noqa: E402
 from SynthLabCommonLib.backend import (  # noqa: E402
     REMOTE,
     BackendChoice,
@@ -47,16 +47,41 @@ def t1(scene, tmp_path):
 
 def test_cbv_refuses_missing_required_modalities(t1):
     with pytest.raises(ValueError, match="Select the T2 and ADC volumes first"):
-        start_cbv(LocalBackend(), {"t1": t1, "t2": None, "adc": None})
+        start_cbv(LocalBackend(), {"t1": t1, "t2": None, "adc": None}, ["t1", "t2", "adc"])
+
+
+def test_cbv_required_contrasts_come_from_the_model_card(cbv_registry, monkeypatch):
+    monkeypatch.setenv("SYNTHLAB_MODELS", str(cbv_registry))
+    assert required_contrasts(LocalBackend()) == ["t1", "t2", "flair", "adc"]
 
 
 def test_cbv_result_is_labelled_synthetic_with_a_perfusion_colour_map(scene, t1, tmp_path):
     volume.write_image(make_image(seed=9), tmp_path / "cbv.nrrd")
-    node = load_cbv(scene, JobResult({"out": tmp_path / "cbv.nrrd"}, [{"stage": "done", "progress": 1.0,
-                                                                         "result": {"model": "demo"}}]), t1)
+    nodes = load_cbv(scene, JobResult({"out": tmp_path / "cbv.nrrd"}, [{"stage": "done", "progress": 1.0,
+                                                                          "result": {"model": "demo"}}]), t1)
+    node = nodes.volume
     assert SYNTHETIC_LABEL in node.GetName()
     assert node.GetAttribute("SynthLab.synthetic") == "true" and node.GetAttribute("SynthLab.model") == "demo"
     assert node.GetDisplayNode().GetColorNodeID() == "vtkMRMLColorTableNodeRainbow"
+    assert nodes.summary.startswith("Tumour mean rCBV: -")
+
+
+def test_cbv_logic_end_to_end_on_phantom_nodes(scene, brain_data, cbv_registry):
+    """The four contrasts, mask and a tumour segmentation as nodes, the real backend: a synthetic CBV volume on
+    the T1 grid and the tumour's mean rCBV for the panel."""
+    entry = next(e for e in json.loads((brain_data / "datalist.json").read_text())["training"] if e["tumour"])
+    inputs = {name: mrml.load_volume(scene, brain_data / entry[name], name.upper()) for name in ("t1", "t2", "flair",
+                                                                                                 "adc")}
+    inputs["mask"] = mrml.load_volume(scene, brain_data / entry["mask"], "brain mask", labelmap=True)
+    inputs["tumour"] = mrml.load_segmentation(scene, brain_data / entry["label"], "tumour")
+    job = start_cbv(LocalBackend(env=synthlab_env(cbv_registry)), inputs, ["t1", "t2", "flair", "adc"])
+    try:
+        nodes = load_cbv(scene, job.finish(), inputs["t1"])
+    finally:
+        job.cleanup()
+    assert nodes.volume.GetImageData().GetDimensions() == inputs["t1"].GetImageData().GetDimensions()
+    assert nodes.volume.GetAttribute("SynthLab.model") == "tiny-cbv"
+    assert nodes.tumour_rcbv is not None and nodes.summary.startswith(f"Tumour mean rCBV: {nodes.tumour_rcbv:.2f}")
 
 
 def test_contour_refuses_missing_inputs_and_empty_planning_segmentation(scene, t1):

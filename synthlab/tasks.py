@@ -73,6 +73,12 @@ TASKS: dict[str, TaskSpec] = {
             outputs={"out": FileSlot(LABEL_SUFFIXES, required=True), "probability": VOLUME},
             options={"model": str, "min_component_ml": float}),
         TaskSpec(
+            "cbv", "cbv",
+            inputs={"t1": VOLUME, "t2": VOLUME, "flair": VOLUME, "adc": VOLUME, "mask": VOLUME,
+                    "tumour": FileSlot(LABEL_SUFFIXES)},
+            outputs={"out": FileSlot(VOLUME_SUFFIXES, required=True), "rcbv": VOLUME},
+            options={"model": str}),
+        TaskSpec(
             "register", "register",
             inputs={"fixed": IMAGE_2D_OR_3D, "moving": IMAGE_2D_OR_3D},
             outputs={"out_warped": FileSlot(VOLUME_SUFFIXES + IMAGE_2D_SUFFIXES, required=True), "out_field": VOLUME},

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from synthlab import volume
 from synthlab.brain import BrainArrays, read_brain
 from synthlab.errors import InputError
+from synthlab.labels import read_labels
 
 CONTRASTS = ("t1", "t2", "flair", "adc")
 CBV_SCALE = 10.0  # ml/100 g per network unit
@@ -43,7 +44,8 @@ def read_case(paths: dict[str, str | None], contrasts: Sequence[str], spacing: f
         cbv = volume.read_image(str(paths["cbv"]), "--cbv", dimension=3, check_content=False)
         case.cbv = np.where(brain.mask, volume.array_of(volume.resample(cbv, brain.canvas)), 0).astype(np.float32)
     if paths.get("label"):
-        label = volume.read_image(str(paths["label"]), "--label", dimension=3, check_content=False)
+        label = read_labels(paths["label"], "--tumour").image
+        volume.require_overlap(f"--{contrasts[0]}", brain.reference, "--tumour", label)
         case.tumour = volume.array_of(volume.resample(label, brain.canvas, is_label=True)) > 0
     return case
 
