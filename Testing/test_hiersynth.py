@@ -226,3 +226,32 @@ def test_evaluate_cbv_reports_every_metric(brain_data, cbv_registry, tmp_path):
     summary = json.loads(report.read_text())["summary"]["tiny-cbv"]
     assert {"psnr", "mae", "ssim_brain", "ssim_tumour", "seconds"} <= set(summary)
     assert summary["tumour_cases"] >= 1 and -1 <= summary["ssim_brain"] <= 1
+
+
+def test_demo_synthesises_cbv_beside_the_truth(cbv_registry, tmp_path):
+    result = synthlab("demo", "--out", tmp_path / "demo", "--progress", "none", env=synthlab_env(cbv_registry))
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())["CBV synthesis"]
+    assert metrics["model"] == "tiny-cbv" and -1 <= metrics["ssim_brain"] <= 1 and metrics["mae"] > 0
+    assert metrics["warning"] == "synthetic CBV, not for diagnosis"
+    folder = tmp_path / "demo" / "CBV_synthesis"
+    synthetic, truth = (sitk.ReadImage(str(folder / f"{name}.nrrd")) for name in ("synthetic_cbv", "true_cbv"))
+    difference = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "difference.nrrd")))
+    brain = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "brain_mask.nrrd"))) > 0
+    expected = sitk.GetArrayFromImage(synthetic) - sitk.GetArrayFromImage(truth)
+    assert np.allclose(difference[brain], expected[brain], atol=1e-4)
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["--contrasts", "t1,dwi"], "--contrasts: 't1,dwi': any of t1, t2, flair, adc"),
+    (["--contrasts", "t1,t1"], "--contrasts: 't1,t1'"),
+    (["--global-fraction", "1.5"], "--global-fraction: must be between 0 and 1"),
+    (["--steps", "0"], "--steps: must be at least 1"),
+    (["--variant", "unet", "--joint-steps", "3"], "--joint-steps: only for two-stage variants"),
+])
+def test_bad_training_options_get_one_line(brain_data, tmp_path, arguments, message):
+    result = synthlab("train", "hiersynth", "--datalist", brain_data / "datalist.json", "--out", tmp_path / "run",
+                      *arguments)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr

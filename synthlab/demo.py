@@ -134,6 +134,39 @@ def tumour_step(folder: Path, progress: StageProgress) -> StepOutput:
         "hd95_mm": round(surface_distances(found, truth, spacing)["hd95_mm"], 2)})
 
 
+def cbv_step(folder: Path, progress: StageProgress) -> StepOutput:
+    """The registered CBV model synthesises the demo brain's CBV; shown beside the true CBV and the difference."""
+    from synthlab.hiersynth.evaluation import cbv_metrics
+    from synthlab.hiersynth.inference import CBVModel, synthesise_cbv
+
+    progress(0.0, "loading the CBV model")
+    model = CBVModel.registered()
+    case = demo_brain_case()
+    inputs = {name: volume.write_image(case.images[name], folder / f"{name}.nrrd") for name in model.contrasts}
+    mask_path = volume.write_image(case.mask, folder / "brain_mask.nrrd")
+    tumour_path = write_labels(case.labels, folder / "tumour_labels.seg.nrrd")
+    started = time.perf_counter()
+    result = synthesise_cbv(model, {k: str(v) for k, v in inputs.items()}, str(mask_path), str(tumour_path), False,
+                            progress)
+    seconds = time.perf_counter() - started
+    brain_mask = volume.array_of(case.mask) > 0
+    synthetic, truth = volume.array_of(result.cbv), volume.array_of(case.images["cbv"])
+    difference = np.where(brain_mask, synthetic - truth, 0).astype(np.float32)
+    paths = {"synthetic_cbv": volume.write_image(result.cbv, folder / "synthetic_cbv.nrrd"),
+             "true_cbv": volume.write_image(case.images["cbv"], folder / "true_cbv.nrrd"),
+             "difference": volume.write_image(volume.image_like(difference, result.cbv), folder / "difference.nrrd")}
+    top = float(np.percentile(truth[brain_mask], 99.5))
+    metrics = cbv_metrics(synthetic, truth, brain_mask, volume.array_of(case.labels.image) > 0)
+    return StepOutput(volumes=paths, colormaps={"synthetic_cbv": "inferno", "true_cbv": "inferno",
+                                                "difference": "coolwarm"},
+                      windows={"synthetic_cbv": (0.0, top), "true_cbv": (0.0, top), "difference": (-top / 2, top / 2)},
+                      metrics={"model": model.model_id, "inference_seconds": round(seconds, 2),
+                               "warning": "synthetic CBV, not for diagnosis",
+                               **{key: round(value, 3) for key, value in metrics.items()},
+                               "tumour_rcbv_synthetic": round(result.tumour_rcbv, 2)
+                               if result.tumour_rcbv is not None else None})
+
+
 def available_steps() -> list[DemoStep]:
     """Every demo step that exists in this installation, in order (model steps need a registered model)."""
     from synthlab.registry import Registry
@@ -143,6 +176,8 @@ def available_steps() -> list[DemoStep]:
         steps.append(DemoStep("contour propagation", contour_step))
     if Registry().for_task("tumour"):
         steps.append(DemoStep("tumour segmentation", tumour_step))
+    if Registry().for_task("cbv"):
+        steps.append(DemoStep("CBV synthesis", cbv_step))
     return steps
 
 
