@@ -13,10 +13,12 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from synthlab.device import resolve_device
 from synthlab.errors import InputError
 from synthlab.volume import atomic_output
 
@@ -147,3 +149,34 @@ def entry_for(registry: Registry, model_id: str, weights_path: Path, card_path: 
         weights=os.path.relpath(weights_path, registry.root), card=os.path.relpath(card_path, registry.root),
         sha256={"weights": sha256_of(weights_path), "card": sha256_of(card_path)},
         training_data=card.get("training_data", ""), metrics=card.get("metrics", {}), **fields)
+
+
+@dataclass
+class InferenceModel:
+    """A network ready for inference and the card that says how to feed it. Subclasses build the network in
+    ``from_weights``; loading from exported files or from the registry is shared."""
+
+    model_id: str
+    card: dict
+    network: torch.nn.Module
+    device: torch.device
+    task: ClassVar[str] = ""
+
+    @classmethod
+    def from_weights(cls, weights: dict[str, torch.Tensor], card: dict, device: torch.device):
+        raise NotImplementedError
+
+    @classmethod
+    def from_files(cls, weights_path: str | os.PathLike, device: str = "auto"):
+        """An exported model (``<id>.safetensors`` with ``<id>.json`` beside it), e.g. before registering it."""
+        weights_path = Path(weights_path)
+        card = json.loads(weights_path.with_suffix(".json").read_text())
+        return cls.from_weights(load_file(str(weights_path)), card, resolve_device(device))
+
+    @classmethod
+    def registered(cls, model_id: str | None = None, device: str = "auto", task: str | None = None):
+        """The registered model (default: the task's default), its files checked against their SHA-256."""
+        registry = Registry()
+        entry = registry.resolve(task or cls.task, model_id)
+        weights, card = registry.load(entry)
+        return cls.from_weights(weights, {**card, "id": entry.id}, resolve_device(device))

@@ -11,40 +11,31 @@ colour and detail.
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 import torch
 from monai.inferers import sliding_window_inference
-from safetensors.torch import load_file
 
 from synthlab import volume
 from synthlab.crossstitch import geometry
 from synthlab.crossstitch.data import PairArrays, match_organs, pair_on_grid, require_ct
 from synthlab.crossstitch.instance import refine_field
 from synthlab.crossstitch.networks import FILTERS, SIZE_MULTIPLE, JointNetwork
-from synthlab.device import autocast, resolve_device
+from synthlab.device import autocast
 from synthlab.errors import InputError
 from synthlab.labels import PELVIS_SEGMENTS, LabelMap, Segment
 from synthlab.progress import StageProgress
-from synthlab.registry import Registry
+from synthlab.registry import InferenceModel
 
 warnings.filterwarnings("ignore", message=".*Using PyTorch native grid_sample.*")
 
 
-@dataclass
-class LoadedModel:
-    """A network ready for inference and the card that says how to feed it."""
-
-    model_id: str
-    card: dict
-    network: JointNetwork
-    device: torch.device
+class LoadedModel(InferenceModel):
+    """A joint registration + segmentation network (a ``contour`` or a ``register`` model)."""
 
     @property
     def dimension(self) -> int:
@@ -63,20 +54,10 @@ class LoadedModel:
         network.load_state_dict(dict(weights))
         return cls(card.get("id", "unregistered"), card, network.to(device).eval(), device)
 
-    @classmethod
-    def from_files(cls, weights_path: str | Path, device: str = "auto") -> LoadedModel:
-        """An exported model (``<id>.safetensors`` with ``<id>.json`` beside it), e.g. before registering it."""
-        weights_path = Path(weights_path)
-        card = json.loads(weights_path.with_suffix(".json").read_text())
-        return cls.from_weights(load_file(str(weights_path)), card, resolve_device(device))
-
 
 def load_model(task: str, model_id: str | None = None, device: str = "auto") -> LoadedModel:
     """A registered model for ``task`` (``contour`` or ``register``), its files checked against their SHA-256."""
-    registry = Registry()
-    entry = registry.resolve(task, model_id)
-    weights, card = registry.load(entry)
-    return LoadedModel.from_weights(weights, {**card, "id": entry.id}, resolve_device(device))
+    return LoadedModel.registered(model_id, device, task)
 
 
 def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -13,36 +13,29 @@ above the brain's median (no oedema).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 import torch
-from safetensors.torch import load_file
 from scipy import ndimage
 
 from synthlab import volume
-from synthlab.device import autocast, resolve_device
+from synthlab.device import autocast
 from synthlab.errors import InputError
 from synthlab.hiersynth.data import CBVCase, read_case, volume_stacks
 from synthlab.hiersynth.networks import synthesise_stacks
 from synthlab.hiersynth.training import make_network
 from synthlab.progress import StageProgress
-from synthlab.registry import Registry
+from synthlab.registry import InferenceModel
 
 TUMOUR_MARGIN_MM = 5.0
 NAWM_T1_QUANTILE = 75
 MIN_NAWM_VOXELS = 20
 
 
-@dataclass
-class CBVModel:
-    model_id: str
-    card: dict
-    network: torch.nn.Module
-    device: torch.device
+class CBVModel(InferenceModel):
+    task = "cbv"
 
     @property
     def contrasts(self) -> list[str]:
@@ -57,19 +50,6 @@ class CBVModel:
         network = make_network(card["variant"], int(card["in_channels"]))
         network.load_state_dict(weights)
         return cls(card.get("id", "unregistered"), card, network.to(device).eval(), device)
-
-    @classmethod
-    def from_files(cls, weights_path: str | Path, device: str = "auto") -> CBVModel:
-        weights_path = Path(weights_path)
-        card = json.loads(weights_path.with_suffix(".json").read_text())
-        return cls.from_weights(load_file(str(weights_path)), card, resolve_device(device))
-
-    @classmethod
-    def registered(cls, model_id: str | None = None, device: str = "auto") -> CBVModel:
-        registry = Registry()
-        entry = registry.resolve("cbv", model_id)
-        weights, card = registry.load(entry)
-        return cls.from_weights(weights, {**card, "id": entry.id}, resolve_device(device))
 
     def synthesise_canvas(self, case: CBVCase) -> np.ndarray:
         """CBV (z, y, x) in the card's units on the case's canvas, zero outside the brain."""

@@ -8,23 +8,20 @@ components smaller than ``min_component_ml``, and written as a "Tumour" segment
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 import torch
 from monai.inferers import sliding_window_inference
-from safetensors.torch import load_file
 from scipy import ndimage
 
 from synthlab import volume
 from synthlab.brain import BrainArrays, read_brain
-from synthlab.device import autocast, resolve_device
+from synthlab.device import autocast
 from synthlab.labels import LabelMap, Segment
 from synthlab.progress import StageProgress
-from synthlab.registry import Registry
+from synthlab.registry import InferenceModel
 from synthlab.synthtumour.training import load_weights, network_input, segmenter
 
 TUMOUR_NAME = "Tumour"
@@ -38,12 +35,8 @@ TUMOUR_SEGMENT = Segment(1, TUMOUR_NAME, TUMOUR_COLOUR, TUMOUR_TERMINOLOGY)
 MIN_COMPONENT_ML = 0.5
 
 
-@dataclass
-class TumourModel:
-    model_id: str
-    card: dict
-    network: torch.nn.Module
-    device: torch.device
+class TumourModel(InferenceModel):
+    task = "tumour"
 
     @property
     def channels(self) -> list[str]:
@@ -59,18 +52,6 @@ class TumourModel:
         load_weights(network, weights)
         return cls(card.get("id", card.get("stage", "unregistered")), card, network.to(device).eval(), device)
 
-    @classmethod
-    def from_files(cls, weights_path: str | Path, device: str = "auto") -> TumourModel:
-        weights_path = Path(weights_path)
-        card = json.loads(weights_path.with_suffix(".json").read_text())
-        return cls.from_weights(load_file(str(weights_path)), card, resolve_device(device))
-
-    @classmethod
-    def registered(cls, model_id: str | None = None, device: str = "auto") -> TumourModel:
-        registry = Registry()
-        entry = registry.resolve("tumour", model_id)
-        weights, card = registry.load(entry)
-        return cls.from_weights(weights, {**card, "id": entry.id}, resolve_device(device))
 
     @torch.no_grad()
     def segment_canvas(self, case: BrainArrays) -> np.ndarray:
