@@ -10,15 +10,16 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from conftest import synthlab, synthlab_env
+from conftest import quiet, synthlab, synthlab_env
 from safetensors.torch import load_file
 
 from synthlab.errors import InputError
 from synthlab.hiersynth.data import slice_stack
 from synthlab.hiersynth.evaluation import cbv_metrics
-from synthlab.hiersynth.fit import CBVFitOptions, stage_budget
+from synthlab.hiersynth.fit import CBVFitOptions, fit_hiersynth, stage_budget
+from synthlab.hiersynth.inference import CBVModel
 from synthlab.hiersynth.losses import PerfusionContrast, info_nce
-from synthlab.hiersynth.networks import GlobalSynthesis, HierSynth, ModulatedConv2d
+from synthlab.hiersynth.networks import GlobalSynthesis, HierSynth, ModulatedConv2d, MonolithicUNet
 from synthlab.hiersynth.training import CBVSynthModule
 
 
@@ -127,13 +128,12 @@ def test_the_local_stage_trains_the_lsm_with_pac_and_leaves_the_gsm_alone():
 
 @pytest.mark.parametrize("variant", ["unet", "pix2pix", "gsm", "gsm-lsm"])
 def test_each_baseline_trains_and_exports_a_loadable_model(brain_data, tmp_path, variant):
-    result = synthlab("train", "hiersynth", "--datalist", brain_data / "datalist.json", "--out", tmp_path,
-                      "--variant", variant, "--steps", "2", "--spacing", "6", "--batch-size", "2",
-                      "--accelerator", "cpu", "--progress", "json", timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
+    options = CBVFitOptions(variant=variant, steps=2, spacing=6.0, batch_size=2, accelerator="cpu", model_id=variant)
+    fit_hiersynth(brain_data / "datalist.json", tmp_path, options, quiet)
     card = json.loads((tmp_path / f"{variant}.json").read_text())
     assert card["variant"] == variant and card["training"]["steps"] == 2 and card["task"] == "cbv"
-    assert load_file(str(tmp_path / f"{variant}.safetensors"))
+    model = CBVModel.from_files(tmp_path / f"{variant}.safetensors", "cpu")
+    assert isinstance(model.network, MonolithicUNet if variant in ("unet", "pix2pix") else HierSynth)
 
 
 def test_hiersynth_trains_both_stages_and_resumes(brain_data, cbv_registry, tmp_path):

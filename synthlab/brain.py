@@ -19,6 +19,7 @@ from scipy import ndimage
 from synthlab import volume
 from synthlab.errors import InputError
 
+CONTRASTS = ("t1", "t2", "flair", "adc")  # the structural and diffusion MRI the brain models read
 CANVAS_MM = 192.0
 CANVAS_MULTIPLE = 16
 BRAIN_ML = (150.0, 2200.0)  # an estimated "brain" outside this range is no brain, or a head with its skull

@@ -402,8 +402,7 @@ def train_hiersynth(
     progress: ProgressOption = ProgressMode.bar,
 ):
     """Train HierSynth (GSM, then LSM with PaC) or one of its baselines for CBV synthesis."""
-    from synthlab.hiersynth.data import CONTRASTS
-    from synthlab.hiersynth.fit import CBVFitOptions, fit_hiersynth
+    from synthlab.brain import CONTRASTS
 
     for name, value in (("--steps", steps), ("--batch-size", batch_size), ("--devices", devices)):
         _positive(name, value)
@@ -414,6 +413,8 @@ def train_hiersynth(
         raise InputError("--global-fraction", "must be between 0 and 1")
     if neighbours < 0 or joint_steps < 0:
         raise InputError("--neighbours" if neighbours < 0 else "--joint-steps", "must not be negative")
+    from synthlab.hiersynth.fit import CBVFitOptions, fit_hiersynth
+
     options = CBVFitOptions(variant.value, names, spacing, neighbours, steps, global_fraction, joint_steps,
                             batch_size, learning_rate, minutes, devices, accelerator, seed,
                             model_id or variant.value)

@@ -20,7 +20,6 @@ from synthlab.brain import BrainArrays, read_brain
 from synthlab.errors import InputError
 from synthlab.labels import read_labels
 
-CONTRASTS = ("t1", "t2", "flair", "adc")
 CBV_SCALE = 10.0  # ml/100 g per network unit
 MIN_BRAIN_PIXELS = 50  # a training slice shows at least this much brain
 

@@ -20,11 +20,12 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from synthlab import __version__
-from synthlab.brain import CANVAS_MM
+from synthlab.brain import CANVAS_MM, CONTRASTS
 from synthlab.datalist import read_datalist
 from synthlab.errors import InputError
-from synthlab.hiersynth.data import CBV_SCALE, CONTRASTS, CBVCase, SliceDataset, read_entry, validation_volume
-from synthlab.hiersynth.training import VARIANTS, CBVSynthModule
+from synthlab.hiersynth.data import CBV_SCALE, CBVCase, SliceDataset, read_entry, validation_volume
+from synthlab.hiersynth.training import CBVSynthModule
+from synthlab.hiersynth.variants import VARIANTS
 from synthlab.progress import StageProgress
 from synthlab.registry import save_model
 from synthlab.trainer import (

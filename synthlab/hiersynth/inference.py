@@ -25,7 +25,7 @@ from synthlab.device import autocast
 from synthlab.errors import InputError
 from synthlab.hiersynth.data import CBVCase, read_case, volume_stacks
 from synthlab.hiersynth.networks import synthesise_stacks
-from synthlab.hiersynth.training import make_network
+from synthlab.hiersynth.variants import make_network
 from synthlab.progress import StageProgress
 from synthlab.registry import InferenceModel
 

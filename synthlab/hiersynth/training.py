@@ -13,8 +13,6 @@ volumes; ``val_score`` is the mean of the brain SSIM and the tumour-ROI SSIM.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytorch_lightning as pl
 import torch
@@ -23,39 +21,8 @@ from monai.losses import PatchAdversarialLoss, SSIMLoss
 
 from synthlab.hiersynth.evaluation import cbv_metrics
 from synthlab.hiersynth.losses import PerfusionContrast
-from synthlab.hiersynth.networks import (
-    HierSynth,
-    MonolithicUNet,
-    conditional_discriminator,
-    synthesise_stacks,
-)
-
-
-@dataclass(frozen=True)
-class Variant:
-    stages: tuple[str, ...]
-    hierarchical: bool  # GSM (+ LSM) rather than a monolithic U-Net
-    local: bool = False
-    adversarial: bool = True
-    ssim: bool = True
-    pac: bool = False
-
-
-VARIANTS = {
-    "hiersynth": Variant(("global", "local"), hierarchical=True, local=True, pac=True),
-    "gsm-lsm": Variant(("global", "local"), hierarchical=True, local=True),
-    "gsm": Variant(("global",), hierarchical=True),
-    "unet": Variant(("single",), hierarchical=False, adversarial=False, ssim=False),
-    "pix2pix": Variant(("single",), hierarchical=False, ssim=False),
-}
-LOSS_WEIGHTS = {"ssim": 0.5, "adversarial": 0.02, "pac": 0.1}
-
-
-def make_network(variant: str, in_channels: int) -> torch.nn.Module:
-    chosen = VARIANTS[variant]
-    if chosen.hierarchical:
-        return HierSynth(in_channels, local=chosen.local)
-    return MonolithicUNet(in_channels)
+from synthlab.hiersynth.networks import conditional_discriminator, synthesise_stacks
+from synthlab.hiersynth.variants import LOSS_WEIGHTS, VARIANTS, make_network
 
 
 class CBVSynthModule(pl.LightningModule):
