@@ -24,14 +24,8 @@ from synthlab.errors import InputError
 from synthlab.progress import StageProgress
 from synthlab.registry import save_model, sha256_of
 from synthlab.synthtumour.inference import TumourModel
-from synthlab.synthtumour.training import (
-    FILTERS,
-    MixedTumours,
-    SyntheticTumours,
-    TumourSegModule,
-    exportable,
-    shifted_validation,
-)
+from synthlab.synthtumour.network import FILTERS, exportable
+from synthlab.synthtumour.training import MixedTumours, SyntheticTumours, TumourSegModule, shifted_validation
 from synthlab.trainer import (
     best_network_weights,
     exported_steps,

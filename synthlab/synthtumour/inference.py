@@ -22,7 +22,7 @@ from synthlab.device import autocast
 from synthlab.labels import LabelMap, Segment
 from synthlab.progress import StageProgress
 from synthlab.registry import InferenceModel
-from synthlab.synthtumour.training import load_weights, network_input, segmenter
+from synthlab.synthtumour.network import load_weights, network_input, segmenter
 
 TUMOUR_NAME = "Tumour"
 TUMOUR_TERMINOLOGY = {
