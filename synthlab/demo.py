@@ -67,6 +67,13 @@ def demo_brain_case() -> brain.BrainCase:
     return brain.generate_case(case_seed(DEMO_SEED, 0), "small", with_tumour=True)
 
 
+def write_demo_brain(folder: Path, contrasts: list[str]) -> tuple[dict[str, str], str]:
+    """The demo brain's ``contrasts`` and brain mask written to ``folder``: (contrast → path, mask path)."""
+    case = demo_brain_case()
+    inputs = {name: str(volume.write_image(case.images[name], folder / f"{name}.nrrd")) for name in contrasts}
+    return inputs, str(volume.write_image(case.mask, folder / "brain_mask.nrrd"))
+
+
 def demo_pelvis_patient() -> pelvis.PelvisPatient:
     """The demo's pelvis patient: a small phantom with a planning CT and one daily CT."""
     return pelvis.generate_patient(case_seed(DEMO_SEED, 0), 1, "small")
@@ -118,16 +125,15 @@ def tumour_step(folder: Path, progress: StageProgress) -> StepOutput:
     progress(0.0, "loading the tumour model")
     model = TumourModel.registered()
     case = demo_brain_case()
-    inputs = {name: volume.write_image(case.images[name], folder / f"{name}.nrrd") for name in model.channels}
-    mask_path = volume.write_image(case.mask, folder / "brain_mask.nrrd")
+    inputs, mask_path = write_demo_brain(folder, model.channels)
     started = time.perf_counter()
-    result = segment_tumour(model, {k: str(v) for k, v in inputs.items()}, str(mask_path), 0.5, progress)
+    result = segment_tumour(model, inputs, mask_path, 0.5, progress)
     seconds = time.perf_counter() - started
     segmentation = write_labels(result.labels, folder / "tumour_segmentation.seg.nrrd")
     truth = volume.array_of(case.labels.image) > 0
     found = volume.array_of(result.labels.image) > 0
     spacing = list(case.mask.GetSpacing())[::-1]
-    return StepOutput(volumes={"flair": inputs["flair"]}, overlays={"segmented tumour": segmentation}, metrics={
+    return StepOutput(volumes={"flair": Path(inputs["flair"])}, overlays={"segmented tumour": segmentation}, metrics={
         "model": model.model_id, "inference_seconds": round(seconds, 2),
         "tumour_volume_ml": round(result.volume_ml, 1), "true_volume_ml": round(float(truth.sum()) * float(
             np.prod(spacing)) / 1000, 1), "dice": round(dice(found, truth), 3),
@@ -142,12 +148,10 @@ def cbv_step(folder: Path, progress: StageProgress) -> StepOutput:
     progress(0.0, "loading the CBV model")
     model = CBVModel.registered()
     case = demo_brain_case()
-    inputs = {name: volume.write_image(case.images[name], folder / f"{name}.nrrd") for name in model.contrasts}
-    mask_path = volume.write_image(case.mask, folder / "brain_mask.nrrd")
+    inputs, mask_path = write_demo_brain(folder, model.contrasts)
     tumour_path = write_labels(case.labels, folder / "tumour_labels.seg.nrrd")
     started = time.perf_counter()
-    result = synthesise_cbv(model, {k: str(v) for k, v in inputs.items()}, str(mask_path), str(tumour_path), False,
-                            progress)
+    result = synthesise_cbv(model, inputs, mask_path, str(tumour_path), False, progress)
     seconds = time.perf_counter() - started
     brain_mask = volume.array_of(case.mask) > 0
     synthetic, truth = volume.array_of(result.cbv), volume.array_of(case.images["cbv"])

@@ -13,30 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
-import time
 from pathlib import Path
+
+from full_brain import time_full_brain
 
 from synthlab.datalist import read_datalist
 from synthlab.hiersynth.commands import evaluate_models
 from synthlab.hiersynth.inference import CBVModel, synthesise_cbv
-from synthlab.phantoms import brain
-from synthlab.phantoms.fields import case_seed
-
-
-def time_full_brain(model: CBVModel, repeats: int) -> list[float]:
-    """Seconds to synthesise the CBV of a 1 mm full-size phantom brain, file to array."""
-    case = brain.generate_case(case_seed(99, 0), "full", with_tumour=True)
-    with tempfile.TemporaryDirectory() as folder:
-        files = brain.write_case(case, Path(folder) / "full")
-        paths = {name: str(Path(folder) / files[name]) for name in model.contrasts}
-        mask = str(Path(folder) / files["mask"])
-        times = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            synthesise_cbv(model, paths, mask, None, False, lambda *a, **k: None)
-            times.append(round(time.perf_counter() - started, 2))
-    return times
 
 
 def main() -> None:
@@ -57,7 +40,9 @@ def main() -> None:
     first = next(iter(models.values()))
     result.update(test_cases=len(entries), device=str(first.device),
                   steps={name: model.card["training"] for name, model in models.items()},
-                  full_brain_1mm_seconds=time_full_brain(first, args.repeats))
+                  full_brain_1mm_seconds=time_full_brain(
+                      lambda paths, mask: synthesise_cbv(first, paths, mask, None, False, lambda *a, **k: None),
+                      first.contrasts, args.repeats))
     print(json.dumps({k: v for k, v in result.items() if k != "cases"}, indent=2))
     if args.report:
         args.report.write_text(json.dumps(result, indent=2) + "\n")

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
-import time
 from pathlib import Path
+
+from full_brain import time_full_brain
 
 from synthlab.brain import read_entry
 from synthlab.datalist import read_datalist
-from synthlab.phantoms import brain
-from synthlab.phantoms.fields import case_seed
 from synthlab.synthtumour.evaluation import baseline_mask, choose_threshold, evaluate, model_mask
 from synthlab.synthtumour.inference import TumourModel, segment_tumour
 
@@ -28,21 +26,6 @@ from synthlab.synthtumour.inference import TumourModel, segment_tumour
 def labelled_tumours(entries: list[dict], channels, spacing: float) -> list:
     cases = [read_entry(e, channels, spacing, with_label=True) for e in entries if e.get("tumour")]
     return [case for case in cases if case.label.any()]
-
-
-def time_full_brain(model: TumourModel, repeats: int) -> list[float]:
-    """Seconds to segment a 1 mm full-size phantom brain (reading, canvas, network, mapping back)."""
-    case = brain.generate_case(case_seed(99, 0), "full", with_tumour=True)
-    with tempfile.TemporaryDirectory() as folder:
-        files = brain.write_case(case, Path(folder) / "full")
-        paths = {name: str(Path(folder) / files[name]) for name in model.channels}
-        mask = str(Path(folder) / files["mask"])
-        times = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            segment_tumour(model, paths, mask, 0.5, lambda *a, **k: None)
-            times.append(round(time.perf_counter() - started, 2))
-    return times
 
 
 def main() -> None:
@@ -64,7 +47,9 @@ def main() -> None:
                        "intensity baseline": lambda case: baseline_mask(case, threshold, spacing)},
                       test, spacing, lambda fraction, message: print(message, flush=True))
     result.update(baseline_threshold=threshold, test_cases=len(test), device=str(senior.device),
-                  full_brain_1mm_seconds=time_full_brain(senior, args.repeats))
+                  full_brain_1mm_seconds=time_full_brain(
+                      lambda paths, mask: segment_tumour(senior, paths, mask, 0.5, lambda *a, **k: None),
+                      senior.channels, args.repeats))
     print(json.dumps({k: v for k, v in result.items() if k != "cases"}, indent=2))
     if args.report:
         args.report.write_text(json.dumps(result, indent=2) + "\n")

@@ -45,8 +45,10 @@ def evaluate_models(models: dict[str, CBVModel], entries: list[dict], progress: 
     per_case: dict[str, list[dict]] = {name: [] for name in models}
     for index, entry in enumerate(entries):
         progress(index / len(entries), f"case {index + 1}/{len(entries)}")
+        cases = {}  # models that read the same contrasts at the same spacing share one read of the case
         for name, model in models.items():
-            case = read_entry(entry, model.contrasts, model.spacing)
+            key = (tuple(model.contrasts), model.spacing)
+            case = cases[key] = cases.get(key) or read_entry(entry, model.contrasts, model.spacing)
             started = time.perf_counter()
             predicted = model.synthesise_canvas(case)
             seconds = time.perf_counter() - started

@@ -6,8 +6,8 @@ Variants (``VARIANTS``) and their stages:
 - ``gsm-lsm``: the same without PaC.  ``gsm``: the GSM alone (one stage).
 - ``unet``: a monolithic U-Net with L1.  ``pix2pix``: the same U-Net with a PatchGAN.
 
-Generator loss: L1 + ``ssim_weight``·(1 − SSIM) + ``adversarial_weight``·LSGAN + ``pac_weight``·PaC,
-the terms a variant does not use left out. Validation synthesises whole validation
+Generator loss: L1 + w_ssim·(1 − SSIM) + w_adversarial·LSGAN + w_pac·PaC (``LOSS_WEIGHTS``), the terms a
+variant does not use left out. Validation synthesises whole validation
 volumes; ``val_score`` is the mean of the brain SSIM and the tumour-ROI SSIM.
 """
 
