@@ -217,7 +217,11 @@ def register(
     model: ModelOption = None, device: DeviceOption = "auto", iterations: IterationsOption = None,
     window: WindowOption = None, progress: ProgressOption = ProgressMode.bar,
 ):
-    """Deformable registration of two images with the unsupervised network (no labels)."""
+    """Deformable registration of two images with the unsupervised network (no labels).
+
+    With --model optimisation-only (the default while no register model is registered) there is no
+    network: instance optimisation from zero displacement, 100 steps a level unless --iterations says.
+    """
     from synthlab.crossstitch.commands import run_register
 
     with ProgressReporter(progress.value) as reporter:

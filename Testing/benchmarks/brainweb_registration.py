@@ -5,8 +5,8 @@ rotated 10° about the centre, and both. B-spline row: fixed BrainProtonDensityS
 moving Border20; the known transform is ITK's BSplineWarping1 example (BSplineDisplacements1.txt on a
 7 × 7 cubic grid over the image), which reproduces BSplined10 from Border20. Error = |field − known
 displacement| over the head (fixed intensity > 30), in mm (1 mm pixels). A given 2D register model (--model, exported
-safetensors) or, without one, an untrained network, so that the numbers show what instance
-optimisation (--iterations per pyramid level) achieves alone.
+safetensors) or, without one, ``synthlab register --model optimisation-only``: instance
+optimisation (--iterations per pyramid level) alone from zero displacement.
 
     .venv/bin/python Testing/benchmarks/brainweb_registration.py --iterations 100
 """
@@ -20,12 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-import torch
 
 from synthlab import volume
-from synthlab.crossstitch.data import PERCENTILE_RANGE
-from synthlab.crossstitch.inference import LoadedModel, register_images
-from synthlab.crossstitch.networks import JointNetwork
+from synthlab.crossstitch.inference import LoadedModel, register_by_optimisation, register_images
 
 warnings.filterwarnings("ignore")
 DATA = Path("/usr/share/doc/insighttoolkit5-examples/examples/Data")
@@ -57,21 +54,12 @@ def cases():
     yield "B-spline (ITK BSplineWarping1, up to 6.9 mm)", *bspline_case()
 
 
-def untrained_model() -> LoadedModel:
-    torch.manual_seed(0)
-    card = {"task": "register", "configuration": "registration-only", "spatial_dims": 2, "organs": [],
-            "spacing": [1.0, 1.0], "intensity": {"kind": "percentile", "percentiles": list(PERCENTILE_RANGE)},
-            "photometric": "ncc", "id": "untrained"}
-    network = JointNetwork("registration-only", 2, organs=0, label_inputs=False)
-    return LoadedModel.from_weights(network.state_dict(), card, torch.device("cpu"))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path)
     parser.add_argument("--iterations", type=int, default=100)
     arguments = parser.parse_args()
-    model = LoadedModel.from_files(arguments.model, "cpu") if arguments.model else untrained_model()
+    model = LoadedModel.from_files(arguments.model, "cpu") if arguments.model else None
     print("| moving | median error (mm) | 90th percentile (mm) | before (median, mm) | seconds |")
     print("|---|---|---|---|---|")
     for name, fixed, moving, known in cases():
@@ -80,7 +68,8 @@ def main() -> None:
             known, sitk.sitkVectorFloat64, fixed.GetSize(), fixed.GetOrigin(), fixed.GetSpacing(),
             fixed.GetDirection()))[head]
         started = time.perf_counter()
-        result = register_images(model, fixed, moving, arguments.iterations)
+        result = (register_images(model, fixed, moving, arguments.iterations) if model else
+                  register_by_optimisation(fixed, moving, arguments.iterations, "cpu"))
         seconds = time.perf_counter() - started
         error = np.linalg.norm(sitk.GetArrayFromImage(result.field)[head] - truth, axis=1)
         before = np.linalg.norm(truth, axis=1)

@@ -2,7 +2,8 @@
 
 Methods: identity (planning contours left in place), rigid (SimpleITK Euler3D, Mattes MI),
 SimpleITK deformable (rigid, then a B-spline on a 40 mm grid, LBFGSB, 3 levels), and every
-model given with --model (an exported <id>.safetensors with its card beside it).
+model given with --model (an exported <id>.safetensors with its card beside it); a joint model is
+scored twice: its propagated contours and its own segmentation of the daily CT.
 Per organ: Dice, MSD, HD95 (mm); folding fraction; seconds a pair, and the ratio of the
 SimpleITK deformable baseline's time to each method's.
 
@@ -107,7 +108,7 @@ def main() -> None:
     for index, entry in enumerate(entries):
         fixed, moving = volume.read_image(entry["fixed"]), volume.read_image(entry["moving"])
         labels, truth = read_labels(entry["moving_labels"]), read_labels(entry["fixed_labels"])
-        for name in reports:
+        for name in methods + list(models):
             started = time.perf_counter()
             if name in models:
                 result = propagate_contours(models[name], fixed, moving, labels, iterations=arguments.iterations)
@@ -116,6 +117,10 @@ def main() -> None:
                 contours, field = run_baseline(name, fixed, moving, labels)
             seconds[name].append(time.perf_counter() - started)
             reports[name].append(contour_metrics(contours, truth, field))
+            if name in models and field is not None and result.segmentation is not None:  # a joint model's other output
+                seconds.setdefault(f"{name}, own segmentation", []).append(seconds[name][-1])
+                reports.setdefault(f"{name}, own segmentation", []).append(
+                    contour_metrics(result.segmentation, truth, None))
         print(f"pair {index + 1}/{len(entries)} done", flush=True)
     reference_time = np.median(seconds.get("deformable (SimpleITK B-spline)", [np.nan]))
     results = {}

@@ -14,11 +14,19 @@ from pathlib import Path
 
 from synthlab import volume
 from synthlab.crossstitch.evaluation import contour_metrics, summarise
-from synthlab.crossstitch.inference import LoadedModel, load_model, propagate_contours, register_images
+from synthlab.crossstitch.inference import (
+    OPTIMISATION_ONLY,
+    LoadedModel,
+    load_model,
+    propagate_contours,
+    register_by_optimisation,
+    register_images,
+)
 from synthlab.datalist import read_datalist
 from synthlab.errors import InputError
 from synthlab.labels import read_labels, write_labels
 from synthlab.progress import StageProgress
+from synthlab.registry import Registry
 
 
 def run_contour(fixed_path: Path, moving_path: Path, labels_path: Path, out_labels: Path, out_field: Path | None,
@@ -76,15 +84,22 @@ def run_register(fixed_path: Path, moving_path: Path, out_warped: Path, out_fiel
     progress(0.0, "reading inputs")
     fixed = volume.read_image(fixed_path, "--fixed", dimension=(2, 3))
     moving = volume.read_image(moving_path, "--moving", dimension=(2, 3))
-    model = load_model("register", model_id, device)
     started = time.perf_counter()
-    result = register_images(model, fixed, moving, iterations, window, progress)
+    if model_id == OPTIMISATION_ONLY or (model_id is None and not Registry().for_task("register")):
+        progress(0.05, "no network: instance optimisation alone" if model_id else
+                 "no register model is registered: instance optimisation alone")
+        model_name = OPTIMISATION_ONLY
+        result = register_by_optimisation(fixed, moving, iterations, device, progress)
+    else:
+        model = load_model("register", model_id, device)
+        model_name = model.model_id
+        result = register_images(model, fixed, moving, iterations, window, progress)
     seconds = time.perf_counter() - started
     volume.write_image(result.warped, out_warped)
     written = {"out_warped": str(out_warped)}
     if out_field is not None:
         written["out_field"] = str(volume.write_image(result.field, out_field))
-    return {**written, "model": model.model_id, "seconds": round(seconds, 2)}
+    return {**written, "model": model_name, "seconds": round(seconds, 2)}
 
 
 def evaluate_pairs(model: LoadedModel, entries: list[dict], iterations: int | None, progress: StageProgress) -> dict:

@@ -6,7 +6,9 @@ optionally refined by a few gradient steps on this pair (instance optimisation),
 and the field is mapped back onto the fixed image's grid in the ITK convention.
 Planning contours are warped at their own resolution through that field, so
 every planning segment (even ones the model does not know) keeps its name,
-colour and detail.
+colour and detail. ``register`` also works with no network at all (model
+``optimisation-only``): instance optimisation from zero displacement, on the fixed
+image's own grid, for images of any modality.
 """
 
 from __future__ import annotations
@@ -22,16 +24,20 @@ from monai.inferers import sliding_window_inference
 
 from synthlab import volume
 from synthlab.crossstitch import geometry
-from synthlab.crossstitch.data import PairArrays, match_organs, pair_on_grid, require_ct
+from synthlab.crossstitch.data import PERCENTILE_RANGE, PairArrays, match_organs, pair_on_grid, require_ct
 from synthlab.crossstitch.instance import refine_field
 from synthlab.crossstitch.networks import FILTERS, SIZE_MULTIPLE, JointNetwork
-from synthlab.device import autocast
+from synthlab.device import autocast, resolve_device
 from synthlab.errors import InputError
 from synthlab.labels import PELVIS_SEGMENTS, LabelMap, Segment
 from synthlab.progress import StageProgress
 from synthlab.registry import InferenceModel
 
 warnings.filterwarnings("ignore", message=".*Using PyTorch native grid_sample.*")
+
+OPTIMISATION_ONLY = "optimisation-only"  # register with no network: instance optimisation from zero
+OPTIMISATION_STEPS = 100  # its default steps a pyramid level
+OPTIMISATION_MIN_SPACING_MM = {2: 1.0, 3: 2.0}  # its grid: the fixed image's spacing, at least this
 
 
 class LoadedModel(InferenceModel):
@@ -95,12 +101,11 @@ def predict(model: LoadedModel, pair: PairArrays, window: int | None = None) -> 
     return result
 
 
-def refine(ddf: np.ndarray, pair: PairArrays, model: LoadedModel, iterations: int) -> np.ndarray:
-    """Instance optimisation of the predicted field on this pair (see :mod:`instance`)."""
+def refine(ddf: np.ndarray, pair: PairArrays, device: torch.device, photometric: str, iterations: int) -> np.ndarray:
+    """Instance optimisation of the field on this pair (see :mod:`instance`)."""
     with torch.enable_grad():
-        field = refine_field(torch.from_numpy(ddf)[None].to(model.device), _tensor(pair.fixed[None], model.device),
-                             _tensor(pair.moving[None], model.device), model.card.get("photometric", "ncc"),
-                             iterations)
+        field = refine_field(torch.from_numpy(ddf)[None].to(device), _tensor(pair.fixed[None], device),
+                             _tensor(pair.moving[None], device), photometric, iterations)
     return field[0].cpu().numpy()
 
 
@@ -130,7 +135,7 @@ def _final_field(model: LoadedModel, ddf: np.ndarray, pair: PairArrays, fixed: s
     iterations = model.iterations(iterations)
     if iterations:
         progress(at, f"instance optimisation ({iterations} steps a level)")
-        ddf = refine(ddf, pair, model, iterations)
+        ddf = refine(ddf, pair, model.device, model.card.get("photometric", "ncc"), iterations)
     return geometry.field_on_fixed_grid(pair.grid.field_to_mm(ddf), fixed)
 
 
@@ -148,6 +153,31 @@ def register_images(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image, i
     pair = pair_on_grid(fixed, moving, model.card["spacing"], model.card["intensity"])
     progress(0.3, "predicting the displacement field")
     field = _final_field(model, predict(model, pair, window)["ddf"], pair, fixed, iterations, progress, 0.5)
+    return _warped_result(fixed, moving, field, progress)
+
+
+def register_by_optimisation(fixed: sitk.Image, moving: sitk.Image, iterations: int | None = None,
+                             device: str = "auto", progress: StageProgress | None = None) -> RegistrationResult:
+    """Deformably register ``moving`` to ``fixed`` (2D or 3D, any modality) with no network: instance
+    optimisation from zero displacement (affine, then dense; local NCC + edge-aware smoothness)."""
+    progress = progress or (lambda *args, **kwargs: None)
+    volume.require_overlap("--fixed", fixed, "--moving", moving)
+    if moving.GetDimension() != fixed.GetDimension():
+        raise InputError("--moving", f"is {moving.GetDimension()}D but --fixed is {fixed.GetDimension()}D")
+    floor = OPTIMISATION_MIN_SPACING_MM[fixed.GetDimension()]
+    progress(0.1, "resampling onto the fixed image's grid")
+    pair = pair_on_grid(fixed, moving, [max(s, floor) for s in fixed.GetSpacing()],
+                        {"kind": "percentile", "percentiles": list(PERCENTILE_RANGE)})
+    steps = iterations or OPTIMISATION_STEPS
+    progress(0.3, f"instance optimisation from zero displacement ({steps} steps a level)")
+    ddf = refine(np.zeros((fixed.GetDimension(), *pair.grid.shape), np.float32), pair, resolve_device(device),
+                 "ncc", steps)
+    field = geometry.field_on_fixed_grid(pair.grid.field_to_mm(ddf), fixed)
+    return _warped_result(fixed, moving, field, progress)
+
+
+def _warped_result(fixed: sitk.Image, moving: sitk.Image, field: sitk.Image, progress: StageProgress
+                   ) -> RegistrationResult:
     progress(0.8, "warping")
     default = float(np.percentile(volume.array_of(moving), 0.5))
     return RegistrationResult(field, geometry.warp_image(moving, fixed, field, default))
