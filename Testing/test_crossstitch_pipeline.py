@@ -232,6 +232,8 @@ def test_contour_in_a_sliding_window_with_instance_optimisation(contour_registry
     (["contour", "--organ-map", "nope=prostate"], "--organ-map: no planning segment named 'nope'"),
     (["contour", "--organ-map", "bladder=femur"], "--organ-map: 'femur' is not an organ of this model"),
     (["register", "--out-field", "{tmp}/field.png"], "--out-field: a displacement field needs"),
+    (["register", "--model", "optimisation-only", "--moving", str(BRAINWEB / "BrainProtonDensitySlice.png")],
+     "--moving: is 2D but --fixed is 3D"),
     (["evaluate", "--split", "nowhere"], "--split: the datalist has no 'nowhere' pairs"),
     (["train", "--steps", "0"], "--steps: must be at least 1 (got 0)"),
     (["train", "--devices", "0"], "--devices: must be at least 1 (got 0)"),

@@ -161,9 +161,9 @@ def register_by_optimisation(fixed: sitk.Image, moving: sitk.Image, iterations: 
     """Deformably register ``moving`` to ``fixed`` (2D or 3D, any modality) with no network: instance
     optimisation from zero displacement (affine, then dense; local NCC + edge-aware smoothness)."""
     progress = progress or (lambda *args, **kwargs: None)
-    volume.require_overlap("--fixed", fixed, "--moving", moving)
     if moving.GetDimension() != fixed.GetDimension():
         raise InputError("--moving", f"is {moving.GetDimension()}D but --fixed is {fixed.GetDimension()}D")
+    volume.require_overlap("--fixed", fixed, "--moving", moving)
     floor = OPTIMISATION_MIN_SPACING_MM[fixed.GetDimension()]
     progress(0.1, "resampling onto the fixed image's grid")
     pair = pair_on_grid(fixed, moving, [max(s, floor) for s in fixed.GetSpacing()],
