@@ -125,6 +125,25 @@ def test_edge_aware_smoothness_lets_the_field_bend_at_image_edges():
     assert losses.edge_aware_smoothness(at_edge, fixed) < 0.1 * losses.edge_aware_smoothness(in_flat, fixed)
 
 
+def test_segmentation_loss_teaches_a_small_organ_beside_a_large_one():
+    """A per-voxel linear model trained on the segmentation loss finds a 2-voxel-wide organ next to a large one."""
+    torch.manual_seed(0)
+    labels = torch.zeros(2, 1, 32, 32, dtype=torch.long)
+    labels[:, :, 4:28, 4:20] = 1
+    labels[0, :, 10:20, 22:24] = 2  # the small organ is in one patch only, as a seminal vesicle often is
+    image = labels.float() + 0.1 * torch.randn(labels.shape)
+    model = torch.nn.Conv2d(1, 3, kernel_size=1)
+    optimiser = torch.optim.Adam(model.parameters(), lr=0.1)
+    loss_of = losses.segmentation_loss()
+    for _ in range(150):
+        optimiser.zero_grad()
+        loss_of(model(image), labels).backward()
+        optimiser.step()
+    predicted = model(image).argmax(1, keepdim=True)
+    small, found = labels == 2, predicted == 2
+    assert 2 * (small & found).sum() / (small.sum() + found.sum()) > 0.9
+
+
 def test_learned_task_weights_down_weight_the_noisier_task():
     weights = losses.TaskWeights(2, learned=True)
     optimiser = torch.optim.SGD(weights.parameters(), lr=0.1)

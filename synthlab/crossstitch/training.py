@@ -8,7 +8,7 @@ network sees more motion than the phantom drew. Losses (METHODS.md §3, §4):
 - registration: local NCC (window 9) + 0.5·bending energy + Dice(warped moving
   contours, fixed contours); without contours (the core, seed 003): photometric
   (NCC or L2) + edge-aware smoothness;
-- segmentation: Dice;
+- segmentation: Dice + cross-entropy (see :func:`losses.segmentation_loss`);
 - both at three scales weighted 1/3 each, tasks weighted equally or learned.
 """
 
