@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 from conftest import TINY, quiet, synthlab
 
 from synthlab import volume
@@ -31,12 +32,17 @@ def contour(registry: Path, pair: dict, tmp_path: Path, *extra, **overrides) -> 
     return result, tmp_path / "today.seg.nrrd"
 
 
-def test_training_resumes_from_its_last_checkpoint(tmp_path, pelvis_data):
-    first = fit(pelvis_data, tmp_path, FitOptions(steps=2, **TINY), quiet)
-    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+def test_training_resumes_from_its_last_checkpoint_even_in_a_moved_folder(tmp_path, pelvis_data):
+    first = fit(pelvis_data, tmp_path / "run", FitOptions(steps=2, **TINY), quiet)
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    tmp_path = (tmp_path / "run").rename(tmp_path / "moved")
     second = fit(pelvis_data, tmp_path, FitOptions(steps=4, **TINY), quiet)
     card = json.loads(Path(second["card"]).read_text())
     assert card["training"]["steps"] == 4  # continued from step 2, not restarted
+    checkpoints = sorted(path.name for path in (tmp_path / "checkpoints").iterdir())
+    assert "last.ckpt" in checkpoints and not any("-v" in name for name in checkpoints), checkpoints
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["global_step"] == 4  # the next resume starts where this run stopped
     assert card["organs"] == [s.name for s in PELVIS_SEGMENTS] and first["model_id"] == second["model_id"]
 
 

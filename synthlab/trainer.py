@@ -40,8 +40,9 @@ def make_trainer(out: Path, max_steps: int, max_minutes: float | None, devices: 
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*non-tuple sequence for multidimensional indexing.*")
     strategy = ("ddp_find_unused_parameters_true" if some_parameters_idle else "ddp") if devices > 1 else "auto"
+    # No "-v1" copies: a run folder that was moved or copied keeps resuming from (and writing) last.ckpt.
     best = ModelCheckpoint(dirpath=checkpoint_folder(out), filename="best", monitor=monitor, mode="max",
-                           save_last=True, save_top_k=1)
+                           save_last=True, save_top_k=1, enable_version_counter=False)
     trainer = pl.Trainer(
         default_root_dir=str(out), max_steps=max_steps,
         max_time={"minutes": max_minutes} if max_minutes else None,
