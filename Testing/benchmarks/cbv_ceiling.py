@@ -25,7 +25,7 @@ from synthlab.phantoms import brain
 from synthlab.phantoms.fields import blur, smooth_noise
 from synthlab.phantoms.mri import WM_CBV_RANGE
 
-RIM_NOISE, RIM_TEXTURE, RIM_SPREAD = 0.8, 0.6, 0.35  # as in the phantom's rim CBV model
+VESSELS = ("cortical", "medullary", "neovessels")
 
 
 class CBVInternals:
@@ -57,17 +57,18 @@ class CBVInternals:
         rng = copy.deepcopy(self.rng)
         for scale in (6.0, 2.0):  # the hidden heterogeneity and rim fields: drawn only to keep the stream
             smooth_noise(fractions["gm"].shape, scale, rng)
-        amplitudes = (rng.uniform(8, 16), rng.uniform(1, 3), rng.uniform(0.5, 1.5))
+        amplitudes = [rng.uniform(*brain.VESSEL_CBV[name]) for name in VESSELS]
         scale = 1.0
         if not known_scalars:
-            amplitudes, scale = (12.0, 2.0, 1.0), np.mean(WM_CBV_RANGE) / tissues["wm"].cbv
+            amplitudes = [np.mean(brain.VESSEL_CBV[name]) for name in VESSELS]
+            scale = np.mean(WM_CBV_RANGE) / tissues["wm"].cbv
 
         def cbv(name):
             return tissues[name].cbv * scale
 
-        rim = cbv("rim") * np.exp(RIM_SPREAD * RIM_TEXTURE * textures.rim - RIM_SPREAD ** 2 / 2
-                                  + (RIM_SPREAD * RIM_NOISE) ** 2 / 2)
-        expected = (fractions["gm"] * cbv("gm") * np.exp(0.2 ** 2 / 2) + fractions["wm"] * cbv("wm")
+        rim = cbv("rim") * np.exp(brain.RIM_CBV_SPREAD * brain.RIM_CBV_TEXTURE * textures.rim
+                                  - brain.RIM_CBV_SPREAD ** 2 / 2 + (brain.RIM_CBV_SPREAD * brain.RIM_CBV_HIDDEN) ** 2 / 2)
+        expected = (fractions["gm"] * cbv("gm") * np.exp(brain.GM_CBV_SPREAD ** 2 / 2) + fractions["wm"] * cbv("wm")
                     + fractions["oedema"] * cbv("oedema") + fractions["core"] * cbv("core") + fractions["rim"] * rim
                     + amplitudes[0] * scale * textures.cortical_vessels * cortical
                     + amplitudes[1] * scale * textures.medullary_vessels.mean() * fractions["wm"]

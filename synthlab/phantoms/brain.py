@@ -43,6 +43,11 @@ SIZES = {"small": (2.0, 96), "full": (1.0, 192)}  # spacing (mm), voxels per sid
 TUMOUR_PROBABILITY = 0.65
 MODALITIES = ("t1", "t2", "flair", "adc", "cbv")
 ADC_MAX = 4000.0  # 1e-6 mm²/s; noise in low-signal voxels is clipped here
+# CBV texture: log-SD of the grey-matter heterogeneity; the rim's log-SD and its shares from the cellularity
+# texture (seen by T2 and ADC) and from a field no MRI shows; vessel CBV ranges (ml/100 g, neovessels × rim CBV).
+GM_CBV_SPREAD = 0.2
+RIM_CBV_SPREAD, RIM_CBV_TEXTURE, RIM_CBV_HIDDEN = 0.35, 0.6, 0.8
+VESSEL_CBV = {"cortical": (8.0, 16.0), "medullary": (1.0, 3.0), "neovessels": (0.5, 1.5)}
 
 
 @dataclass
@@ -187,15 +192,16 @@ def _diffusion(sequence: mri.Sequence, fractions, tissues, textures: Textures) -
 
 def _cbv(fractions, tissues, textures: Textures, cortical: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     shape = fractions["gm"].shape
-    gm_heterogeneity = np.exp(0.2 * smooth_noise(shape, 6.0, rng))
-    rim_cbv = tissues["rim"].cbv * np.exp(0.35 * (0.6 * textures.rim + 0.8 * smooth_noise(shape, 2.0, rng))
-                                          - 0.35 ** 2 / 2)
+    gm_heterogeneity = np.exp(GM_CBV_SPREAD * smooth_noise(shape, 6.0, rng))
+    rim_cbv = tissues["rim"].cbv * np.exp(
+        RIM_CBV_SPREAD * (RIM_CBV_TEXTURE * textures.rim + RIM_CBV_HIDDEN * smooth_noise(shape, 2.0, rng))
+        - RIM_CBV_SPREAD ** 2 / 2)
     cbv = (fractions["gm"] * tissues["gm"].cbv * gm_heterogeneity + fractions["wm"] * tissues["wm"].cbv
            + fractions["oedema"] * tissues["oedema"].cbv + fractions["core"] * tissues["core"].cbv
            + fractions["rim"] * rim_cbv)
-    cbv += rng.uniform(8, 16) * textures.cortical_vessels * cortical
-    cbv += rng.uniform(1, 3) * textures.medullary_vessels * fractions["wm"]
-    cbv += rng.uniform(0.5, 1.5) * tissues["rim"].cbv * textures.neovessels * fractions["rim"]
+    cbv += rng.uniform(*VESSEL_CBV["cortical"]) * textures.cortical_vessels * cortical
+    cbv += rng.uniform(*VESSEL_CBV["medullary"]) * textures.medullary_vessels * fractions["wm"]
+    cbv += rng.uniform(*VESSEL_CBV["neovessels"]) * tissues["rim"].cbv * textures.neovessels * fractions["rim"]
     return cbv
 
 
