@@ -53,6 +53,18 @@ def test_unknown_model_wrong_task_and_empty_registry(saved_model, tmp_path):
         registry.Registry(tmp_path / "empty.json").resolve("tumour")
 
 
+def test_re_registering_replaces_the_entry_in_place_and_moves_the_default(saved_model):
+    model, models = saved_model
+    card = {"task": "cbv", "version": "0.2", "inputs": ["t1"]}
+    other_weights, other_card = registry.save_model(model.state_dict(), card, models.root / "models", "other-cbv")
+    models.add(registry.entry_for(models, "other-cbv", other_weights, other_card, default=True))
+    tiny_weights, tiny_card = models.root / "models/tiny-cbv.safetensors", models.root / "models/tiny-cbv.json"
+    models.add(registry.entry_for(models, "tiny-cbv", tiny_weights, tiny_card, default=True))
+    reread = registry.Registry(models.path)
+    assert [e.id for e in reread.entries] == ["tiny-cbv", "other-cbv"]
+    assert reread.resolve("cbv").id == "tiny-cbv" and not reread.get("other-cbv").default
+
+
 def test_shipped_registry_is_consistent():
     """Every model in Resources/Models.json exists and passes its hash check."""
     models = registry.Registry()

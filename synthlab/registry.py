@@ -98,8 +98,9 @@ class Registry:
         return next((e for e in candidates if e.default), candidates[-1])
 
     def add(self, entry: ModelEntry) -> None:
-        """Add or replace an entry (by id) and save the registry atomically."""
-        self.entries = [e for e in self.entries if e.id != entry.id] + [entry]
+        """Add an entry, or replace the one with its id in place, and save the registry atomically."""
+        index = next((i for i, e in enumerate(self.entries) if e.id == entry.id), len(self.entries))
+        self.entries[index:index + 1] = [entry]
         if entry.default:
             for other in self.entries:
                 if other.task == entry.task and other.id != entry.id:
