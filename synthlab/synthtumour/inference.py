@@ -52,7 +52,6 @@ class TumourModel(InferenceModel):
         load_weights(network, weights)
         return cls(card.get("id", card.get("stage", "unregistered")), card, network.to(device).eval(), device)
 
-
     @torch.no_grad()
     def segment_canvas(self, case: BrainArrays) -> np.ndarray:
         """Tumour probability (z, y, x) on the case's canvas, zero outside the brain."""
