@@ -159,7 +159,8 @@ DatalistOption = Annotated[Path, typer.Option("--datalist", help="MONAI datalist
 TrainOutOption = Annotated[Path, typer.Option("--out", help="Folder for checkpoints (run again to resume), "
                                                             "weights and card.")]
 StepsOption = Annotated[int, typer.Option("--steps", help="Optimiser steps in all.")]
-MinutesOption = Annotated[float | None, typer.Option("--minutes", help="Stop after this many minutes.")]
+MinutesOption = Annotated[float | None, typer.Option("--minutes", help="Stop after this many minutes "
+                                                               "of this run (a resumed run gets them again).")]
 DevicesOption = Annotated[int, typer.Option("--devices", help="Processes/GPUs (DDP when more than 1).")]
 AcceleratorOption = Annotated[str, typer.Option("--accelerator", help="auto, cpu or gpu.")]
 ModelIdOption = Annotated[str | None, typer.Option("--model-id", help="Name of the exported model.")]
@@ -394,8 +395,8 @@ def train_hiersynth(
                                                    "GSM stage (two-stage variants).")] = 0.5,
     joint_steps: Annotated[int, typer.Option("--joint-steps", help="Joint fine-tuning updates after the "
                                              "LSM stage.")] = 0,
-    minutes: Annotated[float | None, typer.Option("--minutes", help="Stop after this many minutes (shared by "
-                                                  "the stages).")] = None,
+    minutes: Annotated[float | None, typer.Option("--minutes", help="Stop after this many minutes of "
+                                                  "this run, shared by the stages in proportion to their steps.")] = None,
     spacing: Annotated[float, typer.Option("--spacing", help="Model spacing (mm).")] = 2.0,
     neighbours: Annotated[int, typer.Option("--neighbours", help="Slices on each side in a 2.5D input.")] = 1,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 8,
@@ -438,7 +439,7 @@ def train_synthtumour(
     junior_steps: Annotated[int, typer.Option("--junior-steps", help="Stage-1 optimiser steps.")] = 400,
     senior_steps: Annotated[int, typer.Option("--senior-steps", help="Stage-2 optimiser steps.")] = 400,
     minutes: Annotated[float | None, typer.Option("--minutes", help="Stop each stage after this many "
-                                                  "minutes.")] = None,
+                                                  "minutes of this run.")] = None,
     spacing: Annotated[float, typer.Option("--spacing", help="Model spacing (mm).")] = 2.0,
     patch: Annotated[int, typer.Option("--patch", help="Patch side (voxels, multiple of 8).")] = 64,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 2,

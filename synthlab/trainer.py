@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
+from datetime import timedelta
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint, Timer
 
 from synthlab.errors import InputError
 from synthlab.registry import sha256_of
@@ -31,6 +32,14 @@ def resume_point(out: Path) -> Path | None:
     return last if last.is_file() else None
 
 
+class RunTimer(Timer):
+    """``--minutes`` counts this run only, so a resumed run gets its full time again (Lightning's own timer
+    carries the earlier runs' time over from the checkpoint and may stop a resumed run at once)."""
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Ignore the training time recorded by earlier runs."""
+
+
 def make_trainer(out: Path, max_steps: int, max_minutes: float | None, devices: int = 1,
                  accelerator: str = "auto", monitor: str = "val_score", progress_bar: bool = True,
                  some_parameters_idle: bool = False) -> tuple[pl.Trainer, ModelCheckpoint]:
@@ -43,11 +52,11 @@ def make_trainer(out: Path, max_steps: int, max_minutes: float | None, devices: 
     # No "-v1" copies: a run folder that was moved or copied keeps resuming from (and writing) last.ckpt.
     best = ModelCheckpoint(dirpath=checkpoint_folder(out), filename="best", monitor=monitor, mode="max",
                            save_last=True, save_top_k=1, enable_version_counter=False)
+    timer = [RunTimer(duration=timedelta(minutes=max_minutes))] if max_minutes else []
     trainer = pl.Trainer(
         default_root_dir=str(out), max_steps=max_steps,
-        max_time={"minutes": max_minutes} if max_minutes else None,
         accelerator=accelerator, devices=devices, strategy=strategy,
-        callbacks=[best], log_every_n_steps=5,
+        callbacks=[best, *timer], log_every_n_steps=5,
         enable_progress_bar=progress_bar, enable_model_summary=False, logger=pl.loggers.CSVLogger(str(out)),
         num_sanity_val_steps=0)
     return trainer, best
