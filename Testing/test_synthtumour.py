@@ -271,6 +271,21 @@ def test_intensity_baseline_finds_a_bright_lesion_and_its_threshold():
     assert 2 * (found & lesion).sum() / (found.sum() + lesion.sum()) > 0.9
 
 
+def test_false_islands_are_the_components_that_miss_the_tumour():
+    from synthlab.synthtumour.evaluation import false_islands
+
+    brain, tumour = ball(), ball(radius=5)
+    image = np.where(brain, 1.0, 0) + tumour
+    case = BrainArrays(image[None].astype(np.float32), brain, sitk.Image(8, 8, 8, sitk.sitkFloat32), tumour)
+    island = np.zeros_like(brain)
+    island[7:9, 22:26, 22:26] = True  # 32 voxels at the brain's edge, away from the tumour
+    assert island.any() and not tumour[island].any() and brain[island].all()
+    found = false_islands(tumour | island, case, 2.0)
+    assert found["false_islands_ml"] == pytest.approx(32 * 8 / 1000)
+    assert found["false_island_depth_mm"] < 6 and found["false_island_flair_z"] < 0
+    assert false_islands(tumour, case, 2.0)["false_islands_ml"] == 0
+
+
 def test_demo_segments_the_tumour_with_the_registered_model(tumour_registry, tmp_path):
     result = synthlab("demo", "--out", tmp_path / "demo", "--progress", "none", env=synthlab_env(tumour_registry))
     assert result.returncode == 0, result.stderr[-2000:]

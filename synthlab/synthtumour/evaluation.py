@@ -1,7 +1,9 @@
 """Scoring tumour segmentations on labelled cases: the model(s) and the FLAIR intensity baseline.
 
 Whole tumour = every labelled voxel. Scores are computed on the model canvas
-(the same grid for every method): Dice and HD95 in mm. The baseline thresholds the
+(the same grid for every method): Dice and HD95 in mm, and the false islands (predicted
+components that miss the tumour): their volume, FLAIR z-score and depth inside the brain.
+The baseline thresholds the
 FLAIR z-score inside the brain; its threshold is the one with the best mean Dice on
 the validation cases (labelled phantom cases, which favours the baseline).
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from scipy import ndimage
 
 from synthlab.brain import BrainArrays, zscore_inside
 from synthlab.metrics import dice, surface_distances
@@ -22,6 +25,19 @@ THRESHOLDS = np.round(np.arange(0.5, 4.01, 0.25), 2)
 def scores(prediction: np.ndarray, truth: np.ndarray, spacing: float) -> dict[str, float]:
     distances = surface_distances(prediction, truth, [spacing] * 3)
     return {"dice": dice(prediction, truth), "hd95_mm": distances["hd95_mm"]}
+
+
+def false_islands(prediction: np.ndarray, case: BrainArrays, spacing: float) -> dict[str, float | None]:
+    """Predicted components that do not touch the tumour: volume (ml), mean FLAIR z-score and mean depth
+    inside the brain (mm) of their voxels (None when there are none)."""
+    components, _ = ndimage.label(prediction)
+    islands = prediction & ~np.isin(components, np.unique(components[case.label]))
+    if not islands.any():
+        return {"false_islands_ml": 0.0, "false_island_flair_z": None, "false_island_depth_mm": None}
+    flair_z = zscore_inside(case.image[:1], case.mask)[0]
+    depth = ndimage.distance_transform_edt(case.mask, sampling=spacing)
+    return {"false_islands_ml": float(islands.sum() * spacing ** 3 / 1000),
+            "false_island_flair_z": float(flair_z[islands].mean()), "false_island_depth_mm": float(depth[islands].mean())}
 
 
 def baseline_mask(case: BrainArrays, threshold: float, spacing: float) -> np.ndarray:
@@ -50,17 +66,29 @@ def model_mask(model: TumourModel, case: BrainArrays, spacing: float) -> np.ndar
 
 def evaluate(methods: dict[str, Callable[[BrainArrays], np.ndarray]], cases: Sequence[BrainArrays],
              spacing: float, progress: Callable[[float, str], None]) -> dict:
-    """Per case and mean Dice/HD95 of every method (finite HD95s only in the mean; misses counted)."""
+    """Per case and mean scores of every method (finite HD95s only in the mean, misses counted; island FLAIR and
+    depth over the cases that have islands)."""
     per_case = []
     for index, case in enumerate(cases):
         progress(index / max(1, len(cases)), f"case {index + 1}/{len(cases)}")
-        per_case.append({"case": case.name, **{name: scores(method(case), case.label, spacing)
-                                                for name, method in methods.items()}})
+        row = {"case": case.name}
+        for name, method in methods.items():
+            prediction = method(case)
+            row[name] = {**scores(prediction, case.label, spacing), **false_islands(prediction, case, spacing)}
+        per_case.append(row)
     summary = {}
     for name in methods:
         dices = [row[name]["dice"] for row in per_case]
         hd95 = [row[name]["hd95_mm"] for row in per_case if np.isfinite(row[name]["hd95_mm"])]
         summary[name] = {"dice_mean": float(np.mean(dices)), "dice_sd": float(np.std(dices)),
                          "hd95_mm_mean": float(np.mean(hd95)) if hd95 else None,
-                         "empty_or_missed": len(dices) - len(hd95)}
+                         "empty_or_missed": len(dices) - len(hd95),
+                         "false_islands_ml_mean": float(np.mean([row[name]["false_islands_ml"] for row in per_case])),
+                         **{f"{key}_mean": _mean_of_present([row[name][key] for row in per_case])
+                            for key in ("false_island_flair_z", "false_island_depth_mm")}}
     return {"cases": per_case, "summary": summary}
+
+
+def _mean_of_present(values: list[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return float(np.mean(present)) if present else None
