@@ -13,10 +13,11 @@ import torch
 from conftest import TINY_TUMOUR, synthlab, synthlab_env
 from safetensors.torch import load_file, save_file
 
-from synthlab.brain import BrainArrays, estimate_brain_mask, read_entry
+from synthlab.brain import BrainArrays, correct_bias, estimate_brain_mask, read_entry
 from synthlab.errors import InputError
 from synthlab.labels import read_labels
 from synthlab.registry import Registry, entry_for
+from synthlab.synthtumour.inference import TumourModel
 from synthlab.synthtumour.shapes import VOLUME_ML, NoisySphere, draw_tumour_shape
 from synthlab.synthtumour.synthesis import SCALE_RANGES, SynthesiseTumourd, blurred_scaled, hard_scaled
 from synthlab.synthtumour.training import carve_mix
@@ -131,6 +132,8 @@ def test_training_runs_both_stages_and_resumes(brain_data, tumour_registry, tmp_
     assert len(list((trained / "pseudo_labels").glob("*.npz"))) == 5
     card = json.loads((trained / "tiny-tumour.json").read_text())
     assert card["inputs"] == ["flair"] and card["stage"] == "senior" and "shifted_validation_dice" in card["metrics"]
+    assert card["intensity"]["bias_correction"] == "N4"  # the default, so inference corrects the bias too
+    assert TumourModel.from_files(trained / "tiny-tumour.safetensors", "cpu").bias_correction
     out = tmp_path / "run"
     shutil.copytree(trained, out)  # the session's registry keeps its own files
     arguments = ["train", "synthtumour", "--healthy", brain_data / "healthy.json", "--unlabelled",
@@ -243,6 +246,33 @@ def test_read_entry_puts_every_case_on_a_brain_centred_canvas(brain_data):
     assert 0.5 < np.percentile(case.image[0][case.mask], 99) < 1.5
     centre = np.argwhere(case.mask).mean(0)
     assert np.all(np.abs(centre - 15.5) < 3)
+
+
+def test_bias_correction_flattens_a_smooth_field_and_keeps_the_tissue_contrast():
+    rng = np.random.default_rng(0)
+    brain = ball((48, 48, 48), 21)
+    tissue = np.where(ball((48, 48, 48), 12), 1.0, 0.6) * brain
+    field = 1 + 0.2 * np.linspace(-1, 1, 48)[:, None, None] + 0.1 * np.linspace(-1, 1, 48)[None, :, None]
+    image = (tissue * field + rng.normal(0, 0.01, tissue.shape)) * brain
+    corrected = correct_bias(image.astype(np.float32), brain, 2.0)
+    inner, shell = ball((48, 48, 48), 10), brain & ~ball((48, 48, 48), 14) & ball((48, 48, 48), 19)
+
+    def spread(values, region):  # coefficient of variation inside one tissue
+        return values[region].std() / values[region].mean()
+    assert spread(corrected, shell) < 0.5 * spread(image, shell)
+    assert spread(corrected, inner) < 0.5 * spread(image, inner)
+    contrast = corrected[inner].mean() / corrected[shell].mean()
+    assert abs(contrast - 1 / 0.6) < 0.15
+
+
+def test_bias_correction_in_reading_spares_adc(brain_data):
+    entry = json.loads((brain_data / "datalist.json").read_text())["training"][0]
+    entry = {key: str(brain_data / value) if isinstance(value, str) and "/" in value else value
+             for key, value in entry.items()}
+    plain = read_entry(entry, ("flair", "adc"), TINY_TUMOUR["spacing"])
+    corrected = read_entry(entry, ("flair", "adc"), TINY_TUMOUR["spacing"], bias_correction=True)
+    assert np.array_equal(plain.image[1], corrected.image[1])
+    assert np.abs(plain.image[0] - corrected.image[0])[plain.mask].mean() > 1e-3
 
 
 def test_evaluate_tumour_scores_the_model_and_the_baseline(brain_data, tumour_registry, tmp_path):

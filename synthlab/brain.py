@@ -4,7 +4,9 @@ Every case is resampled onto a *canvas*: an identity-direction cube of the model
 spacing centred on the brain (192 mm a side), so healthy and tumour brains line up
 for carving. Each channel is divided by its 99th percentile inside the brain
 (about 0–1, the scale the stage-1 intensity model expects); the network sees the
-z-score inside the brain.
+z-score inside the brain. Models whose card asks for it have the receive bias field
+removed first (N4, fitted inside the brain on a coarse copy of the canvas): otherwise
+a bright corner of the coil's field looks like FLAIR hyperintensity.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ CONTRASTS = ("t1", "t2", "flair", "adc")  # the structural and diffusion MRI the
 CANVAS_MM = 192.0
 CANVAS_MULTIPLE = 16
 BRAIN_ML = (150.0, 2200.0)  # an estimated "brain" outside this range is no brain, or a head with its skull
+BIAS_FIT_MM = 4.0  # N4 fits the bias field on a canvas copy this coarse (the field is smooth; 1 mm would be slow)
+BIAS_FREE = {"adc"}  # a ratio of two images acquired together: the receive field cancels
 
 
 @dataclass
@@ -86,6 +90,20 @@ def scale_inside(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(mask, image / max(reference, 1e-6), 0).astype(np.float32)
 
 
+def correct_bias(channel: np.ndarray, brain: np.ndarray, spacing: float) -> np.ndarray:
+    """``channel`` divided by its N4-estimated bias field, fitted inside ``brain`` (SimpleITK)."""
+    image = sitk.GetImageFromArray(np.maximum(channel, 1e-3).astype(np.float32))  # N4 fits log intensities
+    image.SetSpacing([spacing] * 3)
+    mask = sitk.GetImageFromArray(brain.astype(np.uint8))
+    mask.CopyInformation(image)
+    shrink = [max(1, round(BIAS_FIT_MM / spacing))] * 3
+    n4 = sitk.N4BiasFieldCorrectionImageFilter()
+    n4.SetMaximumNumberOfIterations([50] * 3)
+    n4.Execute(sitk.Shrink(image, shrink), sitk.Shrink(mask, shrink))
+    bias = np.exp(sitk.GetArrayFromImage(n4.GetLogBiasFieldAsImage(image)))
+    return (channel / bias).astype(np.float32)
+
+
 def zscore_inside(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Per channel z-score over the brain (C, z, y, x); 0 outside it: what the network sees."""
     result = np.zeros_like(image, dtype=np.float32)
@@ -96,8 +114,9 @@ def zscore_inside(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def read_brain(paths: dict[str, str], channels: Sequence[str], spacing: float, mask_path: str | None = None,
-               label_path: str | None = None, name: str = "") -> BrainArrays:
-    """Read a case's channels (``flair`` first) onto its canvas; the mask is read or estimated."""
+               label_path: str | None = None, name: str = "", bias_correction: bool = False) -> BrainArrays:
+    """Read a case's channels (``flair`` first) onto its canvas; the mask is read or estimated; with
+    ``bias_correction`` every channel but ADC loses its bias field."""
     images = {}
     for channel in channels:
         if not paths.get(channel):
@@ -116,14 +135,20 @@ def read_brain(paths: dict[str, str], channels: Sequence[str], spacing: float, m
     brain = volume.array_of(volume.resample(mask, canvas, is_label=True)) > 0
     if not brain.any():
         raise InputError("--mask", "the brain mask does not overlap the image")
-    stacked = np.stack([scale_inside(volume.array_of(volume.resample(images[c], canvas)), brain) for c in channels])
+    scaled = []
+    for channel in channels:
+        values = volume.array_of(volume.resample(images[channel], canvas))
+        if bias_correction and channel not in BIAS_FREE:
+            values = correct_bias(values, brain, spacing)
+        scaled.append(scale_inside(values, brain))
     label = None
     if label_path:
         label = volume.array_of(volume.resample(sitk.ReadImage(str(label_path)), canvas, is_label=True)) > 0
-    return BrainArrays(stacked, brain, canvas, label, name, flair)
+    return BrainArrays(np.stack(scaled), brain, canvas, label, name, flair)
 
 
-def read_entry(entry: dict, channels: Sequence[str], spacing: float, with_label: bool = False) -> BrainArrays:
+def read_entry(entry: dict, channels: Sequence[str], spacing: float, with_label: bool = False,
+               bias_correction: bool = False) -> BrainArrays:
     """A datalist entry (``flair``, ``t1``, ``t2``, ``mask``, ``label``) on its canvas."""
     return read_brain(entry, channels, spacing, entry.get("mask"), entry.get("label") if with_label else None,
-                      entry.get("case", entry.get(channels[0], "")))
+                      entry.get("case", entry.get(channels[0], "")), bias_correction)

@@ -17,14 +17,13 @@ from pathlib import Path
 
 from full_brain import time_full_brain
 
-from synthlab.brain import read_entry
 from synthlab.datalist import read_datalist
 from synthlab.synthtumour.evaluation import baseline_mask, choose_threshold, evaluate, model_mask
 from synthlab.synthtumour.inference import TumourModel, segment_tumour
 
 
-def labelled_tumours(entries: list[dict], channels, spacing: float) -> list:
-    cases = [read_entry(e, channels, spacing, with_label=True) for e in entries if e.get("tumour")]
+def labelled_tumours(entries: list[dict], model: TumourModel) -> list:
+    cases = [model.read_entry(e, with_label=True) for e in entries if e.get("tumour")]
     return [case for case in cases if case.label.any()]
 
 
@@ -39,9 +38,11 @@ def main() -> None:
     args = parser.parse_args()
     junior, senior = TumourModel.from_files(args.junior, args.device), TumourModel.from_files(args.senior, args.device)
     splits = read_datalist(args.datalist)
-    spacing, channels = senior.spacing, senior.channels
-    test = labelled_tumours(splits["test"], channels, spacing)
-    threshold = choose_threshold(labelled_tumours(splits["validation"], channels, spacing), spacing)
+    if junior.card["intensity"] != senior.card["intensity"]:
+        parser.error("the junior and the senior must share their intensity preprocessing")
+    spacing = senior.spacing
+    test = labelled_tumours(splits["test"], senior)
+    threshold = choose_threshold(labelled_tumours(splits["validation"], senior), spacing)
     result = evaluate({"junior": lambda case: model_mask(junior, case, spacing),
                        "senior": lambda case: model_mask(senior, case, spacing),
                        "intensity baseline": lambda case: baseline_mask(case, threshold, spacing)},

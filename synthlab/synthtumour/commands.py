@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 from synthlab import volume
-from synthlab.brain import read_entry
 from synthlab.datalist import read_datalist
 from synthlab.errors import InputError
 from synthlab.labels import write_labels
@@ -45,7 +44,7 @@ def run_evaluate(datalist: Path, report: Path, split: str, model_id: str | None,
 
     def labelled(split: str) -> list:
         entries = [e for e in splits[split] if e.get("label") and e.get("tumour", True)]
-        cases = [read_entry(e, model.channels, model.spacing, with_label=True) for e in entries]
+        cases = [model.read_entry(e, with_label=True) for e in entries]
         return [case for case in cases if case.label.any()]
 
     if split not in splits:

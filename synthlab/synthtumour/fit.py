@@ -52,6 +52,7 @@ class TumourFitOptions:
     accelerator: str = "auto"
     seed: int = 0
     model_id: str = "synthtumour-senior"
+    bias_correction: bool = True  # N4 before scaling (see synthlab.brain)
 
 
 def card_for(options: TumourFitOptions, stage: str) -> dict:
@@ -59,7 +60,8 @@ def card_for(options: TumourFitOptions, stage: str) -> dict:
             "method": "SynthTumour two-stage synthesis, no expert labels (METHODS.md §2)",
             "inputs": list(options.channels), "spacing": [options.spacing] * 3, "canvas_mm": CANVAS_MM,
             "patch": [options.patch] * 3, "filters": list(options.filters),
-            "intensity": {"kind": "brain z-score", "scale": "99th percentile inside the brain"},
+            "intensity": {"kind": "brain z-score", "scale": "99th percentile inside the brain",
+                          "bias_correction": "N4" if options.bias_correction else None},
             "labels": {"1": "Tumour"}}
 
 
@@ -68,7 +70,7 @@ def _read_split(entries: list[dict], options: TumourFitOptions, progress: StageP
     cases = []
     for index, entry in enumerate(entries):
         progress(index / max(1, len(entries)), f"reading {what} {index + 1}/{len(entries)}")
-        cases.append(read_entry(entry, options.channels, options.spacing))
+        cases.append(read_entry(entry, options.channels, options.spacing, bias_correction=options.bias_correction))
     return cases
 
 

@@ -17,7 +17,7 @@ from monai.inferers import sliding_window_inference
 from scipy import ndimage
 
 from synthlab import volume
-from synthlab.brain import BrainArrays, read_brain
+from synthlab.brain import BrainArrays, read_brain, read_entry
 from synthlab.device import autocast
 from synthlab.labels import LabelMap, Segment
 from synthlab.progress import StageProgress
@@ -45,6 +45,15 @@ class TumourModel(InferenceModel):
     @property
     def spacing(self) -> float:
         return float(self.card["spacing"][0])
+
+    @property
+    def bias_correction(self) -> bool:
+        """Whether the model was trained on N4-corrected images (and so must see them)."""
+        return self.card.get("intensity", {}).get("bias_correction") == "N4"
+
+    def read_entry(self, entry: dict, with_label: bool = False) -> BrainArrays:
+        """A datalist entry on this model's canvas, scaled as it was trained."""
+        return read_entry(entry, self.channels, self.spacing, with_label, self.bias_correction)
 
     @classmethod
     def from_weights(cls, weights: dict, card: dict, device: torch.device) -> TumourModel:
@@ -86,7 +95,7 @@ def segment_tumour(model: TumourModel, paths: dict[str, str | None], mask_path: 
     """Segment one case given as files (``flair`` and the model's other channels)."""
     progress(0.05, "reading " + ", ".join(model.channels))
     case = read_brain({k: str(v) for k, v in paths.items() if v}, model.channels, model.spacing,
-                      str(mask_path) if mask_path else None)
+                      str(mask_path) if mask_path else None, bias_correction=model.bias_correction)
     progress(0.3, f"segmenting on {model.device.type}")
     probability = model.segment_canvas(case)
     progress(0.8, "mapping onto the FLAIR grid")
