@@ -141,6 +141,8 @@ def test_training_runs_both_stages_and_resumes(brain_data, tumour_registry, tmp_
                  "--patch", "16", "--filters", "4,8,16", "--progress", "json"]
     other = synthlab(*arguments[:-2], "--filters", "8,16,32", "--junior-steps", "5")
     assert other.returncode == 2 and "resume with the same settings" in other.stderr
+    unprepared = synthlab(*arguments, "--no-bias-correction")
+    assert unprepared.returncode == 2 and "prepared with other intensity" in unprepared.stderr
     same = synthlab(*arguments, "--junior-steps", "3", "--senior-steps", "3")
     assert same.returncode == 0, same.stderr
     assert "junior already trained" in same.stdout and "senior already trained" in same.stdout

@@ -65,6 +65,18 @@ def card_for(options: TumourFitOptions, stage: str) -> dict:
             "labels": {"1": "Tumour"}}
 
 
+def _require_same_preprocessing(out: Path, options: TumourFitOptions) -> None:
+    """Refuse to resume a run whose images were prepared otherwise (channels, spacing, bias correction)."""
+    exported = out / "junior" / "junior.json"
+    if not exported.is_file():
+        return
+    before, now = json.loads(exported.read_text()), card_for(options, "junior")
+    differing = [key for key in ("inputs", "spacing", "intensity") if before.get(key) != now[key]]
+    if differing:
+        raise InputError("--out", f"holds a run whose images were prepared with other {', '.join(differing)}; "
+                                  "resume with the same settings or use a new folder")
+
+
 def _read_split(entries: list[dict], options: TumourFitOptions, progress: StageProgress, what: str
                 ) -> list[BrainArrays]:
     cases = []
@@ -133,6 +145,7 @@ def fit_synthtumour(healthy_datalist: Path, unlabelled_datalist: Path, out: Path
         raise InputError("--healthy", "has no training cases")
     if not unlabelled_entries:
         raise InputError("--unlabelled", "has no training cases")
+    _require_same_preprocessing(out, options)
     validation_entries = healthy_splits["validation"] or healthy_entries[-max(1, len(healthy_entries) // 5):]
     healthy = _read_split(healthy_entries, options, progress, "healthy brains")
     validation = shifted_validation(_read_split(validation_entries, options, progress, "validation brains"),

@@ -93,7 +93,8 @@ def remove_small_components(mask: np.ndarray, spacing, min_ml: float) -> tuple[n
 def segment_tumour(model: TumourModel, paths: dict[str, str | None], mask_path: str | None,
                    min_component_ml: float, progress: StageProgress) -> TumourResult:
     """Segment one case given as files (``flair`` and the model's other channels)."""
-    progress(0.05, "reading " + ", ".join(model.channels))
+    progress(0.05, "reading " + ", ".join(model.channels) + (" and removing the bias field"
+                                                              if model.bias_correction else ""))
     case = read_brain({k: str(v) for k, v in paths.items() if v}, model.channels, model.spacing,
                       str(mask_path) if mask_path else None, bias_correction=model.bias_correction)
     progress(0.3, f"segmenting on {model.device.type}")
