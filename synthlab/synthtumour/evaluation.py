@@ -1,11 +1,11 @@
 """Scoring tumour segmentations on labelled cases: the model(s) and the FLAIR intensity baseline.
 
 Whole tumour = every labelled voxel. Scores are computed on the model canvas
-(the same grid for every method): Dice and HD95 in mm, and the false islands (predicted
-components that miss the tumour): their volume, FLAIR z-score and depth inside the brain.
-The baseline thresholds the
-FLAIR z-score inside the brain; its threshold is the one with the best mean Dice on
-the validation cases (labelled phantom cases, which favours the baseline).
+(the same grid for every method, prepared as the model was trained, bias correction
+included): Dice and HD95 in mm, and the false islands (predicted components that miss
+the tumour): their volume, FLAIR z-score and depth inside the brain. The baseline
+thresholds the FLAIR z-score inside the brain; its threshold is the one with the best
+mean Dice on the validation cases (labelled phantom cases, which favours the baseline).
 """
 
 from __future__ import annotations

@@ -2,8 +2,10 @@
 
 ``out/junior`` and ``out/senior`` hold each stage's Lightning checkpoints; a stage whose
 exported weights already have the asked-for steps is not trained again (more steps resume
-it from ``last.ckpt``; ``--minutes`` counts a stage's training time across resumes), and
-pseudo labels are kept in ``out/pseudo_labels`` for as long as the junior is the same. The senior is exported as ``<model_id>`` with its card.
+it from ``last.ckpt``; ``--minutes`` limits each stage in this run only), and pseudo labels
+are kept in ``out/pseudo_labels`` for as long as the junior is the same. A folder keeps one
+image preparation (channels, spacing, bias correction). The senior is exported as
+``<model_id>`` with its card.
 """
 
 from __future__ import annotations
