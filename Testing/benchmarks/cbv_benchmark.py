@@ -5,6 +5,9 @@ the tumour ROI; see ``synthlab.hiersynth.evaluation``). Timing: one full-size ph
 brain (1 mm, 192^3) through ``synthlab cbv``'s pipeline (reading, canvas, slices,
 mapping back), for the first model.
 
+Reference rows ``truth blurred σ=S`` (``--blurred-truth S ...``, voxels): the true CBV itself under a
+Gaussian blur, scored the same way. They show which sharpness a model's scores correspond to.
+
     .venv/bin/python Testing/benchmarks/cbv_benchmark.py --datalist D/datalist.json \
         --model hiersynth=RUN/hiersynth.safetensors --model unet=RUN2/unet.safetensors ... --report R.json
 """
@@ -15,11 +18,27 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 from full_brain import time_full_brain
+from scipy import ndimage
 
 from synthlab.datalist import read_datalist
 from synthlab.hiersynth.commands import evaluate_models
+from synthlab.hiersynth.data import read_entry
+from synthlab.hiersynth.evaluation import cbv_metrics
 from synthlab.hiersynth.inference import CBVModel, synthesise_cbv
+
+
+def blurred_truth_scores(entries: list[dict], sigmas: list[float], spacing: float) -> dict[str, dict]:
+    """Mean metrics of the true CBV blurred by each σ (voxels), on the model canvas at ``spacing``."""
+    rows: dict[str, list[dict]] = {f"truth blurred σ={sigma:g}": [] for sigma in sigmas}
+    for entry in entries:
+        case = read_entry(entry, ["flair"], spacing)
+        for sigma, name in zip(sigmas, rows, strict=True):
+            blurred = ndimage.gaussian_filter(case.cbv, sigma) * case.brain.mask
+            rows[name].append(cbv_metrics(blurred, case.cbv, case.brain.mask, case.tumour))
+    return {name: {key: float(np.mean([row[key] for row in values if key in row]))
+                   for key in ("psnr", "mae", "ssim_brain", "ssim_tumour")} for name, values in rows.items()}
 
 
 def main() -> None:
@@ -29,6 +48,8 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--blurred-truth", type=float, nargs="*", default=[], metavar="SIGMA",
+                        help="also score the true CBV blurred by these σ (voxels)")
     parser.add_argument("--report", type=Path)
     args = parser.parse_args()
     models = {}
@@ -38,6 +59,7 @@ def main() -> None:
     entries = [entry for entry in read_datalist(args.datalist)[args.split] if entry.get("cbv")]
     result = evaluate_models(models, entries, lambda fraction, message: print(message, flush=True))
     first = next(iter(models.values()))
+    result["summary"].update(blurred_truth_scores(entries, args.blurred_truth, first.spacing))
     result.update(test_cases=len(entries), device=str(first.device),
                   steps={name: model.card["training"] for name, model in models.items()},
                   full_brain_1mm_seconds=time_full_brain(
