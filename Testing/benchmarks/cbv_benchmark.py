@@ -24,21 +24,18 @@ from scipy import ndimage
 
 from synthlab.datalist import read_datalist
 from synthlab.hiersynth.commands import evaluate_models
-from synthlab.hiersynth.data import read_entry
-from synthlab.hiersynth.evaluation import cbv_metrics
 from synthlab.hiersynth.inference import CBVModel, synthesise_cbv
 
 
-def blurred_truth_scores(entries: list[dict], sigmas: list[float], spacing: float) -> dict[str, dict]:
-    """Mean metrics of the true CBV blurred by each σ (voxels), on the model canvas at ``spacing``."""
-    rows: dict[str, list[dict]] = {f"truth blurred σ={sigma:g}": [] for sigma in sigmas}
-    for entry in entries:
-        case = read_entry(entry, ["flair"], spacing)
-        for sigma, name in zip(sigmas, rows, strict=True):
-            blurred = ndimage.gaussian_filter(case.cbv, sigma) * case.brain.mask
-            rows[name].append(cbv_metrics(blurred, case.cbv, case.brain.mask, case.tumour))
-    return {name: {key: float(np.mean([row[key] for row in values if key in row]))
-                   for key in ("psnr", "mae", "ssim_brain", "ssim_tumour")} for name, values in rows.items()}
+class BlurredTruth:
+    """A reference row for ``evaluate_models``: the true CBV under a Gaussian blur of ``sigma`` voxels, read on
+    the canvas of the model ``like`` (so it shares that model's reading of each case)."""
+
+    def __init__(self, sigma: float, like: CBVModel):
+        self.sigma, self.contrasts, self.spacing = sigma, like.contrasts, like.spacing
+
+    def synthesise_canvas(self, case) -> np.ndarray:
+        return ndimage.gaussian_filter(case.cbv, self.sigma) * case.brain.mask
 
 
 def main() -> None:
@@ -56,12 +53,12 @@ def main() -> None:
     for item in args.model:
         name, _, path = item.partition("=")
         models[name] = CBVModel.from_files(path, args.device)
-    entries = [entry for entry in read_datalist(args.datalist)[args.split] if entry.get("cbv")]
-    result = evaluate_models(models, entries, lambda fraction, message: print(message, flush=True))
     first = next(iter(models.values()))
-    result["summary"].update(blurred_truth_scores(entries, args.blurred_truth, first.spacing))
-    result.update(test_cases=len(entries), device=str(first.device),
-                  steps={name: model.card["training"] for name, model in models.items()},
+    steps = {name: model.card["training"] for name, model in models.items()}
+    references = {f"truth blurred σ={sigma:g}": BlurredTruth(sigma, first) for sigma in args.blurred_truth}
+    entries = [entry for entry in read_datalist(args.datalist)[args.split] if entry.get("cbv")]
+    result = evaluate_models(models | references, entries, lambda fraction, message: print(message, flush=True))
+    result.update(test_cases=len(entries), device=str(first.device), steps=steps,
                   full_brain_1mm_seconds=time_full_brain(
                       lambda paths, mask: synthesise_cbv(first, paths, mask, None, False, lambda *a, **k: None),
                       first.contrasts, args.repeats))
