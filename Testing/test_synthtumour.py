@@ -160,6 +160,19 @@ def test_training_runs_both_stages_and_resumes(brain_data, tumour_registry, tmp_
     assert "pseudo labels 1/5" in changed.stdout
     assert (out / "pseudo_labels" / "junior.sha256").read_text() != labels_before
 
+    def largest_change_from_junior() -> float:
+        junior, senior = (load_file(str(out / stage / f"{stage}.safetensors")) for stage in ("junior", "senior"))
+        return max(float((senior[key] - junior[key]).abs().max()) for key in junior)
+
+    assert largest_change_from_junior() > 0.1  # by default the senior starts from scratch
+    # Starting from the junior retrains the senior (not "already trained"), and one step moves it little.
+    started = synthlab(*arguments, "--junior-steps", "5", "--senior-steps", "1", "--senior-from-junior")
+    assert started.returncode == 0, started.stderr
+    assert "senior already trained" not in started.stdout
+    assert largest_change_from_junior() < 0.01
+    card = json.loads((out / "senior" / "senior.json").read_text())
+    assert card["training"]["started_from"] == str(out / "junior" / "junior.safetensors")
+
 
 def test_training_under_ddp_with_two_processes(brain_data, tmp_path):
     result = synthlab("train", "synthtumour", "--healthy", brain_data / "healthy.json", "--unlabelled",

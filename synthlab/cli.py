@@ -449,6 +449,8 @@ def train_synthtumour(
     model_id: Annotated[str, typer.Option("--model-id", help="Name of the exported senior.")] = "synthtumour-senior",
     bias_correction: Annotated[bool, typer.Option(help="Remove the receive bias field (N4) before scaling; "
                                                        "the card records it and inference does the same.")] = True,
+    senior_from_junior: Annotated[bool, typer.Option(help="Start the senior from the junior's weights "
+                                                          "instead of from scratch.")] = False,
     progress: ProgressOption = ProgressMode.bar,
 ):
     """Train the tumour segmenter by two-stage synthesis: junior, pseudo labels, senior (no expert labels)."""
@@ -470,7 +472,8 @@ def train_synthtumour(
         raise InputError("--filters", f"'{filters}': give at least two positive counts, e.g. 16,32,64,128")
     options = TumourFitOptions(names, spacing, patch, batch_size, junior_steps, senior_steps, minutes,
                                learning_rate, levels, devices=devices, accelerator=accelerator, seed=seed,
-                               model_id=model_id, bias_correction=bias_correction)
+                               model_id=model_id, bias_correction=bias_correction,
+                               senior_from_junior=senior_from_junior)
     with ProgressReporter(progress.value) as reporter:
         result = fit_synthtumour(healthy, unlabelled, out, options, reporter.stage("train synthtumour", 0.0, 1.0))
         if result:

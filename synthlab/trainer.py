@@ -95,10 +95,12 @@ def exported_steps(weights: Path) -> int:
     return int(json.loads(card.read_text()).get("training", {}).get("steps", 0))
 
 
-def forget_run_of_another_source(folder: Path, source: Path) -> None:
-    """A stage trained from other weights (another junior, another GSM) starts again from scratch."""
+def forget_run_of_another_source(folder: Path, source: Path, how: str = "") -> None:
+    """A stage trained from other weights (another junior, another GSM), or started another ``how``, starts
+    again from scratch."""
     marker = folder / "source.sha256"
-    if folder.exists() and (not marker.is_file() or marker.read_text() != sha256_of(source)):
+    expected = sha256_of(source) + (f" {how}" if how else "")
+    if folder.exists() and (not marker.is_file() or marker.read_text() != expected):
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    marker.write_text(sha256_of(source))
+    marker.write_text(expected)

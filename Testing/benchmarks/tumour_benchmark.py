@@ -6,7 +6,7 @@ split's tumour cases; the baseline threshold is chosen on the validation split's
 Timing: one full-size phantom brain (1 mm, 192^3) through ``synthlab tumour``'s pipeline.
 
     .venv/bin/python Testing/benchmarks/tumour_benchmark.py --datalist D/datalist.json \
-        --junior OUT/junior/junior.safetensors --senior OUT/synthtumour-senior.safetensors
+        --junior OUT/junior/junior.safetensors --senior OUT/synthtumour-senior.safetensors [OTHER/senior.safetensors ...]
 """
 
 from __future__ import annotations
@@ -31,22 +31,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datalist", type=Path, required=True)
     parser.add_argument("--junior", type=Path, required=True)
-    parser.add_argument("--senior", type=Path, required=True)
+    parser.add_argument("--senior", type=Path, required=True, nargs="+",
+                        help="one or more seniors (more than one: each row is named after its file)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--report", type=Path)
     args = parser.parse_args()
-    junior, senior = TumourModel.from_files(args.junior, args.device), TumourModel.from_files(args.senior, args.device)
-    splits = read_datalist(args.datalist)
-    if junior.card["intensity"] != senior.card["intensity"]:
-        parser.error("the junior and the senior must share their intensity preprocessing")
-    spacing = senior.spacing
+    junior = TumourModel.from_files(args.junior, args.device)
+    seniors = {("senior" if len(args.senior) == 1 else f"senior: {path.stem}"): TumourModel.from_files(path, args.device)
+               for path in args.senior}
+    senior = next(iter(seniors.values()))  # reads the cases and is timed
+    if any(junior.card["intensity"] != model.card["intensity"] for model in seniors.values()):
+        parser.error("the junior and the seniors must share their intensity preprocessing")
+    spacing, splits = senior.spacing, read_datalist(args.datalist)
     test = labelled_tumours(splits["test"], senior)
     threshold = choose_threshold(labelled_tumours(splits["validation"], senior), spacing)
-    result = evaluate({"junior": lambda case: model_mask(junior, case, spacing),
-                       "senior": lambda case: model_mask(senior, case, spacing),
-                       "intensity baseline": lambda case: baseline_mask(case, threshold, spacing)},
-                      test, spacing, lambda fraction, message: print(message, flush=True))
+    methods = {"junior": lambda case: model_mask(junior, case, spacing)}
+    methods.update({name: (lambda case, model=model: model_mask(model, case, spacing))
+                    for name, model in seniors.items()})
+    methods["intensity baseline"] = lambda case: baseline_mask(case, threshold, spacing)
+    result = evaluate(methods, test, spacing, lambda fraction, message: print(message, flush=True))
     result.update(baseline_threshold=threshold, test_cases=len(test), device=str(senior.device),
                   full_brain_1mm_seconds=time_full_brain(
                       lambda paths, mask: segment_tumour(senior, paths, mask, 0.5, lambda *a, **k: None),

@@ -26,7 +26,7 @@ from synthlab.errors import InputError
 from synthlab.progress import StageProgress
 from synthlab.registry import save_model, sha256_of
 from synthlab.synthtumour.inference import TumourModel
-from synthlab.synthtumour.network import FILTERS, exportable
+from synthlab.synthtumour.network import FILTERS, exportable, load_weights
 from synthlab.synthtumour.training import MixedTumours, SyntheticTumours, TumourSegModule, shifted_validation
 from synthlab.trainer import (
     best_network_weights,
@@ -55,6 +55,7 @@ class TumourFitOptions:
     seed: int = 0
     model_id: str = "synthtumour-senior"
     bias_correction: bool = True  # N4 before scaling (see synthlab.brain)
+    senior_from_junior: bool = False  # the senior starts from the junior's weights instead of from scratch
 
 
 def card_for(options: TumourFitOptions, stage: str) -> dict:
@@ -89,8 +90,9 @@ def _read_split(entries: list[dict], options: TumourFitOptions, progress: StageP
 
 
 def _train_stage(stage: str, out: Path, dataset, validation: list, options: TumourFitOptions, steps: int,
-                 progress: StageProgress) -> Path:
-    """Train one stage in ``out/<stage>`` (resuming), export its best weights; return the weights path."""
+                 progress: StageProgress, start_from: Path | None = None) -> Path:
+    """Train one stage in ``out/<stage>`` (resuming, else starting from ``start_from``'s weights when given),
+    export its best weights; return the weights path."""
     folder = out / stage
     weights = folder / f"{stage}.safetensors"
     if weights.is_file() and exported_steps(weights) >= steps:
@@ -103,10 +105,13 @@ def _train_stage(stage: str, out: Path, dataset, validation: list, options: Tumo
     loader = DataLoader(dataset, batch_size=options.batch_size, shuffle=False, drop_last=True)
     resume = resume_point(folder)
     require_same_settings(resume, module.hparams)
+    if start_from is not None and resume is None:
+        load_weights(module.network, load_file(str(start_from)))
     progress(0.0, f"training the {stage}" + (f" (resuming from {resume})" if resume else ""))
     trainer.fit(module, loader, DataLoader(validation, batch_size=1), ckpt_path=str(resume) if resume else None)
     if trainer.global_rank == 0:
-        card = {**card_for(options, stage), "training": {"steps": int(trainer.global_step)},
+        card = {**card_for(options, stage), "training": {"steps": int(trainer.global_step),
+                                                         "started_from": str(start_from) if start_from else None},
                 "metrics": {"shifted_validation_dice": float(best.best_model_score)
                             if best.best_model_score is not None else None}}
         save_model(exportable(best_network_weights(best, folder)), card, folder, stage)
@@ -160,9 +165,10 @@ def fit_synthtumour(healthy_datalist: Path, unlabelled_datalist: Path, out: Path
                           options.junior_steps, progress)
     tumours = _read_split(unlabelled_entries, options, progress, "unlabelled tumour images")
     _pseudo_labels(junior, tumours, out / "pseudo_labels", progress)
-    forget_run_of_another_source(out / "senior", junior)
+    forget_run_of_another_source(out / "senior", junior, "from the junior" if options.senior_from_junior else "")
     senior = _train_stage("senior", out, MixedTumours(tumours, healthy, patch, samples, options.seed + 1),
-                          validation, options, options.senior_steps, progress)
+                          validation, options, options.senior_steps, progress,
+                          start_from=junior if options.senior_from_junior else None)
     if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
         return {}
     card = json.loads(senior.with_suffix(".json").read_text())
