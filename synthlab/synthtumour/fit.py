@@ -165,10 +165,10 @@ def fit_synthtumour(healthy_datalist: Path, unlabelled_datalist: Path, out: Path
                           options.junior_steps, progress)
     tumours = _read_split(unlabelled_entries, options, progress, "unlabelled tumour images")
     _pseudo_labels(junior, tumours, out / "pseudo_labels", progress)
-    forget_run_of_another_source(out / "senior", junior, "from the junior" if options.senior_from_junior else "")
+    start_from = junior if options.senior_from_junior else None
+    forget_run_of_another_source(out / "senior", junior, "from the junior" if start_from else "")
     senior = _train_stage("senior", out, MixedTumours(tumours, healthy, patch, samples, options.seed + 1),
-                          validation, options, options.senior_steps, progress,
-                          start_from=junior if options.senior_from_junior else None)
+                          validation, options, options.senior_steps, progress, start_from)
     if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
         return {}
     card = json.loads(senior.with_suffix(".json").read_text())
