@@ -46,9 +46,8 @@ def main() -> None:
     spacing, splits = senior.spacing, read_datalist(args.datalist)
     test = labelled_tumours(splits["test"], senior)
     threshold = choose_threshold(labelled_tumours(splits["validation"], senior), spacing)
-    methods = {"junior": lambda case: model_mask(junior, case, spacing)}
-    methods.update({name: (lambda case, model=model: model_mask(model, case, spacing))
-                    for name, model in seniors.items()})
+    methods = {name: (lambda case, model=model: model_mask(model, case, spacing))
+               for name, model in {"junior": junior, **seniors}.items()}
     methods["intensity baseline"] = lambda case: baseline_mask(case, threshold, spacing)
     result = evaluate(methods, test, spacing, lambda fraction, message: print(message, flush=True))
     result.update(baseline_threshold=threshold, test_cases=len(test), device=str(senior.device),
