@@ -51,6 +51,22 @@ def test_hierarchical_output_is_the_global_base_plus_the_local_residual():
     assert GlobalSynthesis(6)(torch.randn(1, 6, 30, 30)).shape == (1, 1, 30, 30)  # any slice size
 
 
+def test_a_new_lsm_keeps_the_gsm_output_and_learns_a_residual():
+    torch.manual_seed(0)
+    module = CBVSynthModule("gsm-lsm", "local", in_channels=3)
+    image, cbv = torch.randn(2, 3, 32, 32), torch.rand(2, 1, 32, 32)
+    base, residual, output = module.generate(image)
+    assert torch.equal(residual, torch.zeros_like(residual)) and torch.equal(output, base)
+    first_layer = module.network.lsm.unet.conv_0.conv_0.conv.weight.detach().clone()
+    optimiser = torch.optim.Adam(module.trained_parameters(), lr=1e-2)
+    for _ in range(3):
+        optimiser.zero_grad()
+        torch.nn.functional.l1_loss(module.generate(image)[2], cbv).backward()
+        optimiser.step()
+    assert float(module.generate(image)[1].abs().mean()) > 1e-3
+    assert not torch.equal(module.network.lsm.unet.conv_0.conv_0.conv.weight, first_layer)  # not only the last layer
+
+
 def test_info_nce_rewards_matching_embeddings_and_ignores_same_level_keys():
     torch.manual_seed(0)
     keys = torch.nn.functional.normalize(torch.randn(6, 8), dim=1)

@@ -133,12 +133,15 @@ class GlobalSynthesis(nn.Module):
 
 
 class LocalSynthesis(nn.Module):
-    """The LSM: predicts the residual from the inputs and the GSM output."""
+    """The LSM: predicts the residual from the inputs and the GSM output. Its last convolution starts at zero,
+    so a new LSM returns the GSM's output unchanged and its training starts from the GSM's quality."""
 
     def __init__(self, in_channels: int, features: Sequence[int] = LSM_FEATURES):
         super().__init__()
         self.unet = BasicUNet(spatial_dims=2, in_channels=in_channels + 1, out_channels=1, features=tuple(features),
                               act=("LeakyReLU", {"negative_slope": 0.2}), norm=("instance", {"affine": True}))
+        nn.init.zeros_(self.unet.final_conv.weight)
+        nn.init.zeros_(self.unet.final_conv.bias)
 
     def forward(self, x: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
         return self.unet(torch.cat([x, base], 1))
