@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from synthlab.errors import InputError
 from synthlab.hiersynth.data import slice_stack
 from synthlab.hiersynth.evaluation import cbv_metrics
-from synthlab.hiersynth.fit import CBVFitOptions, fit_hiersynth, stage_budget
+from synthlab.hiersynth.fit import CBVFitOptions, fit_hiersynth, stage_budget, start_from
 from synthlab.hiersynth.inference import CBVModel
 from synthlab.hiersynth.losses import PerfusionContrast, info_nce
 from synthlab.hiersynth.networks import GlobalSynthesis, HierSynth, ModulatedConv2d, MonolithicUNet
@@ -65,6 +65,13 @@ def test_a_new_lsm_keeps_the_gsm_output_and_learns_a_residual():
         optimiser.step()
     assert float(module.generate(image)[1].abs().mean()) > 1e-3
     assert not torch.equal(module.network.lsm.unet.conv_0.conv_0.conv.weight, first_layer)  # not only the last layer
+    # The local stage takes the trained GSM from the global stage's weights, not that stage's untrained LSM.
+    global_stage = CBVSynthModule("gsm-lsm", "global", in_channels=3)
+    weights = {key: value + 0.5 for key, value in global_stage.network.state_dict().items()}
+    local_stage = CBVSynthModule("gsm-lsm", "local", in_channels=3)
+    start_from(local_stage, weights)
+    assert torch.equal(local_stage.network.gsm.encoder[0][0].weight, weights["gsm.encoder.0.0.weight"])
+    assert torch.equal(local_stage.generate(image)[1], torch.zeros(2, 1, 32, 32))
 
 
 def test_info_nce_rewards_matching_embeddings_and_ignores_same_level_keys():

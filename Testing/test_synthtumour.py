@@ -20,7 +20,7 @@ from synthlab.registry import Registry, entry_for
 from synthlab.synthtumour.inference import TumourModel
 from synthlab.synthtumour.shapes import VOLUME_ML, NoisySphere, draw_tumour_shape
 from synthlab.synthtumour.synthesis import SCALE_RANGES, SynthesiseTumourd, blurred_scaled, hard_scaled
-from synthlab.synthtumour.training import carve_mix
+from synthlab.synthtumour.training import MixedTumours, carve_mix
 
 COLIN27 = Path("/usr/share/mricron/templates/ch2.nii.gz")
 
@@ -108,6 +108,27 @@ def test_carve_mix_puts_the_tumour_in_the_healthy_brain_at_its_scale():
     assert mixed[0][label].mean() < 5  # on the healthy image's scale, not the tumour image's
 
 
+def test_senior_augmentation_varies_the_patches_and_keeps_the_label_on_the_tumour():
+    rng = np.random.default_rng(4)
+    brain, tumour_label = ball(), ball(radius=8)
+    image = np.where(brain, 1 + 0.1 * rng.standard_normal(brain.shape), 0) + 2 * tumour_label
+    canvas = sitk.Image(48, 48, 48, sitk.sitkFloat32)
+    tumour = BrainArrays(image[None].astype(np.float32), brain, canvas, tumour_label)
+
+    def patches(augment: bool) -> list[dict]:
+        dataset = MixedTumours([tumour], [], [32] * 3, samples=12, seed=1, augment=augment)
+        return [dataset[index] for index in range(12)]
+
+    plain, augmented = patches(False), patches(True)
+    assert all(p["image"].shape == a["image"].shape == (1, 32, 32, 32) for p, a in zip(plain, augmented, strict=True))
+    assert sum(not torch.equal(p["image"], a["image"]) for p, a in zip(plain, augmented, strict=True)) >= 6
+    for patch in augmented:
+        label = patch["label"][0] > 0
+        assert set(torch.unique(patch["label"]).tolist()) <= {0.0, 1.0}  # still a hard label
+        if label.sum() > 100:  # the label still sits on the bright tumour after the geometry changed
+            assert float(patch["image"][0][label].mean()) > float(patch["image"][0][~label].mean()) + 1
+
+
 def test_brain_mask_estimate_and_refusals(brain_data, tmp_path):
     case = json.loads((brain_data / "datalist.json").read_text())["training"][0]
     flair = sitk.ReadImage(str(brain_data / case["flair"]))
@@ -172,6 +193,11 @@ def test_training_runs_both_stages_and_resumes(brain_data, tumour_registry, tmp_
     assert largest_change_from_junior() < 0.01
     card = json.loads((out / "senior" / "senior.json").read_text())
     assert card["training"]["started_from"] == str(out / "junior" / "junior.safetensors")
+    assert card["training"]["augmented"] is False
+    augmented = synthlab(*arguments, "--junior-steps", "5", "--senior-steps", "1", "--senior-augmentation")
+    assert augmented.returncode == 0, augmented.stderr
+    assert "senior already trained" not in augmented.stdout  # another kind of senior: trained again
+    assert json.loads((out / "senior" / "senior.json").read_text())["training"]["augmented"] is True
 
 
 def test_training_under_ddp_with_two_processes(brain_data, tmp_path):

@@ -451,6 +451,8 @@ def train_synthtumour(
                                                        "the card records it and inference does the same.")] = True,
     senior_from_junior: Annotated[bool, typer.Option(help="Start the senior from the junior's weights "
                                                           "instead of from scratch.")] = False,
+    senior_augmentation: Annotated[bool, typer.Option(help="Augment the senior's patches (flips, rotations, "
+                                                           "scaling, gamma, noise).")] = False,
     progress: ProgressOption = ProgressMode.bar,
 ):
     """Train the tumour segmenter by two-stage synthesis: junior, pseudo labels, senior (no expert labels)."""
@@ -473,7 +475,7 @@ def train_synthtumour(
     options = TumourFitOptions(names, spacing, patch, batch_size, junior_steps, senior_steps, minutes,
                                learning_rate, levels, devices=devices, accelerator=accelerator, seed=seed,
                                model_id=model_id, bias_correction=bias_correction,
-                               senior_from_junior=senior_from_junior)
+                               senior_from_junior=senior_from_junior, senior_augmentation=senior_augmentation)
     with ProgressReporter(progress.value) as reporter:
         result = fit_synthtumour(healthy, unlabelled, out, options, reporter.stage("train synthtumour", 0.0, 1.0))
         if result:

@@ -85,6 +85,16 @@ def card_for(options: CBVFitOptions) -> dict:
             "synthetic": "synthetic CBV, not for diagnosis"}
 
 
+def start_from(module: CBVSynthModule, weights: dict[str, torch.Tensor]) -> None:
+    """Load the previous stage's weights. The local stage takes only the GSM: the LSM in the global stage's
+    export never trained, and a new LSM starts from its own initialisation (a zero residual)."""
+    if module.hparams.stage == "local":
+        module.network.gsm.load_state_dict({key.removeprefix("gsm."): value for key, value in weights.items()
+                                            if key.startswith("gsm.")})
+    else:
+        module.network.load_state_dict(weights)
+
+
 def _train_stage(stage: str, out: Path, source: Path | None, data: tuple, options: CBVFitOptions, steps: int,
                  minutes: float | None, progress: StageProgress) -> Path:
     folder = out / stage
@@ -98,7 +108,7 @@ def _train_stage(stage: str, out: Path, source: Path | None, data: tuple, option
     in_channels = len(options.contrasts) * (2 * options.neighbours + 1)
     module = CBVSynthModule(options.variant, stage, in_channels, options.learning_rate)
     if source is not None:
-        module.network.load_state_dict(load_file(str(source)))
+        start_from(module, load_file(str(source)))
     trainer, best = make_trainer(folder, steps * module.optimisers_per_batch, minutes, options.devices,
                                  options.accelerator, progress_bar=False, some_parameters_idle=True)
     training, validation = data

@@ -56,6 +56,7 @@ class TumourFitOptions:
     model_id: str = "synthtumour-senior"
     bias_correction: bool = True  # N4 before scaling (see synthlab.brain)
     senior_from_junior: bool = False  # the senior starts from the junior's weights instead of from scratch
+    senior_augmentation: bool = False  # nnU-Net-like augmentation of the senior's patches
 
 
 def card_for(options: TumourFitOptions, stage: str) -> dict:
@@ -111,7 +112,8 @@ def _train_stage(stage: str, out: Path, dataset, validation: list, options: Tumo
     trainer.fit(module, loader, DataLoader(validation, batch_size=1), ckpt_path=str(resume) if resume else None)
     if trainer.global_rank == 0:
         card = {**card_for(options, stage), "training": {"steps": int(trainer.global_step),
-                                                         "started_from": str(start_from) if start_from else None},
+                                                         "started_from": str(start_from) if start_from else None,
+                                                         "augmented": dataset.augment is not None},
                 "metrics": {"shifted_validation_dice": float(best.best_model_score)
                             if best.best_model_score is not None else None}}
         save_model(exportable(best_network_weights(best, folder)), card, folder, stage)
@@ -166,8 +168,11 @@ def fit_synthtumour(healthy_datalist: Path, unlabelled_datalist: Path, out: Path
     tumours = _read_split(unlabelled_entries, options, progress, "unlabelled tumour images")
     _pseudo_labels(junior, tumours, out / "pseudo_labels", progress)
     start_from = junior if options.senior_from_junior else None
-    forget_run_of_another_source(out / "senior", junior, "from the junior" if start_from else "")
-    senior = _train_stage("senior", out, MixedTumours(tumours, healthy, patch, samples, options.seed + 1),
+    how = [words for words, chosen in (("from the junior", start_from), ("augmented", options.senior_augmentation))
+           if chosen]
+    forget_run_of_another_source(out / "senior", junior, ", ".join(how))
+    senior = _train_stage("senior", out, MixedTumours(tumours, healthy, patch, samples, options.seed + 1,
+                                                      options.senior_augmentation),
                           validation, options, options.senior_steps, progress, start_from)
     if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
         return {}

@@ -4,6 +4,8 @@
 - Stage 2 (senior): real tumours carved into healthy brains with their pseudo labels
   (CarveMix-like: X = (M_i·X_i + (1 − M_i)·X_j)·brainmask_j on z-scored images,
   de-normalised to the healthy brain's statistics), plus the pseudo-labelled real images.
+  Optionally augmented like nnU-Net (flips, rotations and scaling, gamma, intensity, noise),
+  since the senior sees only a few dozen real tumours where the junior sees a new one every time.
 - Validation (both stages): healthy brains with distribution-shifted tumours (hard mask,
   scaled native texture), made once with a fixed seed.
 """
@@ -16,7 +18,15 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from monai.losses import DiceCELoss
-from monai.transforms import RandCropByPosNegLabeld
+from monai.transforms import (
+    Compose,
+    RandAdjustContrastd,
+    RandAffined,
+    RandCropByPosNegLabeld,
+    RandFlipd,
+    RandGaussianNoised,
+    RandScaleIntensityd,
+)
 from torch.utils.data import Dataset
 
 from synthlab.brain import BrainArrays, zscore_inside
@@ -25,15 +35,32 @@ from synthlab.synthtumour.network import FILTERS, segmenter
 from synthlab.synthtumour.synthesis import SynthesiseTumourd
 
 
+def augmentation(seed: int) -> Compose:
+    """nnU-Net-like patch augmentation: left–right flip, small rotations and scaling, gamma, intensity scale,
+    noise (the label follows the geometry, nearest neighbour)."""
+    keys = ["image", "label"]
+    transform = Compose([
+        RandFlipd(keys, prob=0.5, spatial_axis=2),
+        RandAffined(keys, prob=0.3, rotate_range=(0.2, 0.2, 0.2), scale_range=(0.1, 0.1, 0.1),
+                    mode=("bilinear", "nearest"), padding_mode="border"),
+        RandAdjustContrastd("image", prob=0.3, gamma=(0.7, 1.5)),
+        RandScaleIntensityd("image", factors=0.1, prob=0.3),
+        RandGaussianNoised("image", prob=0.2, std=0.1),
+    ])
+    transform.set_random_state(seed)
+    return transform
+
+
 class _PatchDataset(Dataset):
     """Shared by both stages: make an example (image, mask, label), z-score it, crop a patch around tumour
-    or brain (2:1)."""
+    or brain (2:1), augment it when ``augment``."""
 
-    def __init__(self, patch: Sequence[int], samples: int, seed: int):
+    def __init__(self, patch: Sequence[int], samples: int, seed: int, augment: bool = False):
         self.samples = samples
         self.crop = RandCropByPosNegLabeld(["image", "label"], "label", list(patch), pos=2, neg=1, num_samples=1,
                                            allow_smaller=True)
         self.crop.set_random_state(seed)
+        self.augment = augmentation(seed) if augment else None
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -46,7 +73,8 @@ class _PatchDataset(Dataset):
         image, mask, label = self.example(index)
         item = {"image": torch.from_numpy(zscore_inside(image, mask)),
                 "label": torch.from_numpy(label[None].astype(np.float32))}
-        return self.crop(item)[0]
+        patch = self.crop(item)[0]
+        return self.augment(patch) if self.augment is not None else patch
 
 
 class SyntheticTumours(_PatchDataset):
@@ -69,8 +97,8 @@ class MixedTumours(_PatchDataset):
     """Stage 2: half carved mixes (a pseudo-labelled tumour in a healthy brain), half real pseudo-labelled images."""
 
     def __init__(self, tumours: list[BrainArrays], healthy: list[BrainArrays], patch: Sequence[int], samples: int,
-                 seed: int = 0):
-        super().__init__(patch, samples, seed)
+                 seed: int = 0, augment: bool = False):
+        super().__init__(patch, samples, seed, augment)
         self.tumours = [case for case in tumours if case.label is not None and case.label.any()]
         self.healthy = healthy
         if not self.tumours:
