@@ -17,6 +17,7 @@ from synthlab.crossstitch import geometry, losses
 from synthlab.crossstitch.commands import run_register
 from synthlab.crossstitch.data import PERCENTILE_RANGE
 from synthlab.crossstitch.inference import LoadedModel, register_images
+from synthlab.crossstitch.instance import SegmentationGuide, refine_field
 from synthlab.crossstitch.networks import CONFIGURATIONS, CrossStitchUnit, JointNetwork
 from synthlab.errors import InputError
 
@@ -123,6 +124,26 @@ def test_edge_aware_smoothness_lets_the_field_bend_at_image_edges():
     at_edge[:, :, :, 16:] = 1.0
     in_flat[:, :, :, 8:] = 1.0
     assert losses.edge_aware_smoothness(at_edge, fixed) < 0.1 * losses.edge_aware_smoothness(in_flat, fixed)
+
+
+def test_segmentation_guided_instance_optimisation_moves_the_contour_onto_the_models_segmentation():
+    """Identical images give the photometric loss nothing to do; the model's own segmentation of the fixed
+    image, 4 voxels to the right of the moving contour, pulls the contour over."""
+    torch.manual_seed(0)
+    image = torch.rand(1, 1, 64, 64)
+    moving_organ, segmented = torch.zeros(1, 1, 64, 64), torch.zeros(1, 1, 64, 64)
+    moving_organ[..., 24:40, 20:36] = 1.0
+    segmented[..., 24:40, 24:40] = 1.0
+    warp = Warp(mode="bilinear", padding_mode="border")
+
+    def dice_after(guide):
+        field = refine_field(torch.zeros(1, 2, 64, 64), image, image.clone(), "ncc", 30, guide=guide)
+        warped = warp(moving_organ, field) > 0.5
+        return float(2 * (warped & (segmented > 0)).sum() / (warped.sum() + segmented.sum()))
+
+    unguided = dice_after(None)
+    guided = dice_after(SegmentationGuide(moving_organ, segmented))
+    assert unguided < 0.8 < guided
 
 
 def test_segmentation_loss_teaches_a_small_organ_beside_a_large_one():

@@ -224,8 +224,11 @@ def test_demo_propagates_contours_with_the_registered_model(contour_registry, tm
     assert (tmp_path / "demo" / "contour_propagation" / "daily_contours.seg.nrrd").is_file()
 
 
-def test_contour_in_a_sliding_window_with_instance_optimisation(contour_registry, pair, tmp_path):
-    result, out = contour(contour_registry, pair, tmp_path, "--window", 8, "--iterations", 2)
+@pytest.mark.parametrize("guidance", [[], ["--guided"]])
+def test_contour_in_a_sliding_window_with_instance_optimisation(contour_registry, pair, tmp_path, guidance):
+    result, out = contour(contour_registry, pair, tmp_path, "--window", 8, "--iterations", 2, "--progress", "json",
+                          *guidance)
+    assert ("guided by the model's segmentation" in result.stdout) == bool(guidance)
     assert result.returncode == 0, result.stderr[-2000:]
     today = read_labels(out)
     assert volume.same_grid(today.image, volume.read_image(pair["fixed"]))
@@ -237,6 +240,7 @@ def test_contour_in_a_sliding_window_with_instance_optimisation(contour_registry
     (["contour", "--organ-map", "nonsense"], "--organ-map: use SEGMENT=ORGAN pairs"),
     (["contour", "--organ-map", "nope=prostate"], "--organ-map: no planning segment named 'nope'"),
     (["contour", "--organ-map", "bladder=femur"], "--organ-map: 'femur' is not an organ of this model"),
+    (["contour", "--guided", "--iterations", "0"], "--guided: guides instance optimisation: give --iterations"),
     (["register", "--out-field", "{tmp}/field.png"], "--out-field: a displacement field needs"),
     (["register", "--model", "optimisation-only", "--moving", str(BRAINWEB / "BrainProtonDensitySlice.png")],
      "--moving: is 2D but --fixed is 3D"),

@@ -170,6 +170,8 @@ DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or 
 IterationsOption = Annotated[int | None, typer.Option("--iterations", help="Instance optimisation: gradient steps "
                                                           "a pyramid level on this pair (0: off; default: the "
                                                           "model card's).")]
+GuidedOption = Annotated[bool, typer.Option("--guided", help="Instance optimisation also pulls the contours towards "
+                                                             "the joint model's own segmentation of the daily CT.")]
 WindowOption = Annotated[int | None, typer.Option("--window", help="Sliding-window side in model voxels "
                                                                   "(default: the whole region at once).")]
 
@@ -194,7 +196,7 @@ def contour(
     organ_map: Annotated[str | None, typer.Option("--organ-map", help="Planning segment -> model organ, e.g. "
                                                   "'SV=seminal vesicles,Blase=bladder'.")] = None,
     model: ModelOption = None, device: DeviceOption = "auto", iterations: IterationsOption = None,
-    window: WindowOption = None, progress: ProgressOption = ProgressMode.bar,
+    window: WindowOption = None, guided: GuidedOption = False, progress: ProgressOption = ProgressMode.bar,
 ):
     """Propagate planning contours to today's CT (cross-stitch registration + segmentation)."""
     from synthlab.crossstitch.commands import run_contour
@@ -202,7 +204,7 @@ def contour(
     with ProgressReporter(progress.value) as reporter:
         result = run_contour(fixed, moving, moving_labels, out_labels, out_field, out_warped, out_segmentation,
                              reference_labels, out_metrics, parse_organ_map(organ_map), model, device, iterations,
-                             window, reporter.stage("contour", 0.0, 1.0))
+                             window, reporter.stage("contour", 0.0, 1.0), guided)
         reporter.update("done", 1.0, f"wrote {out_labels}", result=result)
     for line in result.get("summary", []):
         typer.echo(line, err=progress.value == "json")
@@ -292,14 +294,14 @@ def evaluate_contour(
     report: Annotated[Path, typer.Option("--report", help="JSON report: per pair and mean per organ.")],
     split: Annotated[str, typer.Option("--split", help="Datalist section to score.")] = "test",
     model: ModelOption = None, device: DeviceOption = "auto", iterations: IterationsOption = None,
-    progress: ProgressOption = ProgressMode.bar,
+    guided: GuidedOption = False, progress: ProgressOption = ProgressMode.bar,
 ):
     """Per-organ Dice, mean surface distance and HD95 (mm), and folding, of propagated contours."""
     from synthlab.crossstitch.commands import run_evaluate
 
     with ProgressReporter(progress.value) as reporter:
         summary = run_evaluate(datalist, report, split, model, device, iterations,
-                               reporter.stage("evaluate contour", 0.0, 1.0))
+                               reporter.stage("evaluate contour", 0.0, 1.0), guided)
         reporter.update("done", 1.0, f"wrote {report}", result={"report": str(report)})
     typer.echo(json.dumps(summary, indent=2), err=progress.value == "json")
 

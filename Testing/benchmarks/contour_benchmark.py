@@ -111,6 +111,8 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--pairs", type=int, default=None, help="score only the first N pairs")
     parser.add_argument("--iterations", type=int, default=0, help="instance optimisation steps for the models")
+    parser.add_argument("--guided", action="store_true",
+                        help="instance optimisation guided by the joint model's own segmentation")
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--report", type=Path, required=True)
     parser.add_argument("--daily-noise", type=float, default=0.0, help="added noise SD on the daily CT (HU)")
@@ -134,7 +136,8 @@ def main() -> None:
         for name in methods + list(models):
             started = time.perf_counter()
             if name in models:
-                result = propagate_contours(models[name], fixed, moving, labels, iterations=arguments.iterations)
+                result = propagate_contours(models[name], fixed, moving, labels, iterations=arguments.iterations,
+                                            guided=arguments.guided)
                 contours, field = result.contours, result.field
             else:
                 contours, field = run_baseline(name, fixed, moving, labels)

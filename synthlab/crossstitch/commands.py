@@ -32,7 +32,7 @@ from synthlab.registry import Registry
 def run_contour(fixed_path: Path, moving_path: Path, labels_path: Path, out_labels: Path, out_field: Path | None,
                 out_warped: Path | None, out_segmentation: Path | None, reference_path: Path | None,
                 out_metrics: Path | None, organ_map: Mapping[str, str], model_id: str | None, device: str,
-                iterations: int | None, window: int | None, progress: StageProgress) -> dict:
+                iterations: int | None, window: int | None, progress: StageProgress, guided: bool = False) -> dict:
     volume.check_outputs({"--fixed": fixed_path, "--moving": moving_path, "--moving-labels": labels_path,
                     "--reference-labels": reference_path},
                    {"--out-labels": out_labels, "--out-field": out_field, "--out-warped": out_warped,
@@ -49,7 +49,7 @@ def run_contour(fixed_path: Path, moving_path: Path, labels_path: Path, out_labe
         raise InputError("--out-field", f"model '{model.model_id}' predicts no displacement field")
     started = time.perf_counter()
     result = propagate_contours(model, fixed, moving, labels, organ_map, iterations, window,
-                                warp_ct=out_warped is not None, progress=progress)
+                                warp_ct=out_warped is not None, guided=guided, progress=progress)
     seconds = time.perf_counter() - started
     metrics = contour_metrics(result.contours, reference, result.field, organ_map) if reference is not None else None
     progress(0.95, "writing outputs")
@@ -102,7 +102,8 @@ def run_register(fixed_path: Path, moving_path: Path, out_warped: Path, out_fiel
     return {**written, "model": model_name, "seconds": round(seconds, 2)}
 
 
-def evaluate_pairs(model: LoadedModel, entries: list[dict], iterations: int | None, progress: StageProgress) -> dict:
+def evaluate_pairs(model: LoadedModel, entries: list[dict], iterations: int | None, progress: StageProgress,
+                   guided: bool = False) -> dict:
     """Propagate and score every (fixed, moving) pair; per-pair reports and their summary."""
     reports = []
     for index, entry in enumerate(entries):
@@ -111,7 +112,7 @@ def evaluate_pairs(model: LoadedModel, entries: list[dict], iterations: int | No
         moving = volume.read_image(entry["moving"], "moving")
         labels = read_labels(entry["moving_labels"], "moving_labels")
         started = time.perf_counter()
-        result = propagate_contours(model, fixed, moving, labels, iterations=iterations)
+        result = propagate_contours(model, fixed, moving, labels, iterations=iterations, guided=guided)
         seconds = time.perf_counter() - started
         report = contour_metrics(result.contours, read_labels(entry["fixed_labels"], "fixed_labels"), result.field)
         reports.append({"fixed": entry["fixed"], "seconds": round(seconds, 3), **report})
@@ -121,14 +122,14 @@ def evaluate_pairs(model: LoadedModel, entries: list[dict], iterations: int | No
 
 
 def run_evaluate(datalist: Path, report: Path, split: str, model_id: str | None, device: str, iterations: int | None,
-                 progress: StageProgress) -> dict:
+                 progress: StageProgress, guided: bool = False) -> dict:
     entries = read_datalist(datalist).get(split)
     if not entries:
         raise InputError("--split", f"the datalist has no '{split}' pairs")
     missing = [key for key in ("fixed", "moving", "moving_labels", "fixed_labels") if key not in entries[0]]
     if missing:
         raise InputError("--datalist", f"contour evaluation needs {', '.join(missing)} in every pair")
-    result = evaluate_pairs(load_model("contour", model_id, device), entries, iterations, progress)
+    result = evaluate_pairs(load_model("contour", model_id, device), entries, iterations, progress, guided)
     with volume.atomic_output(report) as temporary:
         temporary.write_text(json.dumps(result, indent=2) + "\n")
     return result["summary"]

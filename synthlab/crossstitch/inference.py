@@ -25,7 +25,7 @@ from monai.inferers import sliding_window_inference
 from synthlab import volume
 from synthlab.crossstitch import geometry
 from synthlab.crossstitch.data import PERCENTILE_RANGE, PairArrays, match_organs, pair_on_grid, require_ct
-from synthlab.crossstitch.instance import refine_field
+from synthlab.crossstitch.instance import SegmentationGuide, refine_field
 from synthlab.crossstitch.networks import FILTERS, SIZE_MULTIPLE, JointNetwork
 from synthlab.device import autocast, resolve_device
 from synthlab.errors import InputError
@@ -101,11 +101,18 @@ def predict(model: LoadedModel, pair: PairArrays, window: int | None = None) -> 
     return result
 
 
-def refine(ddf: np.ndarray, pair: PairArrays, device: torch.device, photometric: str, iterations: int) -> np.ndarray:
-    """Instance optimisation of the field on this pair (see :mod:`instance`)."""
+def refine(ddf: np.ndarray, pair: PairArrays, device: torch.device, photometric: str, iterations: int,
+           probabilities: np.ndarray | None = None) -> np.ndarray:
+    """Instance optimisation of the field on this pair (see :mod:`instance`), guided by the model's own
+    organ ``probabilities`` on the fixed image (background first) when given."""
+    guide = None
+    if probabilities is not None:
+        contoured = [index for index, organ in enumerate(pair.moving_organs) if organ.any()]
+        guide = SegmentationGuide(_tensor(pair.moving_organs[contoured], device),
+                                  _tensor(probabilities[1:][contoured], device))
     with torch.enable_grad():
         field = refine_field(torch.from_numpy(ddf)[None].to(device), _tensor(pair.fixed[None], device),
-                             _tensor(pair.moving[None], device), photometric, iterations)
+                             _tensor(pair.moving[None], device), photometric, iterations, guide=guide)
     return field[0].cpu().numpy()
 
 
@@ -130,12 +137,14 @@ def _require_dimension(model: LoadedModel, image: sitk.Image, name: str) -> None
 
 
 def _final_field(model: LoadedModel, ddf: np.ndarray, pair: PairArrays, fixed: sitk.Image, iterations: int | None,
-                 progress: StageProgress, at: float) -> sitk.Image:
-    """The network's field, refined on this pair when asked (or by the card), on the fixed grid (ITK)."""
+                 progress: StageProgress, at: float, probabilities: np.ndarray | None = None) -> sitk.Image:
+    """The network's field, refined on this pair when asked (or by the card), guided by the model's own
+    segmentation when given, on the fixed grid (ITK)."""
     iterations = model.iterations(iterations)
     if iterations:
-        progress(at, f"instance optimisation ({iterations} steps a level)")
-        ddf = refine(ddf, pair, model.device, model.card.get("photometric", "ncc"), iterations)
+        guided = ", guided by the model's segmentation" if probabilities is not None else ""
+        progress(at, f"instance optimisation ({iterations} steps a level{guided})")
+        ddf = refine(ddf, pair, model.device, model.card.get("photometric", "ncc"), iterations, probabilities)
     return geometry.field_on_fixed_grid(pair.grid.field_to_mm(ddf), fixed)
 
 
@@ -185,8 +194,10 @@ def _warped_result(fixed: sitk.Image, moving: sitk.Image, field: sitk.Image, pro
 
 def propagate_contours(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image, moving_labels: LabelMap,
                        organ_map: Mapping[str, str] | None = None, iterations: int | None = None, window: int | None = None,
-                       warp_ct: bool = False, progress: StageProgress | None = None) -> ContourResult:
-    """Today's contours: the planning contours warped onto the daily CT by the predicted field."""
+                       warp_ct: bool = False, guided: bool = False, progress: StageProgress | None = None
+                       ) -> ContourResult:
+    """Today's contours: the planning contours warped onto the daily CT by the predicted field (its instance
+    optimisation ``guided`` by the joint model's own segmentation when asked)."""
     progress = progress or (lambda *args, **kwargs: None)
     for name, image in (("--fixed", fixed), ("--moving", moving), ("--moving-labels", moving_labels.image)):
         _require_dimension(model, image, name)
@@ -197,6 +208,10 @@ def propagate_contours(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image
     for segment in moving_labels.segments:
         if segment.value not in moving_labels.present_values():
             raise InputError("--moving-labels", f"segment '{segment.name}' is empty")
+    if guided and not (model.network.predicts_field and model.network.predicts_segmentation):
+        raise InputError("--guided", f"model '{model.model_id}' is not a joint registration + segmentation model")
+    if guided and not model.iterations(iterations):
+        raise InputError("--guided", "guides instance optimisation: give --iterations above 0")
     organs = model.card["organs"]
     progress(0.05, "resampling onto the model grid")
     pair = pair_on_grid(fixed, moving, model.card["spacing"], model.card["intensity"], organs, moving_labels,
@@ -209,7 +224,8 @@ def propagate_contours(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image
     if "ddf" not in output:
         progress(0.9, "segmentation-only model: the contours are its segmentation")
         return ContourResult(segmentation, None, None, segmentation)
-    field = _final_field(model, output["ddf"], pair, fixed, iterations, progress, 0.4)
+    guide = output.get("probabilities") if guided else None
+    field = _final_field(model, output["ddf"], pair, fixed, iterations, progress, 0.4, guide)
     progress(0.75, "warping the planning contours")
     values = [segment.value for segment in moving_labels.segments]
     contours = LabelMap(geometry.warp_labels(moving_labels.image, values, fixed, field),

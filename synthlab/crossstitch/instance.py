@@ -3,11 +3,17 @@
 Two stages on an image pyramid: an affine correction (coarse levels; it catches
 set-up shifts and rotations beyond the network's reach), then the dense field
 itself (finer levels) under the photometric loss plus edge-aware smoothness.
+A joint model can guide both stages with its own segmentation of the fixed image:
+a Dice term between the warped moving contours and that segmentation, as the
+training loss does with the true fixed contours.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+from monai.losses import DiceLoss
 from monai.networks.blocks import Warp
 from torch.nn import functional
 
@@ -41,38 +47,58 @@ def _resize(field: torch.Tensor, shape: tuple[int, ...], factor: float) -> torch
     return functional.interpolate(field, size=shape, mode=mode, align_corners=False) * factor
 
 
+@dataclass
+class SegmentationGuide:
+    """The moving contours and the joint model's probabilities for the same organs on the fixed image
+    (batch 1, one channel an organ, no background)."""
+
+    moving_organs: torch.Tensor
+    fixed_probabilities: torch.Tensor
+    weight: float = 1.0
+
+
 def refine_field(field: torch.Tensor, fixed: torch.Tensor, moving: torch.Tensor, photometric: str,
-                 iterations: int, smoothness: float = 1.0) -> torch.Tensor:
+                 iterations: int, smoothness: float = 1.0, guide: SegmentationGuide | None = None) -> torch.Tensor:
     """Improve ``field`` (batch 1, voxels, tensor order) for this (fixed, moving) pair."""
     dims = fixed.dim() - 2
-    loss_of = losses.PhotometricLoss(photometric, dims)
+    photometric_loss = losses.PhotometricLoss(photometric, dims)
+    overlap = DiceLoss(smooth_nr=1e-5, smooth_dr=1e-5)
     warp = Warp(mode="bilinear", padding_mode="border")
     pool = functional.avg_pool3d if dims == 3 else functional.avg_pool2d
     full = tuple(fixed.shape[2:])
 
-    def pyramid(factor: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return (pool(fixed, factor), pool(moving, factor)) if factor > 1 else (fixed, moving)
+    full_size = {"fixed": fixed, "moving": moving}
+    if guide is not None:
+        full_size.update(probabilities=guide.fixed_probabilities, organs=guide.moving_organs)
+
+    def pyramid(factor: int) -> dict[str, torch.Tensor]:
+        return {name: pool(image, factor) for name, image in full_size.items()} if factor > 1 else full_size
+
+    def loss_of(ddf: torch.Tensor, images: dict[str, torch.Tensor]) -> torch.Tensor:
+        loss = photometric_loss(warp(images["moving"], ddf), images["fixed"])
+        if guide is not None:
+            loss = loss + guide.weight * overlap(warp(images["organs"], ddf), images["probabilities"])
+        return loss
 
     theta = torch.cat([torch.eye(dims), torch.zeros(dims, 1)], dim=1).to(fixed).requires_grad_(True)
     optimiser = torch.optim.Adam([theta], lr=0.01)
     for factor in _levels(AFFINE_LEVELS, full):
-        small_fixed, small_moving = pyramid(factor)
-        shape = tuple(small_fixed.shape[2:])
+        images = pyramid(factor)
+        shape = tuple(images["fixed"].shape[2:])
         base = _resize(field, shape, 1 / factor)
         for _ in range(iterations):
             optimiser.zero_grad()
-            loss_of(warp(small_moving, base + affine_field(theta, shape)), small_fixed).backward()
+            loss_of(base + affine_field(theta, shape), images).backward()
             optimiser.step()
     field = field + affine_field(theta.detach(), full)
     for factor in _levels(DENSE_LEVELS, full):
-        small_fixed, small_moving = pyramid(factor)
-        shape = tuple(small_fixed.shape[2:])
+        images = pyramid(factor)
+        shape = tuple(images["fixed"].shape[2:])
         parameter = _resize(field, shape, 1 / factor).detach().requires_grad_(True)
         optimiser = torch.optim.Adam([parameter], lr=0.1)
         for _ in range(iterations):
             optimiser.zero_grad()
-            loss = (loss_of(warp(small_moving, parameter), small_fixed)
-                    + smoothness * losses.edge_aware_smoothness(parameter, small_fixed))
+            loss = loss_of(parameter, images) + smoothness * losses.edge_aware_smoothness(parameter, images["fixed"])
             loss.backward()
             optimiser.step()
         field = _resize(parameter.detach(), full, factor)
