@@ -20,7 +20,7 @@ from synthlab.registry import Registry, entry_for
 from synthlab.synthtumour.inference import TumourModel
 from synthlab.synthtumour.shapes import VOLUME_ML, NoisySphere, draw_tumour_shape
 from synthlab.synthtumour.synthesis import SCALE_RANGES, SynthesiseTumourd, blurred_scaled, hard_scaled
-from synthlab.synthtumour.training import MixedTumours, carve_mix
+from synthlab.synthtumour.training import MixedTumours, SyntheticTumours, carve_mix
 
 COLIN27 = Path("/usr/share/mricron/templates/ch2.nii.gz")
 
@@ -147,6 +147,24 @@ def tumour_case(brain_data) -> dict:
     return {key: brain_data / entry[key] for key in ("flair", "t1", "t2", "mask")}
 
 
+def test_senior_data_can_mix_in_stage1_tumours():
+    rng = np.random.default_rng(5)
+    brain, tumour_label = ball(), ball(radius=8)
+    image = np.where(brain, 1 + 0.1 * rng.standard_normal(brain.shape), 0) + 2 * tumour_label
+    canvas = sitk.Image(48, 48, 48, sitk.sitkFloat32)
+    tumour = BrainArrays(image[None].astype(np.float32), brain, canvas, tumour_label)
+    healthy = BrainArrays(np.where(brain, 1 + 0.1 * rng.standard_normal(brain.shape), 0)[None].astype(np.float32),
+                          brain, canvas)
+    stage1 = SyntheticTumours([healthy], ("flair",), 6.0, [32] * 3, samples=40, seed=2)
+
+    def stage1_share(fraction: float) -> float:
+        dataset = MixedTumours([tumour], [], [32] * 3, samples=40, seed=1, stage1=stage1, stage1_fraction=fraction)
+        return float(np.mean([not np.array_equal(dataset.example(index)[2], tumour_label) for index in range(40)]))
+
+    assert stage1_share(0.0) == 0.0
+    assert 0.3 <= stage1_share(0.5) <= 0.7
+
+
 def test_training_runs_both_stages_and_resumes(brain_data, tumour_registry, tmp_path):
     trained = Path(tumour_registry).parent
     assert (trained / "junior" / "junior.safetensors").is_file() and (trained / "senior" / "senior.safetensors").is_file()
@@ -194,10 +212,12 @@ def test_training_runs_both_stages_and_resumes(brain_data, tumour_registry, tmp_
     card = json.loads((out / "senior" / "senior.json").read_text())
     assert card["training"]["started_from"] == str(out / "junior" / "junior.safetensors")
     assert card["training"]["augmented"] is False
-    augmented = synthlab(*arguments, "--junior-steps", "5", "--senior-steps", "1", "--senior-augmentation")
+    augmented = synthlab(*arguments, "--junior-steps", "5", "--senior-steps", "1", "--senior-augmentation",
+                         "--senior-stage1", "0.5")
     assert augmented.returncode == 0, augmented.stderr
     assert "senior already trained" not in augmented.stdout  # another kind of senior: trained again
-    assert json.loads((out / "senior" / "senior.json").read_text())["training"]["augmented"] is True
+    training = json.loads((out / "senior" / "senior.json").read_text())["training"]
+    assert training["augmented"] is True and training["stage1_fraction"] == 0.5
 
 
 def test_training_under_ddp_with_two_processes(brain_data, tmp_path):
@@ -373,6 +393,7 @@ def test_demo_segments_the_tumour_with_the_registered_model(tumour_registry, tmp
     (["--filters", "16"], "--filters: '16': give at least two positive counts"),
     (["--filters", "a,b"], "--filters: 'a,b': give at least two positive counts"),
     (["--junior-steps", "0"], "--junior-steps: must be at least 1"),
+    (["--senior-stage1", "1"], "--senior-stage1: must be at least 0 and below 1"),
 ])
 def test_bad_training_options_get_one_line(brain_data, tmp_path, arguments, message):
     result = synthlab("train", "synthtumour", "--healthy", brain_data / "healthy.json", "--unlabelled",

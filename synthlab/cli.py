@@ -455,6 +455,9 @@ def train_synthtumour(
                                                           "instead of from scratch.")] = False,
     senior_augmentation: Annotated[bool, typer.Option(help="Augment the senior's patches (flips, rotations, "
                                                            "scaling, gamma, noise).")] = False,
+    senior_stage1: Annotated[float, typer.Option("--senior-stage1", help="Share of the senior's examples that are "
+                                                 "stage-1 synthetic tumours, as the junior's (0: the paper's "
+                                                 "senior).")] = 0.0,
     progress: ProgressOption = ProgressMode.bar,
 ):
     """Train the tumour segmenter by two-stage synthesis: junior, pseudo labels, senior (no expert labels)."""
@@ -468,6 +471,8 @@ def train_synthtumour(
         raise InputError("--channels", f"'{channels}': FLAIR first, then any of t1, t2 (e.g. flair,t2)")
     if patch % 8:
         raise InputError("--patch", "must be a multiple of 8")
+    if not 0 <= senior_stage1 < 1:
+        raise InputError("--senior-stage1", f"must be at least 0 and below 1 (got {senior_stage1})")
     try:
         levels = tuple(int(value) for value in filters.split(","))
     except ValueError:
@@ -477,7 +482,8 @@ def train_synthtumour(
     options = TumourFitOptions(names, spacing, patch, batch_size, junior_steps, senior_steps, minutes,
                                learning_rate, levels, devices=devices, accelerator=accelerator, seed=seed,
                                model_id=model_id, bias_correction=bias_correction,
-                               senior_from_junior=senior_from_junior, senior_augmentation=senior_augmentation)
+                               senior_from_junior=senior_from_junior, senior_augmentation=senior_augmentation,
+                               senior_stage1_fraction=senior_stage1)
     with ProgressReporter(progress.value) as reporter:
         result = fit_synthtumour(healthy, unlabelled, out, options, reporter.stage("train synthtumour", 0.0, 1.0))
         if result:

@@ -57,6 +57,7 @@ class TumourFitOptions:
     bias_correction: bool = True  # N4 before scaling (see synthlab.brain)
     senior_from_junior: bool = False  # the senior starts from the junior's weights instead of from scratch
     senior_augmentation: bool = False  # nnU-Net-like augmentation of the senior's patches
+    senior_stage1_fraction: float = 0.0  # share of the senior's examples that are stage-1 synthetic tumours
 
 
 def card_for(options: TumourFitOptions, stage: str) -> dict:
@@ -113,7 +114,9 @@ def _train_stage(stage: str, out: Path, dataset, validation: list, options: Tumo
     if trainer.global_rank == 0:
         card = {**card_for(options, stage), "training": {"steps": int(trainer.global_step),
                                                          "started_from": str(start_from) if start_from else None,
-                                                         "augmented": dataset.augment is not None},
+                                                         "augmented": dataset.augment is not None,
+                                                         "stage1_fraction": getattr(dataset, "stage1_fraction",
+                                                                                    1.0)},
                 "metrics": {"shifted_validation_dice": float(best.best_model_score)
                             if best.best_model_score is not None else None}}
         save_model(exportable(best_network_weights(best, folder)), card, folder, stage)
@@ -162,17 +165,20 @@ def fit_synthtumour(healthy_datalist: Path, unlabelled_datalist: Path, out: Path
     patch = [options.patch] * 3
     samples = max(16 * options.batch_size, len(healthy))
 
-    junior = _train_stage("junior", out, SyntheticTumours(healthy, options.channels, options.spacing, patch,
-                                                          samples, options.seed), validation, options,
-                          options.junior_steps, progress)
+    def stage1(seed: int) -> SyntheticTumours:
+        return SyntheticTumours(healthy, options.channels, options.spacing, patch, samples, seed)
+
+    junior = _train_stage("junior", out, stage1(options.seed), validation, options, options.junior_steps, progress)
     tumours = _read_split(unlabelled_entries, options, progress, "unlabelled tumour images")
     _pseudo_labels(junior, tumours, out / "pseudo_labels", progress)
     start_from = junior if options.senior_from_junior else None
-    how = [words for words, chosen in (("from the junior", start_from), ("augmented", options.senior_augmentation))
-           if chosen]
+    how = [words for words, chosen in (("from the junior", start_from), ("augmented", options.senior_augmentation),
+                                       (f"{options.senior_stage1_fraction:.0%} stage-1 examples",
+                                        options.senior_stage1_fraction)) if chosen]
     forget_run_of_another_source(out / "senior", junior, ", ".join(how))
     senior = _train_stage("senior", out, MixedTumours(tumours, healthy, patch, samples, options.seed + 1,
-                                                      options.senior_augmentation),
+                                                      options.senior_augmentation, stage1(options.seed + 2),
+                                                      options.senior_stage1_fraction),
                           validation, options, options.senior_steps, progress, start_from)
     if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
         return {}

@@ -5,7 +5,8 @@
   (CarveMix-like: X = (M_i·X_i + (1 − M_i)·X_j)·brainmask_j on z-scored images,
   de-normalised to the healthy brain's statistics), plus the pseudo-labelled real images.
   Optionally augmented like nnU-Net (flips, rotations and scaling, gamma, intensity, noise),
-  since the senior sees only a few dozen real tumours where the junior sees a new one every time.
+  since the senior sees only a few dozen real tumours where the junior sees a new one every time,
+  or mixed with a share of stage-1 examples.
 - Validation (both stages): healthy brains with distribution-shifted tumours (hard mask,
   scaled native texture), made once with a fixed seed.
 """
@@ -94,18 +95,23 @@ class SyntheticTumours(_PatchDataset):
 
 
 class MixedTumours(_PatchDataset):
-    """Stage 2: half carved mixes (a pseudo-labelled tumour in a healthy brain), half real pseudo-labelled images."""
+    """Stage 2: half carved mixes (a pseudo-labelled tumour in a healthy brain), half real pseudo-labelled images;
+    optionally a share ``stage1_fraction`` of stage-1 examples from ``stage1`` (the junior's data) in between."""
 
     def __init__(self, tumours: list[BrainArrays], healthy: list[BrainArrays], patch: Sequence[int], samples: int,
-                 seed: int = 0, augment: bool = False):
+                 seed: int = 0, augment: bool = False, stage1: SyntheticTumours | None = None,
+                 stage1_fraction: float = 0.0):
         super().__init__(patch, samples, seed, augment)
         self.tumours = [case for case in tumours if case.label is not None and case.label.any()]
         self.healthy = healthy
+        self.stage1, self.stage1_fraction = stage1, stage1_fraction if stage1 is not None else 0.0
         if not self.tumours:
             raise InputError("--unlabelled", "the junior found no tumour in any of these images; train it longer "
                                              "(--junior-steps) or check that they contain tumours")
 
     def example(self, index):
+        if self.rng.random() < self.stage1_fraction:
+            return self.stage1.example(index)
         tumour = self.tumours[int(self.rng.integers(len(self.tumours)))]
         if not self.healthy or self.rng.random() < 0.5:
             return tumour.image, tumour.mask, tumour.label
