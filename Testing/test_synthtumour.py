@@ -108,12 +108,17 @@ def test_carve_mix_puts_the_tumour_in_the_healthy_brain_at_its_scale():
     assert mixed[0][label].mean() < 5  # on the healthy image's scale, not the tumour image's
 
 
-def test_senior_augmentation_varies_the_patches_and_keeps_the_label_on_the_tumour():
-    rng = np.random.default_rng(4)
+def bright_tumour_case(seed: int, with_tumour: bool = True) -> BrainArrays:
+    """A noisy ball brain on a 48³ canvas with (or without) a bright, labelled ball tumour of radius 8."""
+    rng = np.random.default_rng(seed)
     brain, tumour_label = ball(), ball(radius=8)
-    image = np.where(brain, 1 + 0.1 * rng.standard_normal(brain.shape), 0) + 2 * tumour_label
-    canvas = sitk.Image(48, 48, 48, sitk.sitkFloat32)
-    tumour = BrainArrays(image[None].astype(np.float32), brain, canvas, tumour_label)
+    image = np.where(brain, 1 + 0.1 * rng.standard_normal(brain.shape), 0) + 2 * tumour_label * with_tumour
+    return BrainArrays(image[None].astype(np.float32), brain, sitk.Image(48, 48, 48, sitk.sitkFloat32),
+                       tumour_label if with_tumour else None)
+
+
+def test_senior_augmentation_varies_the_patches_and_keeps_the_label_on_the_tumour():
+    tumour = bright_tumour_case(4)
 
     def patches(augment: bool) -> list[dict]:
         dataset = MixedTumours([tumour], [], [32] * 3, samples=12, seed=1, augment=augment)
@@ -148,18 +153,13 @@ def tumour_case(brain_data) -> dict:
 
 
 def test_senior_data_can_mix_in_stage1_tumours():
-    rng = np.random.default_rng(5)
-    brain, tumour_label = ball(), ball(radius=8)
-    image = np.where(brain, 1 + 0.1 * rng.standard_normal(brain.shape), 0) + 2 * tumour_label
-    canvas = sitk.Image(48, 48, 48, sitk.sitkFloat32)
-    tumour = BrainArrays(image[None].astype(np.float32), brain, canvas, tumour_label)
-    healthy = BrainArrays(np.where(brain, 1 + 0.1 * rng.standard_normal(brain.shape), 0)[None].astype(np.float32),
-                          brain, canvas)
-    stage1 = SyntheticTumours([healthy], ("flair",), 6.0, [32] * 3, samples=40, seed=2)
+    tumour = bright_tumour_case(5)
+    stage1 = SyntheticTumours([bright_tumour_case(6, with_tumour=False)], ("flair",), 6.0, [32] * 3, samples=40,
+                              seed=2)
 
     def stage1_share(fraction: float) -> float:
         dataset = MixedTumours([tumour], [], [32] * 3, samples=40, seed=1, stage1=stage1, stage1_fraction=fraction)
-        return float(np.mean([not np.array_equal(dataset.example(index)[2], tumour_label) for index in range(40)]))
+        return float(np.mean([not np.array_equal(dataset.example(index)[2], tumour.label) for index in range(40)]))
 
     assert stage1_share(0.0) == 0.0
     assert 0.3 <= stage1_share(0.5) <= 0.7
