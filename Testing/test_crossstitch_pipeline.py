@@ -269,6 +269,20 @@ def test_bad_options_end_in_one_line(contour_registry, pelvis_data, pair, tmp_pa
     assert set(tmp_path.iterdir()) == before
 
 
+def test_guided_refuses_a_model_without_both_branches(contour_registry, pair):
+    from synthlab.crossstitch.inference import LoadedModel, propagate_contours
+    from synthlab.crossstitch.networks import JointNetwork
+
+    registry = Registry(contour_registry)
+    _, card = registry.load(registry.get("tiny-contour"))
+    card["configuration"] = "registration-only"
+    network = JointNetwork("registration-only", 3, len(card["organs"]), filters=tuple(card["filters"]))
+    model = LoadedModel.from_weights(network.state_dict(), card, torch.device("cpu"))
+    fixed, moving = volume.read_image(pair["fixed"]), volume.read_image(pair["moving"])
+    with pytest.raises(InputError, match="--guided: model .* is not a joint registration"):
+        propagate_contours(model, fixed, moving, read_labels(pair["moving_labels"]), iterations=2, guided=True)
+
+
 def test_the_shipped_contour_model_uses_its_cards_instance_optimisation_by_default():
     from synthlab.crossstitch.inference import load_model
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from monai.losses import DiceLoss
 from monai.networks.blocks import Warp
 from torch.nn import functional
 
@@ -62,7 +61,7 @@ def refine_field(field: torch.Tensor, fixed: torch.Tensor, moving: torch.Tensor,
     """Improve ``field`` (batch 1, voxels, tensor order) for this (fixed, moving) pair."""
     dims = fixed.dim() - 2
     photometric_loss = losses.PhotometricLoss(photometric, dims)
-    overlap = DiceLoss(smooth_nr=1e-5, smooth_dr=1e-5)
+    overlap = losses.overlap_loss(include_background=True)
     warp = Warp(mode="bilinear", padding_mode="border")
     pool = functional.avg_pool3d if dims == 3 else functional.avg_pool2d
     full = tuple(fixed.shape[2:])

@@ -65,9 +65,10 @@ class TaskWeights(nn.Module):
         return (torch.exp(-self.log_variances) * stacked + self.log_variances).sum()
 
 
-def overlap_loss() -> DiceLoss:
-    """Dice between soft one-hot maps (warped moving contours vs fixed contours), background excluded."""
-    return DiceLoss(include_background=False, smooth_nr=1e-5, smooth_dr=1e-5)
+def overlap_loss(include_background: bool = False) -> DiceLoss:
+    """Dice between soft one-hot maps (warped moving contours vs fixed contours), without the first channel
+    (the background) unless ``include_background`` (maps of organs only)."""
+    return DiceLoss(include_background=include_background, smooth_nr=1e-5, smooth_dr=1e-5)
 
 
 def segmentation_loss() -> DiceCELoss:

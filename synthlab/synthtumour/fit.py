@@ -115,8 +115,7 @@ def _train_stage(stage: str, out: Path, dataset, validation: list, options: Tumo
         card = {**card_for(options, stage), "training": {"steps": int(trainer.global_step),
                                                          "started_from": str(start_from) if start_from else None,
                                                          "augmented": dataset.augment is not None,
-                                                         "stage1_fraction": getattr(dataset, "stage1_fraction",
-                                                                                    1.0)},
+                                                         "stage1_fraction": dataset.stage1_fraction},
                 "metrics": {"shifted_validation_dice": float(best.best_model_score)
                             if best.best_model_score is not None else None}}
         save_model(exportable(best_network_weights(best, folder)), card, folder, stage)

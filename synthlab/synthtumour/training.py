@@ -81,6 +81,8 @@ class _PatchDataset(Dataset):
 class SyntheticTumours(_PatchDataset):
     """Stage 1: a random healthy brain with a new blurred-scaled tumour every time."""
 
+    stage1_fraction = 1.0  # every example is a stage-1 tumour
+
     def __init__(self, healthy: list[BrainArrays], channels: Sequence[str], spacing: float, patch: Sequence[int],
                  samples: int, seed: int = 0):
         super().__init__(patch, samples, seed)
