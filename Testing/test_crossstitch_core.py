@@ -18,7 +18,7 @@ from synthlab.crossstitch.commands import run_register
 from synthlab.crossstitch.data import PERCENTILE_RANGE
 from synthlab.crossstitch.inference import LoadedModel, register_images
 from synthlab.crossstitch.instance import SegmentationGuide, refine_field
-from synthlab.crossstitch.networks import CONFIGURATIONS, CrossStitchUnit, JointNetwork
+from synthlab.crossstitch.networks import CONFIGURATIONS, CrossStitchUnit, JointNetwork, start_branches_from
 from synthlab.errors import InputError
 
 BRAINWEB = Path("/usr/share/doc/insighttoolkit5-examples/examples/Data")
@@ -59,6 +59,27 @@ def _segmentation_gradient_reaches_registration(configuration: str) -> bool:
 def test_cross_stitch_links_the_branches_and_loss_joined_does_not():
     assert _segmentation_gradient_reaches_registration("crossstitch")
     assert not _segmentation_gradient_reaches_registration("loss-joined")
+
+
+def test_a_joint_network_starts_from_single_task_networks():
+    torch.manual_seed(0)
+    single = {name: JointNetwork(name, 2, organs=2, filters=(4, 8, 8)) for name in ("registration-only",
+                                                                                     "segmentation-only")}
+    joint = JointNetwork("crossstitch", 2, organs=2, filters=(4, 8, 8))
+    for network in single.values():
+        start_branches_from(joint, network.state_dict(), keep=1.0)
+    fixed, moving, labels = torch.rand(1, 1, 16, 16), torch.rand(1, 1, 16, 16), torch.rand(1, 2, 16, 16)
+    with torch.no_grad():
+        output = joint(fixed, moving, labels)
+        alone = {name: network(fixed, moving, labels) for name, network in single.items()}
+    # with identity units, each branch gives exactly what its single-task network gave
+    assert torch.allclose(output["seg"][-1], alone["segmentation-only"]["seg"][-1], atol=1e-6)
+    assert torch.allclose(output["ddf"][-1], alone["registration-only"]["ddf"][-1], atol=1e-6)
+    start_branches_from(joint, single["segmentation-only"].state_dict())
+    assert torch.allclose(joint.stitch_up[0].alpha[0, 0], torch.tensor(0.9))  # near identity, still linked
+    assert torch.allclose(joint.stitch_up[0].alpha[0, 1], torch.tensor(0.1))
+    with pytest.raises(ValueError, match="no registration branch"):
+        start_branches_from(single["segmentation-only"], single["registration-only"].state_dict())
 
 
 def test_untrained_registration_starts_near_identity():

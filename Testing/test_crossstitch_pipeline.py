@@ -46,6 +46,19 @@ def test_training_resumes_from_its_last_checkpoint_even_in_a_moved_folder(tmp_pa
     assert card["organs"] == [s.name for s in PELVIS_SEGMENTS] and first["model_id"] == second["model_id"]
 
 
+def test_joint_training_starts_from_single_task_models(tmp_path, pelvis_data):
+    segmentation = fit(pelvis_data, tmp_path / "seg", FitOptions(configuration="segmentation-only", steps=1, **TINY),
+                       quiet)
+    messages = []
+    joint = fit(pelvis_data, tmp_path / "joint", FitOptions(steps=1, start_from=(Path(segmentation["weights"]),),
+                                                            **TINY), lambda fraction, message: messages.append(message))
+    assert any("segmentation branch from" in message for message in messages)
+    assert json.loads(Path(joint["card"]).read_text())["training"]["started_from"] == [segmentation["weights"]]
+    with pytest.raises(InputError, match="--start-from.*no segmentation branch"):
+        fit(pelvis_data, tmp_path / "reg", FitOptions(configuration="registration-only", steps=1,
+                                                      start_from=(Path(segmentation["weights"]),), **TINY), quiet)
+
+
 def test_training_runs_under_ddp_with_two_cpu_processes(tmp_path, pelvis_data):
     result = synthlab("train", "crossstitch", "--datalist", pelvis_data, "--out", tmp_path, "--steps", 2,
                       "--spacing", 8, "--patch", 16, "--batch-size", 1, "--devices", 2, "--accelerator", "cpu",

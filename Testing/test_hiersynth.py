@@ -13,8 +13,9 @@ import torch
 from conftest import quiet, synthlab, synthlab_env
 from safetensors.torch import load_file
 
+from synthlab.brain import BrainArrays
 from synthlab.errors import InputError
-from synthlab.hiersynth.data import slice_stack
+from synthlab.hiersynth.data import CBV_SCALE, CBVCase, SliceDataset, slice_stack
 from synthlab.hiersynth.evaluation import cbv_metrics
 from synthlab.hiersynth.fit import CBVFitOptions, fit_hiersynth, stage_budget, start_from
 from synthlab.hiersynth.inference import CBVModel
@@ -137,6 +138,26 @@ def test_every_variant_shares_the_budget():
                                                                                          "joint": 5}
     with pytest.raises(InputError, match="--joint-steps"):
         stage_budget(CBVFitOptions(variant="pix2pix", steps=100, joint_steps=5))
+
+
+def test_the_tumour_share_draws_slices_that_show_the_tumour():
+    depth = 20
+    mask = np.ones((depth, 16, 16), bool)
+    tumour = np.zeros_like(mask)
+    tumour[8:11, 4:10, 4:10] = True  # 3 of 20 slices show tumour
+    cbv = np.broadcast_to(np.arange(depth, dtype=np.float32)[:, None, None], mask.shape).copy()  # CBV = slice index
+    case = CBVCase(BrainArrays(np.zeros((1, depth, 16, 16), np.float32), mask, sitk.Image(16, 16, depth, sitk.sitkUInt8)),
+                   cbv, tumour)
+
+    def drawn_slices(share: float) -> np.ndarray:
+        dataset = SliceDataset([case], neighbours=0, samples=400, seed=1, tumour_share=share)
+        return np.array([round(float(dataset[i]["cbv"].max()) * CBV_SCALE) for i in range(len(dataset))])
+
+    assert set(drawn_slices(1.0)) == {8, 9, 10}
+    assert 0.4 < np.isin(drawn_slices(0.5), [8, 9, 10]).mean() < 0.7  # half, plus the uniform draws that hit them
+    assert np.isin(drawn_slices(0.0), [8, 9, 10]).mean() < 0.3
+    unlabelled = SliceDataset([CBVCase(case.brain, cbv, None)], 0, 200, 1, tumour_share=1.0)
+    assert len({float(unlabelled[i]["cbv"].max()) for i in range(200)}) > 3  # no labels: the share is ignored
 
 
 def test_the_local_stage_trains_the_lsm_with_pac_and_leaves_the_gsm_alone():

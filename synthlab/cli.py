@@ -363,6 +363,9 @@ def train_crossstitch(
     diffeomorphic: Annotated[bool, typer.Option("--diffeomorphic", help="Integrate a velocity field "
                                                 "(scaling and squaring).")] = False,
     learning_rate: Annotated[float, typer.Option("--learning-rate", help="RAdam step size.")] = 5e-4,
+    start_from: Annotated[list[Path] | None, typer.Option("--start-from", help="A registration-only or "
+                          "segmentation-only model (.safetensors) whose branch starts this one; repeat for "
+                          "both.")] = None,
     devices: DevicesOption = 1, accelerator: AcceleratorOption = "auto", seed: int = 0,
     model_id: ModelIdOption = None, progress: ProgressOption = ProgressMode.bar,
 ):
@@ -373,7 +376,7 @@ def train_crossstitch(
         _positive(name, value)
     options = FitOptions("contour", configuration.value, 3, spacing, patch, batch_size, steps, minutes,
                          learned_weights, diffeomorphic, "ncc", True, devices, accelerator, seed, model_id,
-                         learning_rate=learning_rate)
+                         learning_rate=learning_rate, start_from=tuple(start_from or ()))
     with ProgressReporter(progress.value) as reporter:
         result = fit(datalist, out, options, reporter.stage("train crossstitch", 0.0, 1.0))
         if result:
@@ -397,6 +400,9 @@ def train_hiersynth(
                                                    "GSM stage (two-stage variants).")] = 0.5,
     joint_steps: Annotated[int, typer.Option("--joint-steps", help="Joint fine-tuning updates after the "
                                              "LSM stage.")] = 0,
+    local_tumour_share: Annotated[float, typer.Option("--local-tumour-share", help="Share of the local and "
+                                                      "joint stages' slices drawn from slices with a labelled "
+                                                      "tumour.")] = 0.0,
     minutes: Annotated[float | None, typer.Option("--minutes", help="Stop after this many minutes of "
                                                   "this run, shared by the stages in proportion to their steps.")] = None,
     spacing: Annotated[float, typer.Option("--spacing", help="Model spacing (mm).")] = 2.0,
@@ -418,13 +424,15 @@ def train_hiersynth(
         raise InputError("--contrasts", f"'{contrasts}': any of {', '.join(CONTRASTS)}, each once")
     if not 0 < global_fraction < 1:
         raise InputError("--global-fraction", "must be between 0 and 1")
+    if not 0 <= local_tumour_share <= 1:
+        raise InputError("--local-tumour-share", "must be between 0 and 1")
     if neighbours < 0 or joint_steps < 0:
         raise InputError("--neighbours" if neighbours < 0 else "--joint-steps", "must not be negative")
     from synthlab.hiersynth.fit import CBVFitOptions, fit_hiersynth
 
     options = CBVFitOptions(variant.value, names, spacing, neighbours, steps, global_fraction, joint_steps,
-                            batch_size, learning_rate, minutes, devices, accelerator, seed,
-                            model_id or variant.value)
+                            batch_size, local_tumour_share, learning_rate, minutes, devices, accelerator,
+                            seed, model_id or variant.value)
     with ProgressReporter(progress.value) as reporter:
         result = fit_hiersynth(datalist, out, options, reporter.stage("train hiersynth", 0.0, 1.0))
         if result:

@@ -8,11 +8,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from synthlab import __version__, volume
 from synthlab.crossstitch.data import HU_WINDOW, PERCENTILE_RANGE, looks_like_ct, read_pair_entry
-from synthlab.crossstitch.networks import FILTERS
+from synthlab.crossstitch.networks import FILTERS, start_branches_from
 from synthlab.crossstitch.training import PatchDataset, RegistrationModule
 from synthlab.datalist import read_datalist
 from synthlab.errors import InputError
@@ -45,6 +46,7 @@ class FitOptions:
     model_id: str | None = None
     filters: tuple[int, ...] = FILTERS
     learning_rate: float = 5e-4
+    start_from: tuple[Path, ...] = ()  # single-task models whose branches start the joint model
 
 
 def patch_shape(options: FitOptions) -> tuple[int, ...]:
@@ -77,6 +79,18 @@ def load_split(entries: list[dict], options: FitOptions, organs: list[str], prog
         progress(index / max(1, len(entries)), f"reading {name} pair {index + 1}/{len(entries)}")
         pairs.append(read_pair_entry(entry, spacing, intensity, organs, options.dimension))
     return pairs
+
+
+def _start_branches(module: RegistrationModule, paths: tuple[Path, ...]) -> dict[Path, str]:
+    """Load each single-task model's branch into the joint network (a new run only)."""
+    started = {}
+    for path in paths:
+        try:
+            branches = start_branches_from(module.network, load_file(str(path)))
+        except (OSError, ValueError, RuntimeError) as error:
+            raise InputError("--start-from", f"{path}: {str(error).splitlines()[0]}") from error
+        started[path] = " and ".join(branches)
+    return started
 
 
 def fit(datalist: Path, out: Path, options: FitOptions, progress: StageProgress) -> dict:
@@ -112,7 +126,9 @@ def fit(datalist: Path, out: Path, options: FitOptions, progress: StageProgress)
                                  progress_bar=False)
     resume = resume_point(out)
     require_same_settings(resume, module.hparams)
-    progress(0.1, "resuming from " + str(resume) if resume else "training")
+    started_from = {} if resume else _start_branches(module, options.start_from)
+    progress(0.1, "resuming from " + str(resume) if resume else "training" + "".join(
+        f", {branch} branch from {path.name}" for path, branch in started_from.items()))
     started = time.perf_counter()
     trainer.fit(module, train_loader, validation_loader, ckpt_path=str(resume) if resume else None)
     if trainer.global_rank != 0:
@@ -123,7 +139,8 @@ def fit(datalist: Path, out: Path, options: FitOptions, progress: StageProgress)
     card.update(training_data=str(datalist), training={
         "steps": int(trainer.global_step), "seconds_this_run": round(time.perf_counter() - started, 1),
         "patch": list(patch_shape(options)), "batch_size": options.batch_size, "optimiser": f"RAdam lr {options.learning_rate:g}",
-        "learned_task_weights": options.learned_task_weights, "training_pairs": len(train_pairs)},
+        "learned_task_weights": options.learned_task_weights, "training_pairs": len(train_pairs),
+        "started_from": [str(path) for path in options.start_from]},
         metrics={"validation_score": float(best.best_model_score) if best.best_model_score is not None else None})
     weights_path, card_path = save_model(weights, card, out, model_id)
     progress(1.0, f"wrote {weights_path.name}")

@@ -143,6 +143,32 @@ class JointNetwork(nn.Module):
         return list(units[level](*features))
 
 
+def start_branches_from(network: JointNetwork, weights: dict[str, torch.Tensor], keep: float = 0.9) -> list[str]:
+    """Load single-task weights (``registration.*`` / ``segmentation.*``) into the matching branches.
+
+    The cross-stitch recipe of Misra et al. (2016): start each branch from a network trained on its task
+    alone and the units near identity (``keep`` on the diagonal), so that joint training begins from
+    both single-task results. Returns the branches loaded; a branch this network lacks is an error.
+    """
+    loaded = []
+    for name in ("registration", "segmentation"):
+        prefix = f"{name}."
+        branch_weights = {k.removeprefix(prefix): v for k, v in weights.items() if k.startswith(prefix)}
+        if not branch_weights:
+            continue
+        branch = getattr(network, name)
+        if branch is None:
+            raise ValueError(f"a {network.configuration} network has no {name} branch to start from")
+        branch.load_state_dict(branch_weights)
+        loaded.append(name)
+    if not loaded:
+        raise ValueError("the weights hold neither a registration nor a segmentation branch")
+    for units in (network.stitch_down, network.stitch_up):
+        for unit in units or []:
+            unit.alpha.data = CrossStitchUnit(unit.alpha.shape[-1], keep).alpha.data.to(unit.alpha)
+    return loaded
+
+
 def _upsample(tensor: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     if tuple(tensor.shape[2:]) == tuple(size):
         return tensor

@@ -22,6 +22,7 @@ from synthlab.labels import read_labels
 
 CBV_SCALE = 10.0  # ml/100 g per network unit
 MIN_BRAIN_PIXELS = 50  # a training slice shows at least this much brain
+MIN_TUMOUR_PIXELS = 10  # a "tumour slice" shows at least this much labelled tumour
 
 
 @dataclass
@@ -69,21 +70,35 @@ def volume_stacks(image: np.ndarray, neighbours: int) -> np.ndarray:
 
 
 class SliceDataset(Dataset):
-    """Random 2.5D training slices (with brain) from random cases, flipped left–right half of the time."""
+    """Random 2.5D training slices (with brain) from random cases, flipped left–right half of the time.
 
-    def __init__(self, cases: list[CBVCase], neighbours: int, samples: int, seed: int = 0):
+    ``tumour_share`` of the samples are drawn from slices that show a labelled tumour (when the
+    training cases have any): the local stage uses it to see the lesion texture it refines more often.
+    """
+
+    def __init__(self, cases: list[CBVCase], neighbours: int, samples: int, seed: int = 0,
+                 tumour_share: float = 0.0):
         self.cases, self.neighbours, self.samples = cases, neighbours, samples
         self.slices = [np.flatnonzero(case.brain.mask.sum((1, 2)) >= MIN_BRAIN_PIXELS) for case in cases]
         if not any(len(s) for s in self.slices):
             raise InputError("--datalist", "no training slice shows any brain")
+        self.tumour_slices = [(index, int(depth)) for index, case in enumerate(cases) if case.tumour is not None
+                              for depth in np.flatnonzero(case.tumour.sum((1, 2)) >= MIN_TUMOUR_PIXELS)]
+        self.tumour_share = tumour_share if self.tumour_slices else 0.0
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return self.samples
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def _draw(self) -> tuple[CBVCase, int]:
+        if self.rng.random() < self.tumour_share:
+            choice, depth = self.tumour_slices[int(self.rng.integers(len(self.tumour_slices)))]
+            return self.cases[choice], depth
         choice = int(self.rng.choice([i for i, s in enumerate(self.slices) if len(s)]))
-        case, depth = self.cases[choice], int(self.rng.choice(self.slices[choice]))
+        return self.cases[choice], int(self.rng.choice(self.slices[choice]))
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        case, depth = self._draw()
         item = {"image": slice_stack(case.brain.image, depth, self.neighbours),
                 "cbv": case.cbv[None, depth] / CBV_SCALE, "brain": case.brain.mask[None, depth]}
         if self.rng.random() < 0.5:

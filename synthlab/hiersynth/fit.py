@@ -51,6 +51,7 @@ class CBVFitOptions:
     global_fraction: float = 0.5
     joint_steps: int = 0
     batch_size: int = 8
+    local_tumour_share: float = 0.0
     learning_rate: float = 2e-4
     max_minutes: float | None = None
     devices: int = 1
@@ -113,7 +114,8 @@ def _train_stage(stage: str, out: Path, source: Path | None, data: tuple, option
                                  options.accelerator, progress_bar=False, some_parameters_idle=True)
     training, validation = data
     samples = options.batch_size * options.devices * min(EPOCH_STEPS, steps)  # DDP splits them among ranks
-    loader = DataLoader(SliceDataset(training, options.neighbours, samples, options.seed + len(stage)),
+    tumour_share = 0.0 if stage == "global" else options.local_tumour_share
+    loader = DataLoader(SliceDataset(training, options.neighbours, samples, options.seed + len(stage), tumour_share),
                         batch_size=options.batch_size, drop_last=True)
     resume = resume_point(folder)
     require_same_settings(resume, module.hparams)
@@ -121,7 +123,8 @@ def _train_stage(stage: str, out: Path, source: Path | None, data: tuple, option
     trainer.fit(module, loader, DataLoader(validation, batch_size=1), ckpt_path=str(resume) if resume else None)
     if trainer.global_rank == 0:
         card = {**card_for(options), "stage": stage,
-                "training": {"steps": int(trainer.global_step) // module.optimisers_per_batch},
+                "training": {"steps": int(trainer.global_step) // module.optimisers_per_batch,
+                             "tumour_share": tumour_share},
                 "metrics": {"validation_score": float(best.best_model_score)
                             if best.best_model_score is not None else None}}
         save_model(best_network_weights(best, folder), card, folder, stage)
@@ -157,7 +160,8 @@ def fit_hiersynth(datalist: Path, out: Path, options: CBVFitOptions, progress: S
         return {}
     stage_cards = {stage: exported_steps(out / stage / f"{stage}.safetensors") for stage in budget}
     final = json.loads(source.with_suffix(".json").read_text())
-    card = {**card_for(options), "training": {"steps": sum(stage_cards.values()), "stages": stage_cards},
+    card = {**card_for(options), "training": {"steps": sum(stage_cards.values()), "stages": stage_cards,
+                                               "local_tumour_share": options.local_tumour_share},
             "metrics": final.get("metrics", {}), "training_data": str(datalist)}
     weights_path, card_path = save_model(load_file(str(source)), card, out, options.model_id)
     progress(1.0, f"wrote {weights_path.name}")
