@@ -172,10 +172,16 @@ def test_the_local_stage_trains_the_lsm_with_pac_and_leaves_the_gsm_alone():
 
 @pytest.mark.parametrize("variant", ["unet", "pix2pix", "gsm", "gsm-lsm"])
 def test_each_baseline_trains_and_exports_a_loadable_model(brain_data, tmp_path, variant):
-    options = CBVFitOptions(variant=variant, steps=2, spacing=6.0, batch_size=2, accelerator="cpu", model_id=variant)
+    options = CBVFitOptions(variant=variant, steps=2, spacing=6.0, batch_size=2, accelerator="cpu", model_id=variant,
+                            local_tumour_share=0.5)
     fit_hiersynth(brain_data / "datalist.json", tmp_path, options, quiet)
     card = json.loads((tmp_path / f"{variant}.json").read_text())
     assert card["variant"] == variant and card["training"]["steps"] == 2 and card["task"] == "cbv"
+    assert card["training"]["local_tumour_share"] == 0.5
+    if variant == "gsm-lsm":  # only the local stage draws tumour slices
+        stage_share = {stage: json.loads((tmp_path / stage / f"{stage}.json").read_text())["training"]["tumour_share"]
+                       for stage in ("global", "local")}
+        assert stage_share == {"global": 0.0, "local": 0.5}
     model = CBVModel.from_files(tmp_path / f"{variant}.safetensors", "cpu")
     assert isinstance(model.network, MonolithicUNet if variant in ("unet", "pix2pix") else HierSynth)
 
@@ -290,6 +296,7 @@ def test_demo_synthesises_cbv_beside_the_truth(cbv_registry, tmp_path):
     (["--contrasts", "t1,dwi"], "--contrasts: 't1,dwi': any of t1, t2, flair, adc"),
     (["--contrasts", "t1,t1"], "--contrasts: 't1,t1'"),
     (["--global-fraction", "1.5"], "--global-fraction: must be between 0 and 1"),
+    (["--local-tumour-share", "-0.1"], "--local-tumour-share: must be between 0 and 1"),
     (["--steps", "0"], "--steps: must be at least 1"),
     (["--variant", "unet", "--joint-steps", "3"], "--joint-steps: only for two-stage variants"),
 ])

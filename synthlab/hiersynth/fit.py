@@ -5,8 +5,8 @@
 of it, so HierSynth and the baselines train for the same number of updates.
 ``--joint-steps`` adds a joint fine-tuning stage (HierSynth and gsm-lsm only).
 Each stage trains in ``out/<stage>`` from the previous stage's exported weights; a stage
-whose weights already have the asked-for steps is skipped, one whose source changed is
-trained again. ``--minutes`` is shared among the stages in proportion to their steps.
+whose weights already have the asked-for steps is skipped, one whose source (or tumour
+share) changed is trained again. ``--minutes`` is shared among the stages in proportion to their steps.
 """
 
 from __future__ import annotations
@@ -99,8 +99,9 @@ def start_from(module: CBVSynthModule, weights: dict[str, torch.Tensor]) -> None
 def _train_stage(stage: str, out: Path, source: Path | None, data: tuple, options: CBVFitOptions, steps: int,
                  minutes: float | None, progress: StageProgress) -> Path:
     folder = out / stage
-    if source is not None:
-        forget_run_of_another_source(folder, source)
+    tumour_share = 0.0 if stage == "global" else options.local_tumour_share
+    if source is not None:  # another GSM, or another tumour share, trains this stage again
+        forget_run_of_another_source(folder, source, f"tumour share {tumour_share:g}" if tumour_share else "")
     weights = folder / f"{stage}.safetensors"
     if exported_steps(weights) >= steps:
         progress(1.0, f"{stage} stage already trained ({weights})")
@@ -114,7 +115,6 @@ def _train_stage(stage: str, out: Path, source: Path | None, data: tuple, option
                                  options.accelerator, progress_bar=False, some_parameters_idle=True)
     training, validation = data
     samples = options.batch_size * options.devices * min(EPOCH_STEPS, steps)  # DDP splits them among ranks
-    tumour_share = 0.0 if stage == "global" else options.local_tumour_share
     loader = DataLoader(SliceDataset(training, options.neighbours, samples, options.seed + len(stage), tumour_share),
                         batch_size=options.batch_size, drop_last=True)
     resume = resume_point(folder)
