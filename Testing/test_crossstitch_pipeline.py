@@ -237,11 +237,13 @@ def test_demo_propagates_contours_with_the_registered_model(contour_registry, tm
     assert (tmp_path / "demo" / "contour_propagation" / "daily_contours.seg.nrrd").is_file()
 
 
-@pytest.mark.parametrize("guidance", [[], ["--guided"]])
-def test_contour_in_a_sliding_window_with_instance_optimisation(contour_registry, pair, tmp_path, guidance):
+@pytest.mark.parametrize(("guidance", "guided"), [([], ""), (["--guided"], "prostate, seminal vesicles, rectum, bladder"),
+                                                (["--guided", "--guide-organs", "rectum,bladder"], "rectum, bladder")])
+def test_contour_in_a_sliding_window_with_instance_optimisation(contour_registry, pair, tmp_path, guidance, guided):
     result, out = contour(contour_registry, pair, tmp_path, "--window", 8, "--iterations", 2, "--progress", "json",
                           *guidance)
-    assert ("guided by the model's segmentation" in result.stdout) == bool(guidance)
+    assert ("guided by the model's segmentation" in result.stdout) == bool(guided)
+    assert f"segmentation for {guided})" in result.stdout or not guided
     assert result.returncode == 0, result.stderr[-2000:]
     today = read_labels(out)
     assert volume.same_grid(today.image, volume.read_image(pair["fixed"]))
@@ -254,6 +256,7 @@ def test_contour_in_a_sliding_window_with_instance_optimisation(contour_registry
     (["contour", "--organ-map", "nope=prostate"], "--organ-map: no planning segment named 'nope'"),
     (["contour", "--organ-map", "bladder=femur"], "--organ-map: 'femur' is not an organ of this model"),
     (["contour", "--guided", "--iterations", "0"], "--guided: guides instance optimisation: give --iterations"),
+    (["contour", "--guide-organs", "rectum,kidney"], "--guide-organs: unknown organ kidney"),
     (["register", "--out-field", "{tmp}/field.png"], "--out-field: a displacement field needs"),
     (["register", "--model", "optimisation-only", "--moving", str(BRAINWEB / "BrainProtonDensitySlice.png")],
      "--moving: is 2D but --fixed is 3D"),
@@ -293,7 +296,8 @@ def test_guided_refuses_a_model_without_both_branches(contour_registry, pair):
     model = LoadedModel.from_weights(network.state_dict(), card, torch.device("cpu"))
     fixed, moving = volume.read_image(pair["fixed"]), volume.read_image(pair["moving"])
     with pytest.raises(InputError, match="--guided: model .* is not a joint registration"):
-        propagate_contours(model, fixed, moving, read_labels(pair["moving_labels"]), iterations=2, guided=True)
+        propagate_contours(model, fixed, moving, read_labels(pair["moving_labels"]), iterations=2,
+                           guide_organs=["rectum"])
 
 
 def test_the_shipped_contour_model_uses_its_cards_instance_optimisation_by_default():
@@ -302,3 +306,5 @@ def test_the_shipped_contour_model_uses_its_cards_instance_optimisation_by_defau
     model = load_model("contour", device="cpu")
     assert model.card["inference"]["iterations"] > 0
     assert model.iterations(None) == model.card["inference"]["iterations"] and model.iterations(0) == 0
+    assert model.guided_organs(None) == model.card["inference"]["guided_organs"]  # the card's choice by default
+    assert model.guided_organs([]) == []  # --guide-organs none

@@ -22,7 +22,7 @@ except ImportError:
 
 from synthlab import __version__, volume
 from synthlab.errors import EXIT_BAD_INPUT, InputError
-from synthlab.labels import parse_organ_map
+from synthlab.labels import parse_organ_list, parse_organ_map
 from synthlab.progress import PROGRESS_MODES, ProgressReporter
 
 EXIT_OUT_OF_MEMORY = 3
@@ -172,6 +172,9 @@ IterationsOption = Annotated[int | None, typer.Option("--iterations", help="Inst
                                                           "model card's).")]
 GuidedOption = Annotated[bool, typer.Option("--guided", help="Instance optimisation also pulls the contours towards "
                                                              "the joint model's own segmentation of the daily CT.")]
+GuideOrgansOption = Annotated[str | None, typer.Option("--guide-organs", help="Guide only these organs "
+                                                        "(comma-separated, or 'none'); default: every organ with "
+                                                        "--guided, else the model card's choice.")]
 WindowOption = Annotated[int | None, typer.Option("--window", help="Sliding-window side in model voxels "
                                                                   "(default: the whole region at once).")]
 
@@ -196,7 +199,8 @@ def contour(
     organ_map: Annotated[str | None, typer.Option("--organ-map", help="Planning segment -> model organ, e.g. "
                                                   "'SV=seminal vesicles,Blase=bladder'.")] = None,
     model: ModelOption = None, device: DeviceOption = "auto", iterations: IterationsOption = None,
-    window: WindowOption = None, guided: GuidedOption = False, progress: ProgressOption = ProgressMode.bar,
+    window: WindowOption = None, guided: GuidedOption = False, guide_organs: GuideOrgansOption = None,
+    progress: ProgressOption = ProgressMode.bar,
 ):
     """Propagate planning contours to today's CT (cross-stitch registration + segmentation)."""
     from synthlab.crossstitch.commands import run_contour
@@ -204,7 +208,7 @@ def contour(
     with ProgressReporter(progress.value) as reporter:
         result = run_contour(fixed, moving, moving_labels, out_labels, out_field, out_warped, out_segmentation,
                              reference_labels, out_metrics, parse_organ_map(organ_map), model, device, iterations,
-                             window, reporter.stage("contour", 0.0, 1.0), guided)
+                             window, reporter.stage("contour", 0.0, 1.0), guided, parse_organ_list(guide_organs))
         reporter.update("done", 1.0, f"wrote {out_labels}", result=result)
     for line in result.get("summary", []):
         typer.echo(line, err=progress.value == "json")
@@ -294,14 +298,14 @@ def evaluate_contour(
     report: Annotated[Path, typer.Option("--report", help="JSON report: per pair and mean per organ.")],
     split: Annotated[str, typer.Option("--split", help="Datalist section to score.")] = "test",
     model: ModelOption = None, device: DeviceOption = "auto", iterations: IterationsOption = None,
-    guided: GuidedOption = False, progress: ProgressOption = ProgressMode.bar,
+    guided: GuidedOption = False, guide_organs: GuideOrgansOption = None, progress: ProgressOption = ProgressMode.bar,
 ):
     """Per-organ Dice, mean surface distance and HD95 (mm), and folding, of propagated contours."""
     from synthlab.crossstitch.commands import run_evaluate
 
     with ProgressReporter(progress.value) as reporter:
         summary = run_evaluate(datalist, report, split, model, device, iterations,
-                               reporter.stage("evaluate contour", 0.0, 1.0), guided)
+                               reporter.stage("evaluate contour", 0.0, 1.0), guided, parse_organ_list(guide_organs))
         reporter.update("done", 1.0, f"wrote {report}", result={"report": str(report)})
     typer.echo(json.dumps(summary, indent=2), err=progress.value == "json")
 

@@ -116,6 +116,14 @@ def parse_organ_map(text: str | None) -> dict[str, str]:
     return {segment.strip(): organ.strip() for segment, organ in pairs}
 
 
+def parse_organ_list(text: str | None) -> list[str] | None:
+    """``"rectum,bladder"`` (the ``--guide-organs`` form) -> organ names; ``"none"`` -> []; None -> None."""
+    if text is None:
+        return None
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    return [] if [name.lower() for name in names] == ["none"] else names
+
+
 def format_organ_map(mapping: dict[str, str]) -> str | None:
     """The ``--organ-map`` form of a mapping (entries with no organ left out); None when empty."""
     return ",".join(f"{segment}={organ}" for segment, organ in mapping.items() if organ) or None

@@ -27,11 +27,12 @@ import numpy as np
 import SimpleITK as sitk
 
 from synthlab import volume
+from synthlab.crossstitch.commands import guidance
 from synthlab.crossstitch.evaluation import contour_metrics, summarise
 from synthlab.crossstitch.geometry import warp_labels
 from synthlab.crossstitch.inference import LoadedModel, propagate_contours
 from synthlab.datalist import read_datalist
-from synthlab.labels import LabelMap, read_labels
+from synthlab.labels import LabelMap, parse_organ_list, read_labels
 
 warnings.filterwarnings("ignore")
 
@@ -112,7 +113,9 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=None, help="score only the first N pairs")
     parser.add_argument("--iterations", type=int, default=0, help="instance optimisation steps for the models")
     parser.add_argument("--guided", action="store_true",
-                        help="instance optimisation guided by the joint model's own segmentation")
+                        help="instance optimisation guided by the joint model's own segmentation, every organ")
+    parser.add_argument("--guide-organs", default=None,
+                        help="guide only these organs (comma-separated, or 'none'); default: the model card's")
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--report", type=Path, required=True)
     parser.add_argument("--daily-noise", type=float, default=0.0, help="added noise SD on the daily CT (HU)")
@@ -137,7 +140,8 @@ def main() -> None:
             started = time.perf_counter()
             if name in models:
                 result = propagate_contours(models[name], fixed, moving, labels, iterations=arguments.iterations,
-                                            guided=arguments.guided)
+                                            guide_organs=guidance(models[name], arguments.guided,
+                                                                  parse_organ_list(arguments.guide_organs)))
                 contours, field = result.contours, result.field
             else:
                 contours, field = run_baseline(name, fixed, moving, labels)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from synthlab import volume
@@ -29,10 +29,18 @@ from synthlab.progress import StageProgress
 from synthlab.registry import Registry
 
 
+def guidance(model: LoadedModel, guided: bool, organs: Sequence[str] | None) -> Sequence[str] | None:
+    """The organs to guide: those named, else every organ with ``--guided``, else None (the card's default)."""
+    if organs is not None:
+        return organs
+    return list(model.card.get("organs", [])) if guided else None
+
+
 def run_contour(fixed_path: Path, moving_path: Path, labels_path: Path, out_labels: Path, out_field: Path | None,
                 out_warped: Path | None, out_segmentation: Path | None, reference_path: Path | None,
                 out_metrics: Path | None, organ_map: Mapping[str, str], model_id: str | None, device: str,
-                iterations: int | None, window: int | None, progress: StageProgress, guided: bool = False) -> dict:
+                iterations: int | None, window: int | None, progress: StageProgress, guided: bool = False,
+                guide_organs: Sequence[str] | None = None) -> dict:
     volume.check_outputs({"--fixed": fixed_path, "--moving": moving_path, "--moving-labels": labels_path,
                     "--reference-labels": reference_path},
                    {"--out-labels": out_labels, "--out-field": out_field, "--out-warped": out_warped,
@@ -49,7 +57,8 @@ def run_contour(fixed_path: Path, moving_path: Path, labels_path: Path, out_labe
         raise InputError("--out-field", f"model '{model.model_id}' predicts no displacement field")
     started = time.perf_counter()
     result = propagate_contours(model, fixed, moving, labels, organ_map, iterations, window,
-                                warp_ct=out_warped is not None, guided=guided, progress=progress)
+                                warp_ct=out_warped is not None, guide_organs=guidance(model, guided, guide_organs),
+                                progress=progress)
     seconds = time.perf_counter() - started
     metrics = contour_metrics(result.contours, reference, result.field, organ_map) if reference is not None else None
     progress(0.95, "writing outputs")
@@ -103,7 +112,7 @@ def run_register(fixed_path: Path, moving_path: Path, out_warped: Path, out_fiel
 
 
 def evaluate_pairs(model: LoadedModel, entries: list[dict], iterations: int | None, progress: StageProgress,
-                   guided: bool = False) -> dict:
+                   guide_organs: Sequence[str] | None = None) -> dict:
     """Propagate and score every (fixed, moving) pair; per-pair reports and their summary."""
     reports = []
     for index, entry in enumerate(entries):
@@ -112,7 +121,7 @@ def evaluate_pairs(model: LoadedModel, entries: list[dict], iterations: int | No
         moving = volume.read_image(entry["moving"], "moving")
         labels = read_labels(entry["moving_labels"], "moving_labels")
         started = time.perf_counter()
-        result = propagate_contours(model, fixed, moving, labels, iterations=iterations, guided=guided)
+        result = propagate_contours(model, fixed, moving, labels, iterations=iterations, guide_organs=guide_organs)
         seconds = time.perf_counter() - started
         report = contour_metrics(result.contours, read_labels(entry["fixed_labels"], "fixed_labels"), result.field)
         reports.append({"fixed": entry["fixed"], "seconds": round(seconds, 3), **report})
@@ -122,14 +131,15 @@ def evaluate_pairs(model: LoadedModel, entries: list[dict], iterations: int | No
 
 
 def run_evaluate(datalist: Path, report: Path, split: str, model_id: str | None, device: str, iterations: int | None,
-                 progress: StageProgress, guided: bool = False) -> dict:
+                 progress: StageProgress, guided: bool = False, guide_organs: Sequence[str] | None = None) -> dict:
     entries = read_datalist(datalist).get(split)
     if not entries:
         raise InputError("--split", f"the datalist has no '{split}' pairs")
     missing = [key for key in ("fixed", "moving", "moving_labels", "fixed_labels") if key not in entries[0]]
     if missing:
         raise InputError("--datalist", f"contour evaluation needs {', '.join(missing)} in every pair")
-    result = evaluate_pairs(load_model("contour", model_id, device), entries, iterations, progress, guided)
+    model = load_model("contour", model_id, device)
+    result = evaluate_pairs(model, entries, iterations, progress, guidance(model, guided, guide_organs))
     with volume.atomic_output(report) as temporary:
         temporary.write_text(json.dumps(result, indent=2) + "\n")
     return result["summary"]

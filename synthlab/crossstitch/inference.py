@@ -51,6 +51,16 @@ class LoadedModel(InferenceModel):
         """Instance-optimisation steps: those asked for, else the card's default (0 when it has none)."""
         return int(self.card.get("inference", {}).get("iterations", 0)) if asked is None else asked
 
+    def guided_organs(self, asked: Sequence[str] | None) -> list[str]:
+        """Organs whose contours instance optimisation pulls towards the model's own segmentation: those
+        asked for, else the card's default (none when it has none)."""
+        names = list(self.card.get("inference", {}).get("guided_organs", []) if asked is None else asked)
+        unknown = [name for name in names if name not in self.card.get("organs", [])]
+        if unknown:
+            raise InputError("--guide-organs", f"unknown organ {', '.join(unknown)} (model '{self.model_id}' knows "
+                                               f"{', '.join(self.card.get('organs', []))})")
+        return names
+
     @classmethod
     def from_weights(cls, weights: Mapping[str, torch.Tensor], card: dict, device: torch.device) -> LoadedModel:
         network = JointNetwork(card["configuration"], int(card["spatial_dims"]), len(card.get("organs", [])),
@@ -102,12 +112,12 @@ def predict(model: LoadedModel, pair: PairArrays, window: int | None = None) -> 
 
 
 def refine(ddf: np.ndarray, pair: PairArrays, device: torch.device, photometric: str, iterations: int,
-           probabilities: np.ndarray | None = None) -> np.ndarray:
-    """Instance optimisation of the field on this pair (see :mod:`instance`), guided by the model's own
-    organ ``probabilities`` on the fixed image (background first) when given."""
+           probabilities: np.ndarray | None = None, guided: Sequence[int] = ()) -> np.ndarray:
+    """Instance optimisation of the field on this pair (see :mod:`instance`); the contours of the ``guided``
+    organs (indices) are pulled towards the model's own ``probabilities`` on the fixed image (background first)."""
     guide = None
-    if probabilities is not None:
-        contoured = [index for index, organ in enumerate(pair.moving_organs) if organ.any()]
+    contoured = [index for index in guided if pair.moving_organs[index].any()]
+    if probabilities is not None and contoured:
         guide = SegmentationGuide(_tensor(pair.moving_organs[contoured], device),
                                   _tensor(probabilities[1:][contoured], device))
     with torch.enable_grad():
@@ -137,14 +147,16 @@ def _require_dimension(model: LoadedModel, image: sitk.Image, name: str) -> None
 
 
 def _final_field(model: LoadedModel, ddf: np.ndarray, pair: PairArrays, fixed: sitk.Image, iterations: int | None,
-                 progress: StageProgress, at: float, probabilities: np.ndarray | None = None) -> sitk.Image:
-    """The network's field, refined on this pair when asked (or by the card), guided by the model's own
-    segmentation when given, on the fixed grid (ITK)."""
+                 progress: StageProgress, at: float, probabilities: np.ndarray | None = None,
+                 guided: Sequence[str] = ()) -> sitk.Image:
+    """The network's field, refined on this pair when asked (or by the card), the ``guided`` organs pulled towards
+    the model's own segmentation ``probabilities``, on the fixed grid (ITK)."""
     iterations = model.iterations(iterations)
     if iterations:
-        guided = ", guided by the model's segmentation" if probabilities is not None else ""
-        progress(at, f"instance optimisation ({iterations} steps a level{guided})")
-        ddf = refine(ddf, pair, model.device, model.card.get("photometric", "ncc"), iterations, probabilities)
+        note = f", guided by the model's segmentation for {', '.join(guided)}" if guided else ""
+        progress(at, f"instance optimisation ({iterations} steps a level{note})")
+        indices = [model.card["organs"].index(name) for name in guided]
+        ddf = refine(ddf, pair, model.device, model.card.get("photometric", "ncc"), iterations, probabilities, indices)
     return geometry.field_on_fixed_grid(pair.grid.field_to_mm(ddf), fixed)
 
 
@@ -194,10 +206,10 @@ def _warped_result(fixed: sitk.Image, moving: sitk.Image, field: sitk.Image, pro
 
 def propagate_contours(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image, moving_labels: LabelMap,
                        organ_map: Mapping[str, str] | None = None, iterations: int | None = None, window: int | None = None,
-                       warp_ct: bool = False, guided: bool = False, progress: StageProgress | None = None
-                       ) -> ContourResult:
-    """Today's contours: the planning contours warped onto the daily CT by the predicted field (its instance
-    optimisation ``guided`` by the joint model's own segmentation when asked)."""
+                       warp_ct: bool = False, guide_organs: Sequence[str] | None = None,
+                       progress: StageProgress | None = None) -> ContourResult:
+    """Today's contours: the planning contours warped onto the daily CT by the predicted field. Its instance
+    optimisation pulls the ``guide_organs`` (default: the card's) towards the joint model's own segmentation."""
     progress = progress or (lambda *args, **kwargs: None)
     for name, image in (("--fixed", fixed), ("--moving", moving), ("--moving-labels", moving_labels.image)):
         _require_dimension(model, image, name)
@@ -208,9 +220,10 @@ def propagate_contours(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image
     for segment in moving_labels.segments:
         if segment.value not in moving_labels.present_values():
             raise InputError("--moving-labels", f"segment '{segment.name}' is empty")
-    if guided and not (model.network.predicts_field and model.network.predicts_segmentation):
+    guided = model.guided_organs(guide_organs)
+    if guide_organs and not (model.network.predicts_field and model.network.predicts_segmentation):
         raise InputError("--guided", f"model '{model.model_id}' is not a joint registration + segmentation model")
-    if guided and not model.iterations(iterations):
+    if guide_organs and not model.iterations(iterations):
         raise InputError("--guided", "guides instance optimisation: give --iterations above 0")
     organs = model.card["organs"]
     progress(0.05, "resampling onto the model grid")
@@ -224,8 +237,8 @@ def propagate_contours(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image
     if "ddf" not in output:
         progress(0.9, "segmentation-only model: the contours are its segmentation")
         return ContourResult(segmentation, None, None, segmentation)
-    guide = output.get("probabilities") if guided else None
-    field = _final_field(model, output["ddf"], pair, fixed, iterations, progress, 0.4, guide)
+    field = _final_field(model, output["ddf"], pair, fixed, iterations, progress, 0.4, output.get("probabilities"),
+                         guided if "probabilities" in output else [])
     progress(0.75, "warping the planning contours")
     values = [segment.value for segment in moving_labels.segments]
     contours = LabelMap(geometry.warp_labels(moving_labels.image, values, fixed, field),
