@@ -378,6 +378,9 @@ def train_crossstitch(
 
     for name, value in (("--steps", steps), ("--batch-size", batch_size), ("--devices", devices)):
         _positive(name, value)
+    missing = [path for path in start_from or [] if not path.is_file()]
+    if missing:
+        raise InputError("--start-from", f"no model file {missing[0]}")
     options = FitOptions("contour", configuration.value, 3, spacing, patch, batch_size, steps, minutes,
                          learned_weights, diffeomorphic, "ncc", True, devices, accelerator, seed, model_id,
                          learning_rate=learning_rate, start_from=tuple(start_from or ()))
