@@ -45,6 +45,7 @@ class CrossStitchContourParameterNode:
     referenceSegmentation: vtkMRMLSegmentationNode
     organMap: str  # "segment=organ,..." (the --organ-map option); empty: match by name
     warpPlanningCt: bool
+    guideOrgans: str  # the --guide-organs option; empty: the model card's choice
     outputSegmentation: vtkMRMLSegmentationNode
     outputTransform: vtkMRMLGridTransformNode
     outputWarpedCt: vtkMRMLScalarVolumeNode
@@ -106,7 +107,7 @@ class CrossStitchContourLogic(ScriptedLoadableModuleLogic):
         organMap = parse_organ_map(parameters.organMap) if parameters.organMap else None
         return start_contour(current_backend(), parameters.planningCt, parameters.planningSegmentation,
                              parameters.dailyCt, parameters.referenceSegmentation, organMap,
-                             parameters.warpPlanningCt)
+                             parameters.warpPlanningCt, guide_organs=parameters.guideOrgans.strip() or None)
 
     def load(self, result, parameters):
         nodes = load_contours(slicer.mrmlScene, result, parameters.dailyCt, parameters.planningSegmentation)

@@ -165,17 +165,32 @@ def test_contour_logic_end_to_end_on_phantom_nodes(scene, pair, contour_registry
     else:
         server = request.getfixturevalue("live_server")
         backend = RemoteBackend(server["url"], server["token"], poll_seconds=0.2)
-    job = start_contour(backend, planning_ct, planning, daily_ct, reference, mapping, warp_planning_ct=True)
+    job = start_contour(backend, planning_ct, planning, daily_ct, reference, mapping, warp_planning_ct=True,
+                        iterations=1, guide_organs="rectum, bladder")
     try:
         nodes = load_contours(scene, job.finish(), daily_ct, planning)
     finally:
         job.cleanup()
     assert mrml.segment_names(nodes.contours) == ["CTV", "seminal vesicles", "rectum", "bladder"]
+    assert nodes.contours.GetAttribute("SynthLab.guided_organs") == "rectum,bladder"
     assert nodes.field.IsA("vtkMRMLGridTransformNode") and nodes.warped.GetImageData() is not None
     table = nodes.metrics
     assert table.GetNumberOfRows() == 4 and table.GetCellText(0, 0) == "CTV"
     assert 0.0 <= float(table.GetCellText(0, 1)) <= 1.0  # Dice
     assert nodes.contours.GetAttribute("SynthLab.model") == "tiny-contour"
+
+
+def test_contour_guidance_for_an_organ_the_model_does_not_know_is_a_clear_error(scene, pair, contour_registry):
+    planning = mrml.load_segmentation(scene, pair["moving_labels"], "planning contours")
+    planning_ct = mrml.load_volume(scene, pair["moving"], "planning CT")
+    daily_ct = mrml.load_volume(scene, pair["fixed"], "daily CT")
+    job = start_contour(LocalBackend(env=synthlab_env(contour_registry)), planning_ct, planning, daily_ct,
+                        iterations=1, guide_organs="liver")
+    try:
+        with pytest.raises(BackendError, match="--guide-organs.*unknown organ liver"):
+            job.finish()
+    finally:
+        job.cleanup()
 
 
 def test_contour_refuses_a_planning_segmentation_with_no_known_organ(scene, pair):

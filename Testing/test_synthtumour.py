@@ -172,7 +172,7 @@ def test_training_runs_both_stages_and_resumes(brain_data, tumour_registry, tmp_
     card = json.loads((trained / "tiny-tumour.json").read_text())
     assert card["inputs"] == ["flair"] and card["stage"] == "senior" and "shifted_validation_dice" in card["metrics"]
     assert card["intensity"]["bias_correction"] == "N4"  # the default, so inference corrects the bias too
-    assert TumourModel.from_files(trained / "tiny-tumour.safetensors", "cpu").bias_correction
+    assert TumourModel.from_files(trained / "tiny-tumour.safetensors", "cpu").bias_levels == 3
     out = tmp_path / "run"
     shutil.copytree(trained, out)  # the session's registry keeps its own files
     arguments = ["train", "synthtumour", "--healthy", brain_data / "healthy.json", "--unlabelled",
@@ -180,8 +180,9 @@ def test_training_runs_both_stages_and_resumes(brain_data, tumour_registry, tmp_
                  "--patch", "16", "--filters", "4,8,16", "--progress", "json"]
     other = synthlab(*arguments[:-2], "--filters", "8,16,32", "--junior-steps", "5")
     assert other.returncode == 2 and "resume with the same settings" in other.stderr
-    unprepared = synthlab(*arguments, "--no-bias-correction")
-    assert unprepared.returncode == 2 and "prepared with other intensity" in unprepared.stderr
+    for other_preparation in (["--no-bias-correction"], ["--bias-fit-levels", "2"]):
+        unprepared = synthlab(*arguments, *other_preparation)
+        assert unprepared.returncode == 2 and "prepared with other intensity" in unprepared.stderr
     same = synthlab(*arguments, "--junior-steps", "3", "--senior-steps", "3")
     assert same.returncode == 0, same.stderr
     assert "junior already trained" in same.stdout and "senior already trained" in same.stdout
@@ -326,12 +327,34 @@ def test_bias_correction_flattens_a_smooth_field_and_keeps_the_tissue_contrast()
     assert abs(contrast - 1 / 0.6) < 0.15
 
 
+def test_fewer_bias_fitting_levels_keep_more_of_a_large_faint_lesion():
+    """A 24 mm-wide, 40 % brighter Gaussian lesion under a smooth coil field: three levels take most of its contrast
+    into the field, two keep most of it, and both still flatten the field outside it."""
+    rng = np.random.default_rng(0)
+    shape = (96, 96, 96)
+    brain = ball(shape, 42)
+    distance2 = sum((axis - centre) ** 2 for axis, centre in zip(np.indices(shape), (48, 48, 30), strict=True))
+    lesion = distance2 <= 12**2
+    field = 1 + 0.2 * np.linspace(-1, 1, 96)[:, None, None] + 0.1 * np.linspace(-1, 1, 96)[None, :, None]
+    image = (((1 + 0.4 * np.exp(-distance2 / (2 * 12**2))) * field + rng.normal(0, 0.02, shape)) * brain)
+    rest = brain & (distance2 > 16**2)
+
+    def contrast_and_spread(levels):
+        corrected = correct_bias(image.astype(np.float32), brain, 2.0, levels)
+        return corrected[lesion].mean() / corrected[rest].mean(), corrected[rest].std() / corrected[rest].mean()
+
+    (contrast3, spread3), (contrast2, spread2) = contrast_and_spread(3), contrast_and_spread(2)
+    assert contrast3 < 1.1 < 1.15 < contrast2
+    original_spread = image[rest].std() / image[rest].mean()
+    assert max(spread2, spread3) < 0.4 * original_spread
+
+
 def test_bias_correction_in_reading_spares_adc(brain_data):
     entry = json.loads((brain_data / "datalist.json").read_text())["training"][0]
     entry = {key: str(brain_data / value) if isinstance(value, str) and "/" in value else value
              for key, value in entry.items()}
     plain = read_entry(entry, ("flair", "adc"), TINY_TUMOUR["spacing"])
-    corrected = read_entry(entry, ("flair", "adc"), TINY_TUMOUR["spacing"], bias_correction=True)
+    corrected = read_entry(entry, ("flair", "adc"), TINY_TUMOUR["spacing"], bias_levels=3)
     assert np.array_equal(plain.image[1], corrected.image[1])
     assert np.abs(plain.image[0] - corrected.image[0])[plain.mask].mean() > 1e-3
 
@@ -394,6 +417,7 @@ def test_demo_segments_the_tumour_with_the_registered_model(tumour_registry, tmp
     (["--filters", "a,b"], "--filters: 'a,b': give at least two positive counts"),
     (["--junior-steps", "0"], "--junior-steps: must be at least 1"),
     (["--senior-stage1", "1"], "--senior-stage1: must be at least 0 and below 1"),
+    (["--bias-fit-levels", "0"], "--bias-fit-levels: must be 1 to 4 (got 0)"),
 ])
 def test_bad_training_options_get_one_line(brain_data, tmp_path, arguments, message):
     result = synthlab("train", "synthtumour", "--healthy", brain_data / "healthy.json", "--unlabelled",

@@ -26,6 +26,7 @@ CANVAS_MM = 192.0
 CANVAS_MULTIPLE = 16
 BRAIN_ML = (150.0, 2200.0)  # an estimated "brain" outside this range is no brain, or a head with its skull
 BIAS_FIT_MM = 4.0  # N4 fits the bias field on a canvas copy this coarse (the field is smooth; 1 mm would be slow)
+BIAS_FIT_LEVELS = 3  # N4's B-spline refinements; each doubles the field's resolution (cards without the key: 3)
 BIAS_FREE = {"adc"}  # a ratio of two images acquired together: the receive field cancels
 
 
@@ -90,15 +91,19 @@ def scale_inside(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(mask, image / max(reference, 1e-6), 0).astype(np.float32)
 
 
-def correct_bias(channel: np.ndarray, brain: np.ndarray, spacing: float) -> np.ndarray:
-    """``channel`` divided by its N4-estimated bias field, fitted inside ``brain`` (SimpleITK)."""
+def correct_bias(channel: np.ndarray, brain: np.ndarray, spacing: float, levels: int = BIAS_FIT_LEVELS) -> np.ndarray:
+    """``channel`` divided by its N4-estimated bias field, fitted inside ``brain`` (SimpleITK).
+
+    Fewer fitting ``levels`` give a smoother field: it flattens less of a large, faint lesion along with the coil's
+    shading.
+    """
     image = sitk.GetImageFromArray(np.maximum(channel, 1e-3).astype(np.float32))  # N4 fits log intensities
     image.SetSpacing([spacing] * 3)
     mask = sitk.GetImageFromArray(brain.astype(np.uint8))
     mask.CopyInformation(image)
     shrink = [max(1, round(BIAS_FIT_MM / spacing))] * 3
     n4 = sitk.N4BiasFieldCorrectionImageFilter()
-    n4.SetMaximumNumberOfIterations([50] * 3)
+    n4.SetMaximumNumberOfIterations([50] * levels)
     n4.Execute(sitk.Shrink(image, shrink), sitk.Shrink(mask, shrink))
     bias = np.exp(sitk.GetArrayFromImage(n4.GetLogBiasFieldAsImage(image)))
     return (channel / bias).astype(np.float32)
@@ -114,9 +119,9 @@ def zscore_inside(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def read_brain(paths: dict[str, str], channels: Sequence[str], spacing: float, mask_path: str | None = None,
-               label_path: str | None = None, name: str = "", bias_correction: bool = False) -> BrainArrays:
+               label_path: str | None = None, name: str = "", bias_levels: int = 0) -> BrainArrays:
     """Read a case's channels (``flair`` first) onto its canvas; the mask is read or estimated; with
-    ``bias_correction`` every channel but ADC loses its bias field."""
+    ``bias_levels`` above 0 every channel but ADC loses its bias field (N4 with that many fitting levels)."""
     images = {}
     for channel in channels:
         if not paths.get(channel):
@@ -138,8 +143,8 @@ def read_brain(paths: dict[str, str], channels: Sequence[str], spacing: float, m
     scaled = []
     for channel in channels:
         values = volume.array_of(volume.resample(images[channel], canvas))
-        if bias_correction and channel not in BIAS_FREE:
-            values = correct_bias(values, brain, spacing)
+        if bias_levels and channel not in BIAS_FREE:
+            values = correct_bias(values, brain, spacing, bias_levels)
         scaled.append(scale_inside(values, brain))
     label = None
     if label_path:
@@ -148,7 +153,7 @@ def read_brain(paths: dict[str, str], channels: Sequence[str], spacing: float, m
 
 
 def read_entry(entry: dict, channels: Sequence[str], spacing: float, with_label: bool = False,
-               bias_correction: bool = False) -> BrainArrays:
+               bias_levels: int = 0) -> BrainArrays:
     """A datalist entry (``flair``, ``t1``, ``t2``, ``mask``, ``label``) on its canvas."""
     return read_brain(entry, channels, spacing, entry.get("mask"), entry.get("label") if with_label else None,
-                      entry.get("case", entry.get(channels[0], "")), bias_correction)
+                      entry.get("case", entry.get(channels[0], "")), bias_levels)

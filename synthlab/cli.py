@@ -466,6 +466,9 @@ def train_synthtumour(
     model_id: Annotated[str, typer.Option("--model-id", help="Name of the exported senior.")] = "synthtumour-senior",
     bias_correction: Annotated[bool, typer.Option(help="Remove the receive bias field (N4) before scaling; "
                                                        "the card records it and inference does the same.")] = True,
+    bias_fit_levels: Annotated[int, typer.Option("--bias-fit-levels", help="N4's fitting levels (1-4); fewer give "
+                                                 "a smoother field that flattens less of a large, faint "
+                                                 "tumour.")] = 3,
     senior_from_junior: Annotated[bool, typer.Option(help="Start the senior from the junior's weights "
                                                           "instead of from scratch.")] = False,
     senior_augmentation: Annotated[bool, typer.Option(help="Augment the senior's patches (flips, rotations, "
@@ -486,6 +489,8 @@ def train_synthtumour(
         raise InputError("--channels", f"'{channels}': FLAIR first, then any of t1, t2 (e.g. flair,t2)")
     if patch % 8:
         raise InputError("--patch", "must be a multiple of 8")
+    if not 1 <= bias_fit_levels <= 4:
+        raise InputError("--bias-fit-levels", f"must be 1 to 4 (got {bias_fit_levels})")
     if not 0 <= senior_stage1 < 1:
         raise InputError("--senior-stage1", f"must be at least 0 and below 1 (got {senior_stage1})")
     try:
@@ -496,7 +501,7 @@ def train_synthtumour(
         raise InputError("--filters", f"'{filters}': give at least two positive counts, e.g. 16,32,64,128")
     options = TumourFitOptions(names, spacing, patch, batch_size, junior_steps, senior_steps, minutes,
                                learning_rate, levels, devices=devices, accelerator=accelerator, seed=seed,
-                               model_id=model_id, bias_correction=bias_correction,
+                               model_id=model_id, bias_fit_levels=bias_fit_levels if bias_correction else 0,
                                senior_from_junior=senior_from_junior, senior_augmentation=senior_augmentation,
                                senior_stage1_fraction=senior_stage1)
     with ProgressReporter(progress.value) as reporter:

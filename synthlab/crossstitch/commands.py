@@ -71,7 +71,8 @@ def run_contour(fixed_path: Path, moving_path: Path, labels_path: Path, out_labe
     if out_segmentation is not None and result.segmentation is not None:
         written["out_segmentation"] = str(write_labels(result.segmentation, out_segmentation))
     summary = [f"{s.name}: {result.contours.volume_ml(s.name):.1f} ml" for s in result.contours.segments]
-    output = {**written, "model": model.model_id, "seconds": round(seconds, 2), "summary": summary}
+    output = {**written, "model": model.model_id, "seconds": round(seconds, 2), "summary": summary,
+              "guided_organs": result.guided_organs}
     if metrics is not None:
         output["metrics"] = metrics
         summary += [f"{name}: Dice {m['dice']:.3f}, MSD {m['msd_mm']:.2f} mm, HD95 {m['hd95_mm']:.2f} mm"

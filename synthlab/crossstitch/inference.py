@@ -138,6 +138,7 @@ class ContourResult:
     field: sitk.Image | None
     warped: sitk.Image | None
     segmentation: LabelMap | None  # the network's own segmentation of the daily CT
+    guided_organs: list[str]  # organs that instance optimisation pulled towards that segmentation
 
 
 def _require_dimension(model: LoadedModel, image: sitk.Image, name: str) -> None:
@@ -236,15 +237,17 @@ def propagate_contours(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image
         segmentation = _segmentation(output["probabilities"], pair, fixed, organs, moving_labels, organ_map)
     if "ddf" not in output:
         progress(0.9, "segmentation-only model: the contours are its segmentation")
-        return ContourResult(segmentation, None, None, segmentation)
+        return ContourResult(segmentation, None, None, segmentation, [])
+    if "probabilities" not in output or not model.iterations(iterations):
+        guided = []
     field = _final_field(model, output["ddf"], pair, fixed, iterations, progress, 0.4, output.get("probabilities"),
-                         guided if "probabilities" in output else [])
+                         guided)
     progress(0.75, "warping the planning contours")
     values = [segment.value for segment in moving_labels.segments]
     contours = LabelMap(geometry.warp_labels(moving_labels.image, values, fixed, field),
                         list(moving_labels.segments))
     warped = geometry.warp_image(moving, fixed, field, -1024.0) if warp_ct else None
-    return ContourResult(contours, field, warped, segmentation)
+    return ContourResult(contours, field, warped, segmentation, guided)
 
 
 def _segmentation(probabilities: np.ndarray, pair: PairArrays, fixed: sitk.Image, organs: Sequence[str],

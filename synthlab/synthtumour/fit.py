@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from synthlab import __version__
-from synthlab.brain import CANVAS_MM, BrainArrays, read_entry
+from synthlab.brain import BIAS_FIT_LEVELS, CANVAS_MM, BrainArrays, read_entry
 from synthlab.datalist import read_datalist
 from synthlab.errors import InputError
 from synthlab.progress import StageProgress
@@ -54,7 +54,7 @@ class TumourFitOptions:
     accelerator: str = "auto"
     seed: int = 0
     model_id: str = "synthtumour-senior"
-    bias_correction: bool = True  # N4 before scaling (see synthlab.brain)
+    bias_fit_levels: int = BIAS_FIT_LEVELS  # N4 before scaling, its fitting levels (0: none; see synthlab.brain)
     senior_from_junior: bool = False  # the senior starts from the junior's weights instead of from scratch
     senior_augmentation: bool = False  # nnU-Net-like augmentation of the senior's patches
     senior_stage1_fraction: float = 0.0  # share of the senior's examples that are stage-1 synthetic tumours
@@ -66,7 +66,8 @@ def card_for(options: TumourFitOptions, stage: str) -> dict:
             "inputs": list(options.channels), "spacing": [options.spacing] * 3, "canvas_mm": CANVAS_MM,
             "patch": [options.patch] * 3, "filters": list(options.filters),
             "intensity": {"kind": "brain z-score", "scale": "99th percentile inside the brain",
-                          "bias_correction": "N4" if options.bias_correction else None},
+                          "bias_correction": "N4" if options.bias_fit_levels else None,
+                          "bias_fit_levels": options.bias_fit_levels},
             "labels": {"1": "Tumour"}}
 
 
@@ -87,7 +88,7 @@ def _read_split(entries: list[dict], options: TumourFitOptions, progress: StageP
     cases = []
     for index, entry in enumerate(entries):
         progress(index / max(1, len(entries)), f"reading {what} {index + 1}/{len(entries)}")
-        cases.append(read_entry(entry, options.channels, options.spacing, bias_correction=options.bias_correction))
+        cases.append(read_entry(entry, options.channels, options.spacing, bias_levels=options.bias_fit_levels))
     return cases
 
 

@@ -17,7 +17,7 @@ from monai.inferers import sliding_window_inference
 from scipy import ndimage
 
 from synthlab import volume
-from synthlab.brain import BrainArrays, read_brain, read_entry
+from synthlab.brain import BIAS_FIT_LEVELS, BrainArrays, read_brain, read_entry
 from synthlab.device import autocast
 from synthlab.labels import LabelMap, Segment
 from synthlab.progress import StageProgress
@@ -47,13 +47,14 @@ class TumourModel(InferenceModel):
         return float(self.card["spacing"][0])
 
     @property
-    def bias_correction(self) -> bool:
-        """Whether the model was trained on N4-corrected images (and so must see them)."""
-        return self.card.get("intensity", {}).get("bias_correction") == "N4"
+    def bias_levels(self) -> int:
+        """N4 fitting levels of the images the model was trained on (and so must see); 0: no bias correction."""
+        intensity = self.card.get("intensity", {})
+        return int(intensity.get("bias_fit_levels", BIAS_FIT_LEVELS)) if intensity.get("bias_correction") == "N4" else 0
 
     def read_entry(self, entry: dict, with_label: bool = False) -> BrainArrays:
         """A datalist entry on this model's canvas, scaled as it was trained."""
-        return read_entry(entry, self.channels, self.spacing, with_label, self.bias_correction)
+        return read_entry(entry, self.channels, self.spacing, with_label, self.bias_levels)
 
     @classmethod
     def from_weights(cls, weights: dict, card: dict, device: torch.device) -> TumourModel:
@@ -94,9 +95,9 @@ def segment_tumour(model: TumourModel, paths: dict[str, str | None], mask_path: 
                    min_component_ml: float, progress: StageProgress) -> TumourResult:
     """Segment one case given as files (``flair`` and the model's other channels)."""
     progress(0.05, "reading " + ", ".join(model.channels) + (" and removing the bias field"
-                                                              if model.bias_correction else ""))
+                                                              if model.bias_levels else ""))
     case = read_brain({k: str(v) for k, v in paths.items() if v}, model.channels, model.spacing,
-                      str(mask_path) if mask_path else None, bias_correction=model.bias_correction)
+                      str(mask_path) if mask_path else None, bias_levels=model.bias_levels)
     progress(0.3, f"segmenting on {model.device.type}")
     probability = model.segment_canvas(case)
     progress(0.8, "mapping onto the FLAIR grid")
