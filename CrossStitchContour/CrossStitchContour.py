@@ -107,7 +107,7 @@ class CrossStitchContourLogic(ScriptedLoadableModuleLogic):
         organMap = parse_organ_map(parameters.organMap) if parameters.organMap else None
         return start_contour(current_backend(), parameters.planningCt, parameters.planningSegmentation,
                              parameters.dailyCt, parameters.referenceSegmentation, organMap,
-                             parameters.warpPlanningCt, guide_organs=parameters.guideOrgans.strip() or None)
+                             parameters.warpPlanningCt, guide_organs=parameters.guideOrgans)
 
     def load(self, result, parameters):
         nodes = load_contours(slicer.mrmlScene, result, parameters.dailyCt, parameters.planningSegmentation)

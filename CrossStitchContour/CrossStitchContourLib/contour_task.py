@@ -53,7 +53,7 @@ def start_contour(backend: Backend, planning_ct, planning_segmentation, daily_ct
     outputs = {**OUTPUT_FILES, **(WARPED_FILE if warp_planning_ct else {}),
                **(METRICS_FILE if reference_segmentation is not None else {})}
     params = {"model": model_id, "device": device, "organ_map": format_organ_map(mapping),
-              "iterations": iterations, "guide_organs": guide_organs or None}
+              "iterations": iterations, "guide_organs": (guide_organs or "").strip() or None}
     return NodeJob(backend, "contour", inputs, outputs, params)
 
 

@@ -80,7 +80,8 @@ class SliceDataset(Dataset):
                  tumour_share: float = 0.0):
         self.cases, self.neighbours, self.samples = cases, neighbours, samples
         self.slices = [np.flatnonzero(case.brain.mask.sum((1, 2)) >= MIN_BRAIN_PIXELS) for case in cases]
-        if not any(len(s) for s in self.slices):
+        self.cases_with_brain = [index for index, slices in enumerate(self.slices) if len(slices)]
+        if not self.cases_with_brain:
             raise InputError("--datalist", "no training slice shows any brain")
         self.tumour_slices = [(index, int(depth)) for index, case in enumerate(cases) if case.tumour is not None
                               for depth in np.flatnonzero(case.tumour.sum((1, 2)) >= MIN_TUMOUR_PIXELS)]
@@ -94,7 +95,7 @@ class SliceDataset(Dataset):
         if self.rng.random() < self.tumour_share:
             choice, depth = self.tumour_slices[int(self.rng.integers(len(self.tumour_slices)))]
             return self.cases[choice], depth
-        choice = int(self.rng.choice([i for i, s in enumerate(self.slices) if len(s)]))
+        choice = int(self.rng.choice(self.cases_with_brain))
         return self.cases[choice], int(self.rng.choice(self.slices[choice]))
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
