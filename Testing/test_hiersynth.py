@@ -186,6 +186,18 @@ def test_each_baseline_trains_and_exports_a_loadable_model(brain_data, tmp_path,
     assert isinstance(model.network, MonolithicUNet if variant in ("unet", "pix2pix") else HierSynth)
 
 
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_the_rate_schedule_anneals_every_optimiser_over_the_stage(brain_data, tmp_path, schedule):
+    options = CBVFitOptions(variant="pix2pix", steps=4, spacing=6.0, batch_size=2, accelerator="cpu",
+                            learning_rate=1e-3, rate_schedule=schedule, model_id="pix2pix")
+    fit_hiersynth(brain_data / "datalist.json", tmp_path, options, quiet)
+    saved = torch.load(tmp_path / "single" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    rates = [group["lr"] for state in saved["optimizer_states"] for group in state["param_groups"]]
+    assert len(rates) == 2  # generator and discriminator
+    assert rates == pytest.approx([0.0, 0.0] if schedule == "cosine" else [1e-3, 1e-3], abs=1e-9)
+    assert json.loads((tmp_path / "pix2pix.json").read_text())["training"]["rate_schedule"] == schedule
+
+
 def test_hiersynth_trains_both_stages_and_resumes(brain_data, cbv_registry, tmp_path):
     trained = Path(cbv_registry).parent
     card = json.loads((trained / "tiny-cbv.json").read_text())

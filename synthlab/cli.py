@@ -391,6 +391,7 @@ def train_crossstitch(
 
 
 Variant = enum.Enum("Variant", {v: v for v in ("hiersynth", "gsm-lsm", "gsm", "unet", "pix2pix")}, type=str)
+RateSchedule = enum.Enum("RateSchedule", {s: s for s in ("constant", "cosine")}, type=str)
 
 
 @train_app.command("hiersynth")
@@ -416,6 +417,9 @@ def train_hiersynth(
     neighbours: Annotated[int, typer.Option("--neighbours", help="Slices on each side in a 2.5D input.")] = 1,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 8,
     learning_rate: Annotated[float, typer.Option("--learning-rate")] = 2e-4,
+    rate_schedule: Annotated[RateSchedule, typer.Option("--rate-schedule", help="constant, or cosine: each "
+                                                        "stage's rate annealed to zero over its steps.")]
+    = RateSchedule.constant,
     devices: DevicesOption = 1, accelerator: AcceleratorOption = "auto", seed: int = 0,
     model_id: Annotated[str | None, typer.Option("--model-id", help="Name of the exported model "
                                                  "(default: the variant).")] = None,
@@ -438,8 +442,8 @@ def train_hiersynth(
     from synthlab.hiersynth.fit import CBVFitOptions, fit_hiersynth
 
     options = CBVFitOptions(variant.value, names, spacing, neighbours, steps, global_fraction, joint_steps,
-                            batch_size, local_tumour_share, learning_rate, minutes, devices, accelerator,
-                            seed, model_id or variant.value)
+                            batch_size, local_tumour_share, learning_rate, rate_schedule.value, minutes,
+                            devices, accelerator, seed, model_id or variant.value)
     with ProgressReporter(progress.value) as reporter:
         result = fit_hiersynth(datalist, out, options, reporter.stage("train hiersynth", 0.0, 1.0))
         if result:

@@ -6,7 +6,8 @@ of it, so HierSynth and the baselines train for the same number of updates.
 ``--joint-steps`` adds a joint fine-tuning stage (HierSynth and gsm-lsm only).
 Each stage trains in ``out/<stage>`` from the previous stage's exported weights; a stage
 whose weights already have the asked-for steps is skipped, one whose source (or tumour
-share) changed is trained again. ``--minutes`` is shared among the stages in proportion to their steps.
+share) changed is trained again. ``--rate-schedule cosine`` anneals each stage's rate to zero over its
+steps (a cosine run resumes only with the same steps; a constant-rate run can be resumed to train longer). ``--minutes`` is shared among the stages in proportion to their steps.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class CBVFitOptions:
     batch_size: int = 8
     local_tumour_share: float = 0.0
     learning_rate: float = 2e-4
+    rate_schedule: str = "constant"
     max_minutes: float | None = None
     devices: int = 1
     accelerator: str = "auto"
@@ -108,7 +110,8 @@ def _train_stage(stage: str, out: Path, source: Path | None, data: tuple, option
         return weights
     folder.mkdir(parents=True, exist_ok=True)
     in_channels = len(options.contrasts) * (2 * options.neighbours + 1)
-    module = CBVSynthModule(options.variant, stage, in_channels, options.learning_rate)
+    module = CBVSynthModule(options.variant, stage, in_channels, options.learning_rate, options.rate_schedule,
+                            steps if options.rate_schedule != "constant" else 0)
     if source is not None:
         start_from(module, load_file(str(source)))
     trainer, best = make_trainer(folder, steps * module.optimisers_per_batch, minutes, options.devices,
@@ -124,7 +127,7 @@ def _train_stage(stage: str, out: Path, source: Path | None, data: tuple, option
     if trainer.global_rank == 0:
         card = {**card_for(options), "stage": stage,
                 "training": {"steps": int(trainer.global_step) // module.optimisers_per_batch,
-                             "tumour_share": tumour_share},
+                             "tumour_share": tumour_share, "rate_schedule": options.rate_schedule},
                 "metrics": {"validation_score": float(best.best_model_score)
                             if best.best_model_score is not None else None}}
         save_model(best_network_weights(best, folder), card, folder, stage)
@@ -161,7 +164,8 @@ def fit_hiersynth(datalist: Path, out: Path, options: CBVFitOptions, progress: S
     stage_cards = {stage: exported_steps(out / stage / f"{stage}.safetensors") for stage in budget}
     final = json.loads(source.with_suffix(".json").read_text())
     card = {**card_for(options), "training": {"steps": sum(stage_cards.values()), "stages": stage_cards,
-                                               "local_tumour_share": options.local_tumour_share},
+                                               "local_tumour_share": options.local_tumour_share,
+                                               "rate_schedule": options.rate_schedule},
             "metrics": final.get("metrics", {}), "training_data": str(datalist)}
     weights_path, card_path = save_model(load_file(str(source)), card, out, options.model_id)
     progress(1.0, f"wrote {weights_path.name}")

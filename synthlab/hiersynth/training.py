@@ -9,6 +9,9 @@ Variants (``VARIANTS``) and their stages:
 Generator loss: L1 + w_ssim·(1 − SSIM) + w_adversarial·LSGAN + w_pac·PaC (``LOSS_WEIGHTS``), the terms a
 variant does not use left out. Validation synthesises whole validation
 volumes; ``val_score`` is the mean of the brain SSIM and the tumour-ROI SSIM.
+
+Rate schedules: ``constant``, or ``cosine``, which anneals every optimiser's rate to
+zero over the stage's ``stage_steps`` generator updates.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from synthlab.hiersynth.variants import LOSS_WEIGHTS, VARIANTS, make_network
 class CBVSynthModule(pl.LightningModule):
     """One stage of one variant. ``network`` is the whole generator; the stage decides what trains."""
 
-    def __init__(self, variant: str, stage: str, in_channels: int, learning_rate: float = 2e-4):
+    def __init__(self, variant: str, stage: str, in_channels: int, learning_rate: float = 2e-4,
+                 rate_schedule: str = "constant", stage_steps: int = 0):
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
@@ -91,8 +95,14 @@ class CBVSynthModule(pl.LightningModule):
         generator_optimiser.step()
         if self.discriminator is not None:
             self._discriminator_step(optimisers[1], image, cbv, output.detach())
+        for scheduler in self._schedulers():
+            scheduler.step()
         self.log_dict({f"train_{name}": value for name, value in terms.items()}, sync_dist=True)
         self.log("train_loss", loss, prog_bar=True, sync_dist=True)
+
+    def _schedulers(self) -> list:
+        schedulers = self.lr_schedulers()
+        return [] if schedulers is None else schedulers if isinstance(schedulers, list) else [schedulers]
 
     def _discriminator_step(self, optimiser, image, real, fake) -> None:
         real_logits = self.discriminator(torch.cat([image, real], 1))[-1]
@@ -115,7 +125,11 @@ class CBVSynthModule(pl.LightningModule):
 
     def configure_optimizers(self):
         rate = self.hparams.learning_rate * (0.1 if self.hparams.stage == "joint" else 1.0)
-        generator = torch.optim.Adam(self.trained_parameters(), lr=rate, betas=(0.5, 0.999))
-        if self.discriminator is None:
-            return generator
-        return [generator, torch.optim.Adam(self.discriminator.parameters(), lr=rate, betas=(0.5, 0.999))]
+        optimisers = [torch.optim.Adam(self.trained_parameters(), lr=rate, betas=(0.5, 0.999))]
+        if self.discriminator is not None:
+            optimisers.append(torch.optim.Adam(self.discriminator.parameters(), lr=rate, betas=(0.5, 0.999)))
+        if self.hparams.rate_schedule == "constant":
+            return optimisers
+        return [{"optimizer": optimiser,
+                 "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(1, self.hparams.stage_steps))}
+                for optimiser in optimisers]
