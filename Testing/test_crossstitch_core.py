@@ -19,6 +19,7 @@ from synthlab.crossstitch.data import PERCENTILE_RANGE
 from synthlab.crossstitch.inference import LoadedModel, register_images
 from synthlab.crossstitch.instance import SegmentationGuide, refine_field
 from synthlab.crossstitch.networks import CONFIGURATIONS, CrossStitchUnit, JointNetwork, start_branches_from
+from synthlab.crossstitch.training import RegistrationModule
 from synthlab.errors import InputError
 
 BRAINWEB = Path("/usr/share/doc/insighttoolkit5-examples/examples/Data")
@@ -80,6 +81,21 @@ def test_a_joint_network_starts_from_single_task_networks():
     assert torch.allclose(joint.stitch_up[0].alpha[0, 1], torch.tensor(0.1))
     with pytest.raises(ValueError, match="no registration branch"):
         start_branches_from(single["segmentation-only"], single["registration-only"].state_dict())
+
+
+@pytest.mark.parametrize("configuration", ["crossstitch", "loss-joined"])
+def test_the_cross_stitch_units_step_at_their_own_rate(configuration):
+    module = RegistrationModule(configuration, 2, organs=("a", "b"), filters=(4, 8, 8), learning_rate=1e-3,
+                                stitch_rate_scale=20)
+    optimiser = module.configure_optimizers()
+    rates = [group["lr"] for group in optimiser.param_groups]
+    units = {id(p) for name, p in module.named_parameters() if "stitch" in name}
+    assert sum(len(group["params"]) for group in optimiser.param_groups) == len(list(module.parameters()))
+    if configuration == "loss-joined":  # no units: one group at the common rate
+        assert not units and rates == [1e-3]
+        return
+    assert rates == pytest.approx([1e-3, 2e-2])
+    assert {id(p) for p in optimiser.param_groups[1]["params"]} == units
 
 
 def test_untrained_registration_starts_near_identity():

@@ -255,7 +255,8 @@ def test_contour_in_a_sliding_window_with_instance_optimisation(contour_registry
     (["contour", "--organ-map", "nonsense"], "--organ-map: use SEGMENT=ORGAN pairs"),
     (["contour", "--organ-map", "nope=prostate"], "--organ-map: no planning segment named 'nope'"),
     (["contour", "--organ-map", "bladder=femur"], "--organ-map: 'femur' is not an organ of this model"),
-    (["contour", "--guided", "--iterations", "0"], "--guided: guides instance optimisation: give --iterations"),
+    (["contour", "--guided", "--iterations", "0"], "--guided/--guide-organs: guides instance optimisation: give"),
+    (["contour", "--guide-organs", "rectum", "--iterations", "0"], "--guided/--guide-organs: guides instance"),
     (["contour", "--guide-organs", "rectum,kidney"], "--guide-organs: unknown organ kidney"),
     (["register", "--out-field", "{tmp}/field.png"], "--out-field: a displacement field needs"),
     (["register", "--model", "optimisation-only", "--moving", str(BRAINWEB / "BrainProtonDensitySlice.png")],
@@ -296,7 +297,7 @@ def test_guided_refuses_a_model_without_both_branches(contour_registry, pair):
     network = JointNetwork("registration-only", 3, len(card["organs"]), filters=tuple(card["filters"]))
     model = LoadedModel.from_weights(network.state_dict(), card, torch.device("cpu"))
     fixed, moving = volume.read_image(pair["fixed"]), volume.read_image(pair["moving"])
-    with pytest.raises(InputError, match="--guided: model .* is not a joint registration"):
+    with pytest.raises(InputError, match="--guided/--guide-organs: model .* is not a joint registration"):
         propagate_contours(model, fixed, moving, read_labels(pair["moving_labels"]), iterations=2,
                            guide_organs=["rectum"])
 

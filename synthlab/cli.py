@@ -370,6 +370,8 @@ def train_crossstitch(
     start_from: Annotated[list[Path] | None, typer.Option("--start-from", help="A registration-only or "
                           "segmentation-only model (.safetensors) whose branch starts this one; repeat for "
                           "both.")] = None,
+    stitch_rate_scale: Annotated[float, typer.Option("--stitch-rate-scale", help="The cross-stitch units' "
+                                                     "step size as a multiple of --learning-rate.")] = 1.0,
     devices: DevicesOption = 1, accelerator: AcceleratorOption = "auto", seed: int = 0,
     model_id: ModelIdOption = None, progress: ProgressOption = ProgressMode.bar,
 ):
@@ -381,9 +383,12 @@ def train_crossstitch(
     missing = [path for path in start_from or [] if not path.is_file()]
     if missing:
         raise InputError("--start-from", f"no model file {missing[0]}")
+    if stitch_rate_scale <= 0:
+        raise InputError("--stitch-rate-scale", f"must be above 0 (got {stitch_rate_scale:g})")
     options = FitOptions("contour", configuration.value, 3, spacing, patch, batch_size, steps, minutes,
                          learned_weights, diffeomorphic, "ncc", True, devices, accelerator, seed, model_id,
-                         learning_rate=learning_rate, start_from=tuple(start_from or ()))
+                         learning_rate=learning_rate, start_from=tuple(start_from or ()),
+                         stitch_rate_scale=stitch_rate_scale)
     with ProgressReporter(progress.value) as reporter:
         result = fit(datalist, out, options, reporter.stage("train crossstitch", 0.0, 1.0))
         if result:

@@ -47,6 +47,7 @@ class FitOptions:
     filters: tuple[int, ...] = FILTERS
     learning_rate: float = 5e-4
     start_from: tuple[Path, ...] = ()  # single-task models whose branches start the joint model
+    stitch_rate_scale: float = 1.0  # the cross-stitch units' step size, as a multiple of learning_rate
 
 
 def patch_shape(options: FitOptions) -> tuple[int, ...]:
@@ -117,7 +118,7 @@ def fit(datalist: Path, out: Path, options: FitOptions, progress: StageProgress)
         diffeomorphic=options.diffeomorphic, photometric=options.photometric,
         regulariser="bending" if labelled else "edge-aware", regulariser_weight=0.5 if labelled else 1.0,
         learned_task_weights=options.learned_task_weights, filters=options.filters,
-        learning_rate=options.learning_rate)
+        learning_rate=options.learning_rate, stitch_rate_scale=options.stitch_rate_scale)
     samples = max(len(train_pairs), 16 * options.batch_size)
     train_loader = DataLoader(PatchDataset(train_pairs, patch_shape(options), True, samples, options.seed),
                               batch_size=options.batch_size, shuffle=True, drop_last=True)
@@ -140,7 +141,8 @@ def fit(datalist: Path, out: Path, options: FitOptions, progress: StageProgress)
         "steps": int(trainer.global_step), "seconds_this_run": round(time.perf_counter() - started, 1),
         "patch": list(patch_shape(options)), "batch_size": options.batch_size, "optimiser": f"RAdam lr {options.learning_rate:g}",
         "learned_task_weights": options.learned_task_weights, "training_pairs": len(train_pairs),
-        "started_from": [str(path) for path in options.start_from]},
+        "started_from": [str(path) for path in options.start_from],
+        "stitch_rate_scale": options.stitch_rate_scale},
         metrics={"validation_score": float(best.best_model_score) if best.best_model_score is not None else None})
     weights_path, card_path = save_model(weights, card, out, model_id)
     progress(1.0, f"wrote {weights_path.name}")

@@ -205,6 +205,9 @@ def _warped_result(fixed: sitk.Image, moving: sitk.Image, field: sitk.Image, pro
     return RegistrationResult(field, geometry.warp_image(moving, fixed, field, default))
 
 
+GUIDANCE_OPTIONS = "--guided/--guide-organs"  # either option asks for guidance; errors name both
+
+
 def propagate_contours(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image, moving_labels: LabelMap,
                        organ_map: Mapping[str, str] | None = None, iterations: int | None = None, window: int | None = None,
                        warp_ct: bool = False, guide_organs: Sequence[str] | None = None,
@@ -223,9 +226,9 @@ def propagate_contours(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image
             raise InputError("--moving-labels", f"segment '{segment.name}' is empty")
     guided = model.guided_organs(guide_organs)
     if guide_organs and not (model.network.predicts_field and model.network.predicts_segmentation):
-        raise InputError("--guided", f"model '{model.model_id}' is not a joint registration + segmentation model")
+        raise InputError(GUIDANCE_OPTIONS, f"model '{model.model_id}' is not a joint registration + segmentation model")
     if guide_organs and not model.iterations(iterations):
-        raise InputError("--guided", "guides instance optimisation: give --iterations above 0")
+        raise InputError(GUIDANCE_OPTIONS, "guides instance optimisation: give --iterations above 0")
     organs = model.card["organs"]
     progress(0.05, "resampling onto the model grid")
     pair = pair_on_grid(fixed, moving, model.card["spacing"], model.card["intensity"], organs, moving_labels,

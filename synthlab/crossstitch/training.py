@@ -28,6 +28,7 @@ from synthlab.crossstitch.data import PairArrays
 from synthlab.crossstitch.networks import FILTERS, JointNetwork
 
 SCALE_WEIGHTS = (1 / 3, 1 / 3, 1 / 3)
+STITCH_PREFIXES = ("network.stitch_down.", "network.stitch_up.")
 
 
 class PatchDataset(Dataset):
@@ -96,12 +97,16 @@ class RegistrationModule(pl.LightningModule):
 
     ``regulariser``: ``bending`` (weight 0.5, the joint model) or ``edge-aware`` (the core).
     ``augment_voxels``: amplitude of the random extra deformation of the moving scan (voxels).
+    ``stitch_rate_scale``: the cross-stitch units' step size as a multiple of ``learning_rate``. They are
+    a few hundred parameters among many thousand; at the common rate they hardly leave their start
+    (Misra et al. also train theirs faster than the rest).
     """
 
     def __init__(self, configuration: str = "crossstitch", spatial_dims: int = 3, organs: Sequence[str] = (),
                  label_inputs: bool = True, diffeomorphic: bool = False, photometric: str = "ncc",
                  regulariser: str = "bending", regulariser_weight: float = 0.5, learned_task_weights: bool = False,
-                 learning_rate: float = 5e-4, augment_voxels: float = 1.5, filters: Sequence[int] = FILTERS):
+                 learning_rate: float = 5e-4, augment_voxels: float = 1.5, filters: Sequence[int] = FILTERS,
+                 stitch_rate_scale: float = 1.0):
         super().__init__()
         self.save_hyperparameters()
         self.organs = list(organs)
@@ -183,7 +188,12 @@ class RegistrationModule(pl.LightningModule):
         self.log("val_score", next(iter(scores.values())), sync_dist=True)
 
     def configure_optimizers(self):
-        return torch.optim.RAdam(self.parameters(), lr=self.hparams.learning_rate)
+        stitches = [p for name, p in self.named_parameters() if name.startswith(STITCH_PREFIXES)]
+        others = [p for name, p in self.named_parameters() if not name.startswith(STITCH_PREFIXES)]
+        rate = self.hparams.learning_rate
+        groups = [{"params": others}] + ([{"params": stitches, "lr": rate * self.hparams.stitch_rate_scale}]
+                                         if stitches else [])
+        return torch.optim.RAdam(groups, lr=rate)
 
 
 def _with_background(organs: torch.Tensor) -> torch.Tensor:
