@@ -6,8 +6,9 @@ of it, so HierSynth and the baselines train for the same number of updates.
 ``--joint-steps`` adds a joint fine-tuning stage (HierSynth and gsm-lsm only).
 Each stage trains in ``out/<stage>`` from the previous stage's exported weights; a stage
 whose weights already have the asked-for steps is skipped, one whose source (or tumour
-share) changed is trained again. ``--rate-schedule cosine`` anneals each stage's rate to zero over its
-steps (a cosine run resumes only with the same steps; a constant-rate run can be resumed to train longer). ``--minutes`` is shared among the stages in proportion to their steps.
+share) changed is trained again. ``--minutes`` is shared among the stages in proportion to their steps.
+``--rate-schedule cosine`` anneals each stage's rate to zero over its steps: such a run resumes only
+with the same steps, while a constant-rate run can be resumed to train longer.
 """
 
 from __future__ import annotations
