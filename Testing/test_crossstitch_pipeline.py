@@ -264,6 +264,7 @@ def test_contour_in_a_sliding_window_with_instance_optimisation(contour_registry
     (["evaluate", "--split", "nowhere"], "--split: the datalist has no 'nowhere' pairs"),
     (["train", "--steps", "0"], "--steps: must be at least 1 (got 0)"),
     (["train", "--devices", "0"], "--devices: must be at least 1 (got 0)"),
+    (["train", "--stitch-rate-scale", "0"], "--stitch-rate-scale: must be above 0 (got 0)"),
     (["train", "--start-from", "{tmp}/nowhere.safetensors"], "--start-from: no model file"),
     (["train register", "--datalist", "{tmp}/unpaired.json"], "--datalist: every training pair needs 'fixed'"),
 ])
