@@ -111,8 +111,8 @@ def _train_stage(stage: str, out: Path, source: Path | None, data: tuple, option
         return weights
     folder.mkdir(parents=True, exist_ok=True)
     in_channels = len(options.contrasts) * (2 * options.neighbours + 1)
-    module = CBVSynthModule(options.variant, stage, in_channels, options.learning_rate, options.rate_schedule,
-                            steps if options.rate_schedule != "constant" else 0)
+    module = CBVSynthModule(options.variant, stage, in_channels, options.learning_rate,
+                            cosine_steps=steps if options.rate_schedule == "cosine" else 0)
     if source is not None:
         start_from(module, load_file(str(source)))
     trainer, best = make_trainer(folder, steps * module.optimisers_per_batch, minutes, options.devices,

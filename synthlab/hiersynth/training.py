@@ -10,8 +10,8 @@ Generator loss: L1 + w_ssim·(1 − SSIM) + w_adversarial·LSGAN + w_pac·PaC (`
 variant does not use left out. Validation synthesises whole validation
 volumes; ``val_score`` is the mean of the brain SSIM and the tumour-ROI SSIM.
 
-Rate schedules: ``constant``, or ``cosine``, which anneals every optimiser's rate to
-zero over the stage's ``stage_steps`` generator updates.
+With ``cosine_steps`` above 0 every optimiser's rate is annealed to zero over that many generator
+updates (a cosine); otherwise it stays constant.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class CBVSynthModule(pl.LightningModule):
     """One stage of one variant. ``network`` is the whole generator; the stage decides what trains."""
 
     def __init__(self, variant: str, stage: str, in_channels: int, learning_rate: float = 2e-4,
-                 rate_schedule: str = "constant", stage_steps: int = 0):
+                 cosine_steps: int = 0):
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
@@ -128,8 +128,8 @@ class CBVSynthModule(pl.LightningModule):
         optimisers = [torch.optim.Adam(self.trained_parameters(), lr=rate, betas=(0.5, 0.999))]
         if self.discriminator is not None:
             optimisers.append(torch.optim.Adam(self.discriminator.parameters(), lr=rate, betas=(0.5, 0.999)))
-        if self.hparams.rate_schedule == "constant":
+        if not self.hparams.cosine_steps:
             return optimisers
         return [{"optimizer": optimiser,
-                 "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(1, self.hparams.stage_steps))}
+                 "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, self.hparams.cosine_steps)}
                 for optimiser in optimisers]
