@@ -17,6 +17,7 @@ from synthlab.brain import BrainArrays, correct_bias, estimate_brain_mask, read_
 from synthlab.errors import InputError
 from synthlab.labels import read_labels
 from synthlab.registry import Registry, entry_for
+from synthlab.synthtumour.fit import PSEUDO_LABEL_RULE, pseudo_label
 from synthlab.synthtumour.inference import TumourModel
 from synthlab.synthtumour.shapes import VOLUME_ML, NoisySphere, draw_tumour_shape
 from synthlab.synthtumour.synthesis import SCALE_RANGES, SynthesiseTumourd, blurred_scaled, hard_scaled
@@ -165,6 +166,20 @@ def test_senior_data_can_mix_in_stage1_tumours():
     assert 0.3 <= stage1_share(0.5) <= 0.7
 
 
+def test_a_pseudo_label_drops_specks_and_fills_the_core_the_junior_left_out():
+    probability = np.zeros((40, 40, 40), np.float32)
+    shell = ball((40, 40, 40), 12) & ~ball((40, 40, 40), 6)
+    shell[:20, 18:22, 18:22] = False  # the dark core opens to the outside through a channel: no 3D hole
+    probability[shell] = 0.9
+    probability[2:4, 2:4, 2:4] = 0.9  # 8 voxels of 1 mm: a speck inference would remove too
+    probability[ball((40, 40, 40), 12) & ~shell] = 0.3
+    label = pseudo_label(probability, spacing=1.0)
+    assert not label[:5, :5, :5].any()
+    core = ball((40, 40, 40), 6)
+    assert label[core].mean() > 0.9 and label[shell].all()
+    assert not label[~ball((40, 40, 40), 12)].any()
+
+
 def test_training_runs_both_stages_and_resumes(brain_data, tumour_registry, tmp_path):
     trained = Path(tumour_registry).parent
     assert (trained / "junior" / "junior.safetensors").is_file() and (trained / "senior" / "senior.safetensors").is_file()
@@ -172,6 +187,7 @@ def test_training_runs_both_stages_and_resumes(brain_data, tumour_registry, tmp_
     card = json.loads((trained / "tiny-tumour.json").read_text())
     assert card["inputs"] == ["flair"] and card["stage"] == "senior" and "shifted_validation_dice" in card["metrics"]
     assert card["intensity"]["bias_correction"] == "N4"  # the default, so inference corrects the bias too
+    assert card["pseudo_labels"] == PSEUDO_LABEL_RULE
     assert TumourModel.from_files(trained / "tiny-tumour.safetensors", "cpu").bias_levels == 3
     out = tmp_path / "run"
     shutil.copytree(trained, out)  # the session's registry keeps its own files

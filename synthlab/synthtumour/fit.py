@@ -3,7 +3,9 @@
 ``out/junior`` and ``out/senior`` hold each stage's Lightning checkpoints; a stage whose
 exported weights already have the asked-for steps is not trained again (more steps resume
 it from ``last.ckpt``; ``--minutes`` limits each stage in this run only), and pseudo labels
-are kept in ``out/pseudo_labels`` for as long as the junior is the same. A folder keeps one
+are kept in ``out/pseudo_labels`` for as long as the junior is the same. A pseudo label is what
+inference would keep of the junior's tumour (no component under 0.5 ml), with the holes it leaves
+in a tumour filled slice by slice: a whole-tumour label includes the core. A folder keeps one
 image preparation (channels, spacing, bias correction). The senior is exported as
 ``<model_id>`` with its card.
 """
@@ -17,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file
+from scipy import ndimage
 from torch.utils.data import DataLoader
 
 from synthlab import __version__
@@ -25,7 +28,7 @@ from synthlab.datalist import read_datalist
 from synthlab.errors import InputError
 from synthlab.progress import StageProgress
 from synthlab.registry import save_model, sha256_of
-from synthlab.synthtumour.inference import TumourModel
+from synthlab.synthtumour.inference import MIN_COMPONENT_ML, TumourModel, remove_small_components
 from synthlab.synthtumour.network import FILTERS, exportable, load_weights
 from synthlab.synthtumour.training import MixedTumours, SyntheticTumours, TumourSegModule, shifted_validation
 from synthlab.trainer import (
@@ -37,6 +40,8 @@ from synthlab.trainer import (
     resume_point,
 )
 from synthlab.volume import atomic_output
+
+PSEUDO_LABEL_RULE = "junior probability > 0.5, components under 0.5 ml removed, holes filled in every slice"
 
 
 @dataclass
@@ -124,15 +129,26 @@ def _train_stage(stage: str, out: Path, dataset, validation: list, options: Tumo
     return weights
 
 
-def _pseudo_labels(junior: Path, cases: list[BrainArrays], out: Path, progress: StageProgress) -> None:
+def pseudo_label(probability: np.ndarray, spacing: float) -> np.ndarray:
+    """The junior's tumour as a training label (``PSEUDO_LABEL_RULE``): the components inference would keep,
+    and every hole they enclose in an axial, coronal or sagittal slice (a core the junior left out)."""
+    label, _ = remove_small_components(probability > 0.5, [spacing] * 3, MIN_COMPONENT_ML)
+    for axis in range(3):
+        slices = np.moveaxis(label, axis, 0)
+        label |= np.moveaxis(np.stack([ndimage.binary_fill_holes(one) for one in slices]), 0, axis)
+    return label
+
+
+def _pseudo_labels(junior: Path, cases: list[BrainArrays], out: Path, spacing: float,
+                   progress: StageProgress) -> None:
     """Label each unlabelled tumour case with the junior (kept in ``out`` so a rerun with the same junior
-    reuses them; a different junior labels them again)."""
+    and rule reuses them; a different junior or rule labels them again)."""
     out.mkdir(parents=True, exist_ok=True)
-    made_by = out / "junior.sha256"
-    if not made_by.is_file() or made_by.read_text() != sha256_of(junior):
+    made_by, maker = out / "junior.sha256", f"{sha256_of(junior)}\n{PSEUDO_LABEL_RULE}"
+    if not made_by.is_file() or made_by.read_text() != maker:
         for old in out.glob("case_*.npz"):
             old.unlink()
-        made_by.write_text(sha256_of(junior))
+        made_by.write_text(maker)
     model = None
     for index, case in enumerate(cases):
         path = out / f"case_{index:04d}.npz"
@@ -142,7 +158,7 @@ def _pseudo_labels(junior: Path, cases: list[BrainArrays], out: Path, progress: 
         if model is None:
             model = TumourModel.from_files(junior, "auto")
         progress(index / max(1, len(cases)), f"pseudo labels {index + 1}/{len(cases)}")
-        case.label = model.segment_canvas(case) > 0.5
+        case.label = pseudo_label(model.segment_canvas(case), spacing)
         with atomic_output(path) as temporary:  # DDP ranks may write the same file
             np.savez_compressed(temporary, label=case.label)
 
@@ -170,12 +186,12 @@ def fit_synthtumour(healthy_datalist: Path, unlabelled_datalist: Path, out: Path
 
     junior = _train_stage("junior", out, stage1(options.seed), validation, options, options.junior_steps, progress)
     tumours = _read_split(unlabelled_entries, options, progress, "unlabelled tumour images")
-    _pseudo_labels(junior, tumours, out / "pseudo_labels", progress)
+    _pseudo_labels(junior, tumours, out / "pseudo_labels", options.spacing, progress)
     start_from = junior if options.senior_from_junior else None
     how = [words for words, chosen in (("from the junior", start_from), ("augmented", options.senior_augmentation),
                                        (f"{options.senior_stage1_fraction:.0%} stage-1 examples",
                                         options.senior_stage1_fraction)) if chosen]
-    forget_run_of_another_source(out / "senior", junior, ", ".join(how))
+    forget_run_of_another_source(out / "senior", junior, ", ".join([*how, PSEUDO_LABEL_RULE]))
     senior = _train_stage("senior", out, MixedTumours(tumours, healthy, patch, samples, options.seed + 1,
                                                       options.senior_augmentation, stage1(options.seed + 2),
                                                       options.senior_stage1_fraction),
@@ -184,7 +200,7 @@ def fit_synthtumour(healthy_datalist: Path, unlabelled_datalist: Path, out: Path
         return {}
     card = json.loads(senior.with_suffix(".json").read_text())
     card.update(training_data={"healthy": str(healthy_datalist), "unlabelled": str(unlabelled_datalist)},
-                junior_weights=str(junior))
+                junior_weights=str(junior), pseudo_labels=PSEUDO_LABEL_RULE)
     weights_path, card_path = save_model(load_file(str(senior)), card, out, options.model_id)
     progress(1.0, f"wrote {weights_path.name}")
     return {"weights": str(weights_path), "card": str(card_path), "junior": str(junior), "model_id": options.model_id}
