@@ -27,6 +27,11 @@ def labelled_tumours(entries: list[dict], model: TumourModel) -> list:
     return [case for case in cases if case.label.any()]
 
 
+def preparation(model: TumourModel) -> tuple:
+    """What decides how a case is read for the model (a card without N4 levels has the default)."""
+    return model.card["intensity"]["kind"], model.bias_levels, model.spacing
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datalist", type=Path, required=True)
@@ -41,8 +46,8 @@ def main() -> None:
     seniors = {("senior" if len(args.senior) == 1 else f"senior: {path.stem}"): TumourModel.from_files(path, args.device)
                for path in args.senior}
     senior = next(iter(seniors.values()))  # reads the cases and is timed
-    if any(junior.card["intensity"] != model.card["intensity"] for model in seniors.values()):
-        parser.error("the junior and the seniors must share their intensity preprocessing")
+    if any(preparation(junior) != preparation(model) for model in seniors.values()):
+        parser.error("the junior and the seniors must share their image preparation (intensity, N4 levels, spacing)")
     spacing, splits = senior.spacing, read_datalist(args.datalist)
     test = labelled_tumours(splits["test"], senior)
     threshold = choose_threshold(labelled_tumours(splits["validation"], senior), spacing)
