@@ -41,7 +41,8 @@ from synthlab.trainer import (
 )
 from synthlab.volume import atomic_output
 
-PSEUDO_LABEL_RULE = "junior probability > 0.5, components under 0.5 ml removed, holes filled in every slice"
+PSEUDO_LABEL_RULE = (f"junior probability > 0.5, components under {MIN_COMPONENT_ML:g} ml removed, "
+                     "holes filled in every slice")
 
 
 @dataclass
