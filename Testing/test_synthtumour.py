@@ -215,6 +215,12 @@ def test_training_runs_both_stages_and_resumes(brain_data, tumour_registry, tmp_
     assert "junior already trained" in changed.stdout and "senior already trained" not in changed.stdout
     assert "pseudo labels 1/5" in changed.stdout
     assert (out / "pseudo_labels" / "junior.sha256").read_text() != labels_before
+    # Labels made by an older rule (its marker held the junior's hash alone) are made again.
+    marker = out / "pseudo_labels" / "junior.sha256"
+    marker.write_text(marker.read_text().split("\n")[0])
+    relabelled = synthlab(*arguments, "--junior-steps", "5", "--senior-steps", "3")
+    assert relabelled.returncode == 0, relabelled.stderr
+    assert "pseudo labels 1/5" in relabelled.stdout and marker.read_text().endswith(PSEUDO_LABEL_RULE)
 
     def largest_change_from_junior() -> float:
         junior, senior = (load_file(str(out / stage / f"{stage}.safetensors")) for stage in ("junior", "senior"))
