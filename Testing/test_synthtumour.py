@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -462,3 +464,13 @@ def test_evaluate_tumour_refuses_a_split_without_labelled_tumours(brain_data, tu
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
     assert not (tmp_path / "report.json").exists()
+
+
+def test_tumour_benchmark_refuses_two_seniors_with_one_row_name(tmp_path):
+    """Two weights files with the same name would share one row, and one result would silently hide the other."""
+    script = Path(__file__).parent / "benchmarks" / "tumour_benchmark.py"
+    arguments = ["--datalist", tmp_path / "datalist.json", "--junior", tmp_path / "junior.safetensors",
+                 "--senior", tmp_path / "a" / "junior.safetensors", tmp_path / "b" / "junior.safetensors"]
+    result = subprocess.run([sys.executable, str(script), *map(str, arguments)], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "NAME=weights.safetensors" in result.stderr.strip().splitlines()[-1]

@@ -36,15 +36,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datalist", type=Path, required=True)
     parser.add_argument("--junior", type=Path, required=True)
-    parser.add_argument("--senior", type=Path, required=True, nargs="+",
-                        help="one or more seniors (more than one: each row is named after its file)")
+    parser.add_argument("--senior", required=True, nargs="+",
+                        help="one or more seniors, each weights.safetensors or NAME=weights.safetensors "
+                             "(more than one: each row is named NAME, else after its file)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--report", type=Path)
     args = parser.parse_args()
+    named = [item.partition("=")[::2] if "=" in item else (Path(item).stem, item) for item in args.senior]
+    if len({name for name, _ in named}) < len(named):
+        parser.error("two seniors share a row name: give each one as NAME=weights.safetensors")
     junior = TumourModel.from_files(args.junior, args.device)
-    seniors = {("senior" if len(args.senior) == 1 else f"senior: {path.stem}"): TumourModel.from_files(path, args.device)
-               for path in args.senior}
+    seniors = {("senior" if len(named) == 1 else f"senior: {name}"): TumourModel.from_files(Path(path), args.device)
+               for name, path in named}
     senior = next(iter(seniors.values()))  # reads the cases and is timed
     if any(preparation(junior) != preparation(model) for model in seniors.values()):
         parser.error("the junior and the seniors must share their image preparation (intensity, N4 levels, spacing)")
