@@ -474,3 +474,33 @@ def test_tumour_benchmark_refuses_two_seniors_with_one_row_name(tmp_path):
     result = subprocess.run([sys.executable, str(script), *map(str, arguments)], capture_output=True, text=True)
     assert result.returncode == 2
     assert "NAME=weights.safetensors" in result.stderr.strip().splitlines()[-1]
+
+
+def test_healthy_findings_count_the_false_tumour_and_the_empty_brains():
+    from synthlab.synthtumour.evaluation import healthy_findings
+
+    brain = ball()
+    cases = [BrainArrays(brain[None].astype(np.float32), brain, sitk.Image(8, 8, 8, sitk.sitkFloat32), None)] * 3
+    speck = np.zeros_like(brain)
+    speck[22:24, 22:24, 22:24] = True  # 8 voxels of 2 mm: 0.064 ml
+    found = iter([speck, np.zeros_like(brain), np.zeros_like(brain)])
+    summary = healthy_findings({"quiet": lambda case: np.zeros_like(brain), "speckled": lambda case: next(found)},
+                               cases, 2.0)
+    assert summary["quiet"]["healthy_empty"] == 3 and summary["quiet"]["healthy_found_ml_max"] == 0
+    assert summary["speckled"]["healthy_empty"] == 2
+    assert summary["speckled"]["healthy_found_ml_max"] == pytest.approx(0.064)
+    assert summary["speckled"]["healthy_found_ml_mean"] == pytest.approx(0.064 / 3)
+
+
+def test_evaluate_tumour_reports_what_the_model_finds_in_healthy_brains(brain_data, tumour_registry, tmp_path):
+    datalist = json.loads((brain_data / "datalist.json").read_text())
+    assert any(not e["tumour"] for e in datalist["training"]), "the training split should hold a healthy brain"
+    report = tmp_path / "report.json"
+    result = synthlab("evaluate", "tumour", "--datalist", brain_data / "datalist.json", "--report", report,
+                      "--split", "training", "--progress", "none", env=synthlab_env(tumour_registry))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(report.read_text())["summary"]
+    healthy = sum(not e["tumour"] for e in datalist["training"])
+    for name in ("tiny-tumour", "intensity baseline"):
+        assert summary[name]["healthy_cases"] == healthy
+        assert 0 <= summary[name]["healthy_empty"] <= healthy and summary[name]["healthy_found_ml_max"] >= 0

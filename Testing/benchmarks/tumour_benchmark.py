@@ -2,7 +2,8 @@
 
 The phantom's tumours come from its own generator (lobulated level sets with oedema and
 necrosis, mass effect), not from the stage-1 noisy spheres. Dice and HD95 on the test
-split's tumour cases; the baseline threshold is chosen on the validation split's labels.
+split's tumour cases; the baseline threshold is chosen on the validation split's labels. On the
+test split's healthy brains: the tumour volume each method finds there (all of it false).
 Timing: one full-size phantom brain (1 mm, 192^3) through ``synthlab tumour``'s pipeline.
 
     .venv/bin/python Testing/benchmarks/tumour_benchmark.py --datalist D/datalist.json \
@@ -58,7 +59,8 @@ def main() -> None:
     methods = {name: (lambda case, model=model: model_mask(model, case, spacing))
                for name, model in {"junior": junior, **seniors}.items()}
     methods["intensity baseline"] = lambda case: baseline_mask(case, threshold, spacing)
-    result = evaluate(methods, test, spacing, lambda fraction, message: print(message, flush=True))
+    healthy = [senior.read_entry(e) for e in splits["test"] if not e.get("tumour", True)]
+    result = evaluate(methods, test, spacing, lambda fraction, message: print(message, flush=True), healthy)
     result.update(baseline_threshold=threshold, test_cases=len(test), device=str(senior.device),
                   full_brain_1mm_seconds=time_full_brain(
                       lambda paths, mask: segment_tumour(senior, paths, mask, 0.5, lambda *a, **k: None),

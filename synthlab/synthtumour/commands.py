@@ -38,7 +38,8 @@ def run_tumour(flair: Path, t1: Path | None, t2: Path | None, mask: Path | None,
 def run_evaluate(datalist: Path, report: Path, split: str, model_id: str | None, device: str,
                  progress: StageProgress) -> dict:
     """Score the model and the intensity baseline on a split's labelled tumours (the baseline's threshold is
-    chosen on the validation split, or on training when validation is the one scored)."""
+    chosen on the validation split, or on training when validation is the one scored), and on its healthy
+    brains the tumour each one finds there."""
     splits = read_datalist(datalist)
     model = TumourModel.registered(model_id, device)
 
@@ -54,9 +55,10 @@ def run_evaluate(datalist: Path, report: Path, split: str, model_id: str | None,
     if not test:
         raise InputError("--datalist", f"has no labelled tumour cases in its {split} split")
     threshold = choose_threshold(tuning or test, model.spacing)
+    healthy = [model.read_entry(e) for e in splits[split] if not e.get("tumour", True)]
     result = evaluate({model.model_id: lambda case: model_mask(model, case, model.spacing),
                        "intensity baseline": lambda case: baseline_mask(case, threshold, model.spacing)},
-                      test, model.spacing, progress)
+                      test, model.spacing, progress, healthy)
     result["baseline_threshold"] = threshold
     result["threshold_chosen_on"] = tuning_split if tuning else f"{split} (no labelled {tuning_split} cases)"
     with volume.atomic_output(report) as temporary:

@@ -3,7 +3,8 @@
 Whole tumour = every labelled voxel. Scores are computed on the model canvas
 (the same grid for every method, prepared as the model was trained, bias correction
 included): Dice and HD95 in mm, and the false islands (predicted components that miss
-the tumour): their volume, FLAIR z-score and depth inside the brain. The baseline
+the tumour): their volume, FLAIR z-score and depth inside the brain. On healthy brains,
+the tumour volume each method finds (all of it false). The baseline
 thresholds the FLAIR z-score inside the brain; its threshold is the one with the best
 mean Dice on the validation cases (labelled phantom cases, which favours the baseline).
 """
@@ -65,9 +66,9 @@ def model_mask(model: TumourModel, case: BrainArrays, spacing: float) -> np.ndar
 
 
 def evaluate(methods: dict[str, Callable[[BrainArrays], np.ndarray]], cases: Sequence[BrainArrays],
-             spacing: float, progress: Callable[[float, str], None]) -> dict:
+             spacing: float, progress: Callable[[float, str], None], healthy: Sequence[BrainArrays] = ()) -> dict:
     """Per case and mean scores of every method (finite HD95s only in the mean, misses counted; island FLAIR and
-    depth over the cases that have islands)."""
+    depth over the cases that have islands); with ``healthy`` brains, also what each method finds in them."""
     per_case = []
     for index, case in enumerate(cases):
         progress(index / max(1, len(cases)), f"case {index + 1}/{len(cases)}")
@@ -86,7 +87,22 @@ def evaluate(methods: dict[str, Callable[[BrainArrays], np.ndarray]], cases: Seq
                          "false_islands_ml_mean": float(np.mean([row[name]["false_islands_ml"] for row in per_case])),
                          **{f"{key}_mean": _mean_of_present([row[name][key] for row in per_case])
                             for key in ("false_island_flair_z", "false_island_depth_mm")}}
+        if healthy:
+            summary[name].update(healthy_findings({name: methods[name]}, healthy, spacing)[name])
     return {"cases": per_case, "summary": summary}
+
+
+def healthy_findings(methods: dict[str, Callable[[BrainArrays], np.ndarray]], cases: Sequence[BrainArrays],
+                     spacing: float) -> dict[str, dict[str, float | int]]:
+    """What each method calls tumour in brains that have none (every voxel is false): the volume's mean,
+    median and largest value in ml, and how many cases come back empty."""
+    summary = {}
+    for name, method in methods.items():
+        volumes_ml = np.array([method(case).sum() * spacing ** 3 / 1000 for case in cases])
+        summary[name] = {"healthy_cases": len(cases), "healthy_found_ml_mean": float(volumes_ml.mean()),
+                         "healthy_found_ml_median": float(np.median(volumes_ml)),
+                         "healthy_found_ml_max": float(volumes_ml.max()), "healthy_empty": int((volumes_ml == 0).sum())}
+    return summary
 
 
 def _mean_of_present(values: list[float | None]) -> float | None:
