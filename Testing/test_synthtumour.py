@@ -477,19 +477,23 @@ def test_tumour_benchmark_refuses_two_seniors_with_one_row_name(tmp_path):
 
 
 def test_healthy_findings_count_the_false_tumour_and_the_empty_brains():
-    from synthlab.synthtumour.evaluation import healthy_findings
+    from synthlab.synthtumour.evaluation import evaluate
 
-    brain = ball()
-    cases = [BrainArrays(brain[None].astype(np.float32), brain, sitk.Image(8, 8, 8, sitk.sitkFloat32), None)] * 3
+    brain, lesion = ball(), ball(radius=7)
     speck = np.zeros_like(brain)
     speck[22:24, 22:24, 22:24] = True  # 8 voxels of 2 mm: 0.064 ml
-    found = iter([speck, np.zeros_like(brain), np.zeros_like(brain)])
-    summary = healthy_findings({"quiet": lambda case: np.zeros_like(brain), "speckled": lambda case: next(found)},
-                               cases, 2.0)
+    tumour, *healthy = [BrainArrays(brain[None].astype(np.float32), brain, sitk.Image(8, 8, 8, sitk.sitkFloat32),
+                                    label) for label in (lesion, None, None, None)]
+    messages = []
+    result = evaluate({"quiet": lambda case: np.zeros_like(brain),
+                       "speckled": lambda case: speck if case is healthy[0] else np.zeros_like(brain)},
+                      [tumour], 2.0, lambda fraction, message: messages.append(message), healthy=healthy)
+    summary = result["summary"]
     assert summary["quiet"]["healthy_empty"] == 3 and summary["quiet"]["healthy_found_ml_max"] == 0
     assert summary["speckled"]["healthy_empty"] == 2
     assert summary["speckled"]["healthy_found_ml_max"] == pytest.approx(0.064)
     assert summary["speckled"]["healthy_found_ml_mean"] == pytest.approx(0.064 / 3)
+    assert messages[-1] == "healthy brain 3/3"
 
 
 def test_evaluate_tumour_reports_what_the_model_finds_in_healthy_brains(brain_data, tumour_registry, tmp_path):

@@ -69,14 +69,19 @@ def evaluate(methods: dict[str, Callable[[BrainArrays], np.ndarray]], cases: Seq
              spacing: float, progress: Callable[[float, str], None], healthy: Sequence[BrainArrays] = ()) -> dict:
     """Per case and mean scores of every method (finite HD95s only in the mean, misses counted; island FLAIR and
     depth over the cases that have islands); with ``healthy`` brains, also what each method finds in them."""
-    per_case = []
+    per_case, total = [], len(cases) + len(healthy)
     for index, case in enumerate(cases):
-        progress(index / max(1, len(cases)), f"case {index + 1}/{len(cases)}")
+        progress(index / total, f"case {index + 1}/{len(cases)}")
         row = {"case": case.name}
         for name, method in methods.items():
             prediction = method(case)
             row[name] = {**scores(prediction, case.label, spacing), **false_islands(prediction, case, spacing)}
         per_case.append(row)
+    found_ml = {name: [] for name in methods}
+    for index, case in enumerate(healthy):
+        progress((len(cases) + index) / total, f"healthy brain {index + 1}/{len(healthy)}")
+        for name, method in methods.items():
+            found_ml[name].append(float(method(case).sum() * spacing ** 3 / 1000))
     summary = {}
     for name in methods:
         dices = [row[name]["dice"] for row in per_case]
@@ -88,21 +93,17 @@ def evaluate(methods: dict[str, Callable[[BrainArrays], np.ndarray]], cases: Seq
                          **{f"{key}_mean": _mean_of_present([row[name][key] for row in per_case])
                             for key in ("false_island_flair_z", "false_island_depth_mm")}}
         if healthy:
-            summary[name].update(healthy_findings({name: methods[name]}, healthy, spacing)[name])
+            summary[name].update(healthy_findings(found_ml[name]))
     return {"cases": per_case, "summary": summary}
 
 
-def healthy_findings(methods: dict[str, Callable[[BrainArrays], np.ndarray]], cases: Sequence[BrainArrays],
-                     spacing: float) -> dict[str, dict[str, float | int]]:
-    """What each method calls tumour in brains that have none (every voxel is false): the volume's mean,
-    median and largest value in ml, and how many cases come back empty."""
-    summary = {}
-    for name, method in methods.items():
-        volumes_ml = np.array([method(case).sum() * spacing ** 3 / 1000 for case in cases])
-        summary[name] = {"healthy_cases": len(cases), "healthy_found_ml_mean": float(volumes_ml.mean()),
-                         "healthy_found_ml_median": float(np.median(volumes_ml)),
-                         "healthy_found_ml_max": float(volumes_ml.max()), "healthy_empty": int((volumes_ml == 0).sum())}
-    return summary
+def healthy_findings(found_ml: Sequence[float]) -> dict[str, float | int]:
+    """Summary of the tumour volumes (ml) a method found in brains that have none (every voxel is false): mean,
+    median, largest, and how many brains came back empty."""
+    volumes = np.asarray(found_ml, dtype=float)
+    return {"healthy_cases": len(volumes), "healthy_found_ml_mean": float(volumes.mean()),
+            "healthy_found_ml_median": float(np.median(volumes)), "healthy_found_ml_max": float(volumes.max()),
+            "healthy_empty": int((volumes == 0).sum())}
 
 
 def _mean_of_present(values: list[float | None]) -> float | None:
