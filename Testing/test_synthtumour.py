@@ -10,10 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import SimpleITK as sitk
 import torch
 from conftest import TINY_TUMOUR, synthlab, synthlab_env
 from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader
 
 from synthlab.brain import BrainArrays, correct_bias, estimate_brain_mask, read_entry
 from synthlab.errors import InputError
@@ -23,7 +25,15 @@ from synthlab.synthtumour.fit import PSEUDO_LABEL_RULE, pseudo_label
 from synthlab.synthtumour.inference import TumourModel
 from synthlab.synthtumour.shapes import VOLUME_ML, NoisySphere, draw_tumour_shape
 from synthlab.synthtumour.synthesis import SCALE_RANGES, SynthesiseTumourd, blurred_scaled, hard_scaled
-from synthlab.synthtumour.training import MixedTumours, SyntheticTumours, carve_mix
+from synthlab.synthtumour.training import (
+    MixedTumours,
+    SyntheticTumours,
+    TumourSegModule,
+    carve_mix,
+    overlap_counts,
+    pooled_dice,
+    validation_cases,
+)
 
 COLIN27 = Path("/usr/share/mricron/templates/ch2.nii.gz")
 
@@ -168,6 +178,39 @@ def test_senior_data_can_mix_in_stage1_tumours():
     assert 0.3 <= stage1_share(0.5) <= 0.7
 
 
+def test_validation_has_each_brain_with_a_shifted_tumour_and_without_one():
+    healthy = [bright_tumour_case(seed, with_tumour=False) for seed in (7, 8)]
+    cases = validation_cases(healthy, ("flair",), 6.0)
+    assert len(cases) == 4
+    assert all(case["label"].sum() > 0 for case in cases[:2]) and all(case["label"].sum() == 0 for case in cases[2:])
+    for with_tumour, without in zip(cases[:2], cases[2:], strict=True):
+        inside = with_tumour["label"][0] > 0
+        assert float(with_tumour["image"][0][inside].mean()) > float(without["image"][0][inside].mean()) + 0.5
+        assert torch.equal(with_tumour["image"][0][~inside] != 0, without["image"][0][~inside] != 0)
+
+
+def test_pooled_validation_dice_counts_tumour_found_in_a_healthy_brain():
+    tumour = torch.from_numpy(ball(radius=8))
+    nothing = torch.zeros_like(tumour)
+    perfect = overlap_counts(tumour, tumour)
+    assert float(pooled_dice(perfect)) == pytest.approx(1.0)
+    assert float(pooled_dice(perfect + overlap_counts(nothing, nothing))) == pytest.approx(1.0)
+    false_tumour = overlap_counts(tumour, nothing)  # the same volume found in a tumour-free brain
+    assert float(pooled_dice(perfect + false_tumour)) == pytest.approx(2 / 3)
+
+
+def test_the_validation_score_is_the_dice_pooled_over_every_case():
+    cases = validation_cases([bright_tumour_case(seed, with_tumour=False) for seed in (7, 8)], ("flair",), 6.0)
+    module = TumourSegModule(1, (4, 8, 16))
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    [logged] = trainer.validate(module, DataLoader(cases, batch_size=1), verbose=False)
+    with torch.no_grad():
+        counts = sum(overlap_counts(module(case["image"][None]).argmax(1) > 0, case["label"][None, 0] > 0)
+                     for case in cases)
+    assert counts[1] > 0  # the untrained network finds "tumour", some of it in the tumour-free brains
+    assert logged["val_score"] == pytest.approx(float(pooled_dice(counts)), abs=1e-6)
+
+
 def test_a_pseudo_label_drops_specks_and_fills_the_core_the_junior_left_out():
     probability = np.zeros((40, 40, 40), np.float32)
     shell = ball((40, 40, 40), 12) & ~ball((40, 40, 40), 6)
@@ -187,7 +230,7 @@ def test_training_runs_both_stages_and_resumes(brain_data, tumour_registry, tmp_
     assert (trained / "junior" / "junior.safetensors").is_file() and (trained / "senior" / "senior.safetensors").is_file()
     assert len(list((trained / "pseudo_labels").glob("*.npz"))) == 5
     card = json.loads((trained / "tiny-tumour.json").read_text())
-    assert card["inputs"] == ["flair"] and card["stage"] == "senior" and "shifted_validation_dice" in card["metrics"]
+    assert card["inputs"] == ["flair"] and card["stage"] == "senior" and "validation_dice" in card["metrics"]
     assert card["intensity"]["bias_correction"] == "N4"  # the default, so inference corrects the bias too
     assert card["pseudo_labels"] == PSEUDO_LABEL_RULE
     assert TumourModel.from_files(trained / "tiny-tumour.safetensors", "cpu").bias_levels == 3

@@ -30,7 +30,7 @@ from synthlab.progress import StageProgress
 from synthlab.registry import save_model, sha256_of
 from synthlab.synthtumour.inference import MIN_COMPONENT_ML, TumourModel, remove_small_components
 from synthlab.synthtumour.network import FILTERS, exportable, load_weights
-from synthlab.synthtumour.training import MixedTumours, SyntheticTumours, TumourSegModule, shifted_validation
+from synthlab.synthtumour.training import MixedTumours, SyntheticTumours, TumourSegModule, validation_cases
 from synthlab.trainer import (
     best_network_weights,
     exported_steps,
@@ -123,8 +123,10 @@ def _train_stage(stage: str, out: Path, dataset, validation: list, options: Tumo
                                                          "started_from": str(start_from) if start_from else None,
                                                          "augmented": dataset.augment is not None,
                                                          "stage1_fraction": dataset.stage1_fraction},
-                "metrics": {"shifted_validation_dice": float(best.best_model_score)
-                            if best.best_model_score is not None else None}}
+                "metrics": {"validation_dice": float(best.best_model_score)
+                            if best.best_model_score is not None else None,
+                            "validation": "Dice pooled over held-out healthy brains with a shifted-intensity "
+                                          "tumour and the same brains without one"}}
         save_model(exportable(best_network_weights(best, folder)), card, folder, stage)
     trainer.strategy.barrier("exported")  # other DDP ranks read these weights next (pseudo labels)
     return weights
@@ -177,8 +179,8 @@ def fit_synthtumour(healthy_datalist: Path, unlabelled_datalist: Path, out: Path
     _require_same_preprocessing(out, options)
     validation_entries = healthy_splits["validation"] or healthy_entries[-max(1, len(healthy_entries) // 5):]
     healthy = _read_split(healthy_entries, options, progress, "healthy brains")
-    validation = shifted_validation(_read_split(validation_entries, options, progress, "validation brains"),
-                                    options.channels, options.spacing)
+    validation = validation_cases(_read_split(validation_entries, options, progress, "validation brains"),
+                                  options.channels, options.spacing)
     patch = [options.patch] * 3
     samples = max(16 * options.batch_size, len(healthy))
 

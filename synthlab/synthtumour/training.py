@@ -8,7 +8,9 @@
   since the senior sees only a few dozen real tumours where the junior sees a new one every time,
   or mixed with a share of stage-1 examples.
 - Validation (both stages): healthy brains with distribution-shifted tumours (hard mask,
-  scaled native texture), made once with a fixed seed.
+  scaled native texture), made once with a fixed seed, and the same brains without a tumour.
+  Its score is the Dice pooled over all of them, so tumour found in a healthy brain costs as much
+  as tumour missed: juniors of one recipe that tie on the shifted tumours differ by that (session 18).
 """
 
 from __future__ import annotations
@@ -137,21 +139,36 @@ def carve_mix(tumour: BrainArrays, healthy: BrainArrays) -> tuple[np.ndarray, np
     return mixed, carved
 
 
-def shifted_validation(healthy: list[BrainArrays], channels: Sequence[str], spacing: float, seed: int = 1234
-                       ) -> list[dict[str, torch.Tensor]]:
-    """Healthy brains with hard-mask tumours (the shifted intensity model), fixed once, whole canvases."""
+def validation_cases(healthy: list[BrainArrays], channels: Sequence[str], spacing: float, seed: int = 1234
+                     ) -> list[dict[str, torch.Tensor]]:
+    """Each healthy brain twice, as whole canvases: with a hard-mask tumour (the shifted intensity model,
+    fixed once) and as it is, with an empty label."""
     synthesise = SynthesiseTumourd(channels, [spacing] * 3, shifted=True)
     synthesise.set_random_state(seed)
-    cases = []
+    with_tumour, without = [], []
     for case in healthy:
         result = synthesise({"image": case.image, "mask": case.mask[None]})
-        cases.append({"image": torch.from_numpy(zscore_inside(result["image"].numpy(), case.mask)),
-                      "label": result["label"]})
-    return cases
+        with_tumour.append({"image": torch.from_numpy(zscore_inside(result["image"].numpy(), case.mask)),
+                            "label": result["label"]})
+        without.append({"image": torch.from_numpy(zscore_inside(case.image, case.mask)),
+                        "label": torch.zeros_like(result["label"])})
+    return with_tumour + without
+
+
+def overlap_counts(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(true positive, predicted, target) voxel counts of boolean masks."""
+    return torch.stack([(predicted & target).sum(), predicted.sum(), target.sum()]).double()
+
+
+def pooled_dice(counts: torch.Tensor) -> torch.Tensor:
+    """Dice of summed ``overlap_counts``: false positives in tumour-free cases lower it."""
+    true_positive, predicted, target = counts
+    return 2 * true_positive / (predicted + target).clamp(min=1)
 
 
 class TumourSegModule(pl.LightningModule):
-    """DynUNet trained with DiceCE; validation Dice of whole canvases (``val_score``) picks the checkpoint."""
+    """DynUNet trained with DiceCE; the validation Dice pooled over whole canvases (``val_score``) picks the
+    checkpoint."""
 
     def __init__(self, in_channels: int = 1, filters: Sequence[int] = FILTERS, learning_rate: float = 1e-3):
         super().__init__()
@@ -167,12 +184,15 @@ class TumourSegModule(pl.LightningModule):
         self.log("train_loss", loss, prog_bar=True, sync_dist=True)
         return loss
 
+    def on_validation_epoch_start(self):
+        self.validation_counts = torch.zeros(3, dtype=torch.float64, device=self.device)
+
     def validation_step(self, batch, batch_index):
-        predicted = self(batch["image"]).argmax(1) > 0
-        target = batch["label"][:, 0] > 0
-        overlap = (predicted & target).sum().float()
-        dice = 2 * overlap / (predicted.sum() + target.sum()).clamp(min=1)
-        self.log("val_score", dice, sync_dist=True, prog_bar=True)
+        self.validation_counts += overlap_counts(self(batch["image"]).argmax(1) > 0, batch["label"][:, 0] > 0)
+
+    def on_validation_epoch_end(self):
+        counts = self.trainer.strategy.reduce(self.validation_counts, reduce_op="sum")
+        self.log("val_score", pooled_dice(counts).float(), prog_bar=True)
 
     def configure_optimizers(self):
         return torch.optim.AdamW(self.parameters(), lr=self.hparams.learning_rate, weight_decay=1e-5)
