@@ -178,6 +178,20 @@ def test_senior_data_can_mix_in_stage1_tumours():
     assert 0.3 <= stage1_share(0.5) <= 0.7
 
 
+def test_senior_data_can_hold_tumour_free_brains_with_empty_labels():
+    tumour, healthy = bright_tumour_case(5), bright_tumour_case(6, with_tumour=False)
+
+    def empty_share(fraction: float) -> float:
+        dataset = MixedTumours([tumour], [healthy], [32] * 3, samples=40, seed=1, tumour_free_fraction=fraction)
+        return float(np.mean([dataset[index]["label"].sum() == 0 for index in range(40)]))
+
+    assert empty_share(0.0) == 0.0
+    assert 0.3 <= empty_share(0.5) <= 0.7
+    empty = next(item for item in (MixedTumours([tumour], [healthy], [32] * 3, 40, 1, tumour_free_fraction=0.9)[i]
+                                   for i in range(40)) if item["label"].sum() == 0)
+    assert float(empty["image"].max()) < 6  # the healthy brain, z-scored: noise only (its tumour would be z ≈ 20)
+
+
 def test_validation_has_each_brain_with_a_shifted_tumour_and_without_one():
     healthy = [bright_tumour_case(seed, with_tumour=False) for seed in (7, 8)]
     cases = validation_cases(healthy, ("flair",), 6.0)
@@ -281,11 +295,12 @@ def test_training_runs_both_stages_and_resumes(brain_data, tumour_registry, tmp_
     assert card["training"]["started_from"] == str(out / "junior" / "junior.safetensors")
     assert card["training"]["augmented"] is False
     augmented = synthlab(*arguments, "--junior-steps", "5", "--senior-steps", "1", "--senior-augmentation",
-                         "--senior-stage1", "0.5")
+                         "--senior-stage1", "0.5", "--senior-tumour-free", "0.25")
     assert augmented.returncode == 0, augmented.stderr
     assert "senior already trained" not in augmented.stdout  # another kind of senior: trained again
     training = json.loads((out / "senior" / "senior.json").read_text())["training"]
     assert training["augmented"] is True and training["stage1_fraction"] == 0.5
+    assert training["tumour_free_fraction"] == 0.25
 
 
 def test_training_under_ddp_with_two_processes(brain_data, tmp_path):
@@ -484,6 +499,7 @@ def test_demo_segments_the_tumour_with_the_registered_model(tumour_registry, tmp
     (["--filters", "a,b"], "--filters: 'a,b': give at least two positive counts"),
     (["--junior-steps", "0"], "--junior-steps: must be at least 1"),
     (["--senior-stage1", "1"], "--senior-stage1: must be at least 0 and below 1"),
+    (["--senior-tumour-free", "-0.1"], "--senior-tumour-free: must be at least 0 and below 1"),
     (["--bias-fit-levels", "0"], "--bias-fit-levels: must be 1 to 4 (got 0)"),
 ])
 def test_bad_training_options_get_one_line(brain_data, tmp_path, arguments, message):

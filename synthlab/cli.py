@@ -485,6 +485,9 @@ def train_synthtumour(
     senior_stage1: Annotated[float, typer.Option("--senior-stage1", help="Share of the senior's examples that are "
                                                  "stage-1 synthetic tumours, as the junior's (0: the paper's "
                                                  "senior).")] = 0.0,
+    senior_tumour_free: Annotated[float, typer.Option("--senior-tumour-free", help="Share of the senior's "
+                                                      "examples that are healthy brains with no tumour and an "
+                                                      "empty label (0: the paper's senior).")] = 0.0,
     progress: ProgressOption = ProgressMode.bar,
 ):
     """Train the tumour segmenter by two-stage synthesis: junior, pseudo labels, senior (no expert labels)."""
@@ -500,8 +503,9 @@ def train_synthtumour(
         raise InputError("--patch", "must be a multiple of 8")
     if not 1 <= bias_fit_levels <= 4:
         raise InputError("--bias-fit-levels", f"must be 1 to 4 (got {bias_fit_levels})")
-    if not 0 <= senior_stage1 < 1:
-        raise InputError("--senior-stage1", f"must be at least 0 and below 1 (got {senior_stage1})")
+    for name, share in (("--senior-stage1", senior_stage1), ("--senior-tumour-free", senior_tumour_free)):
+        if not 0 <= share < 1:
+            raise InputError(name, f"must be at least 0 and below 1 (got {share})")
     try:
         levels = tuple(int(value) for value in filters.split(","))
     except ValueError:
@@ -512,7 +516,8 @@ def train_synthtumour(
                                learning_rate, levels, devices=devices, accelerator=accelerator, seed=seed,
                                model_id=model_id, bias_fit_levels=bias_fit_levels if bias_correction else 0,
                                senior_from_junior=senior_from_junior, senior_augmentation=senior_augmentation,
-                               senior_stage1_fraction=senior_stage1)
+                               senior_stage1_fraction=senior_stage1,
+                               senior_tumour_free_fraction=senior_tumour_free)
     with ProgressReporter(progress.value) as reporter:
         result = fit_synthtumour(healthy, unlabelled, out, options, reporter.stage("train synthtumour", 0.0, 1.0))
         if result:

@@ -64,6 +64,7 @@ class TumourFitOptions:
     senior_from_junior: bool = False  # the senior starts from the junior's weights instead of from scratch
     senior_augmentation: bool = False  # nnU-Net-like augmentation of the senior's patches
     senior_stage1_fraction: float = 0.0  # share of the senior's examples that are stage-1 synthetic tumours
+    senior_tumour_free_fraction: float = 0.0  # share of the senior's examples that are healthy brains, no tumour
 
 
 def card_for(options: TumourFitOptions, stage: str) -> dict:
@@ -122,7 +123,8 @@ def _train_stage(stage: str, out: Path, dataset, validation: list, options: Tumo
         card = {**card_for(options, stage), "training": {"steps": int(trainer.global_step),
                                                          "started_from": str(start_from) if start_from else None,
                                                          "augmented": dataset.augment is not None,
-                                                         "stage1_fraction": dataset.stage1_fraction},
+                                                         "stage1_fraction": dataset.stage1_fraction,
+                                                         "tumour_free_fraction": dataset.tumour_free_fraction},
                 "metrics": {"validation_dice": float(best.best_model_score)
                             if best.best_model_score is not None else None,
                             "validation": "Dice pooled over held-out healthy brains with a shifted-intensity "
@@ -193,11 +195,14 @@ def fit_synthtumour(healthy_datalist: Path, unlabelled_datalist: Path, out: Path
     start_from = junior if options.senior_from_junior else None
     how = [words for words, chosen in (("from the junior", start_from), ("augmented", options.senior_augmentation),
                                        (f"{options.senior_stage1_fraction:.0%} stage-1 examples",
-                                        options.senior_stage1_fraction)) if chosen]
+                                        options.senior_stage1_fraction),
+                                       (f"{options.senior_tumour_free_fraction:.0%} tumour-free brains",
+                                        options.senior_tumour_free_fraction)) if chosen]
     forget_run_of_another_source(out / "senior", junior, ", ".join([*how, PSEUDO_LABEL_RULE]))
     senior = _train_stage("senior", out, MixedTumours(tumours, healthy, patch, samples, options.seed + 1,
                                                       options.senior_augmentation, stage1(options.seed + 2),
-                                                      options.senior_stage1_fraction),
+                                                      options.senior_stage1_fraction,
+                                                      options.senior_tumour_free_fraction),
                           validation, options, options.senior_steps, progress, start_from)
     if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
         return {}

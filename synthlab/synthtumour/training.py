@@ -56,10 +56,14 @@ def augmentation(seed: int) -> Compose:
 
 class _PatchDataset(Dataset):
     """Shared by both stages: make an example (image, mask, label), z-score it, crop a patch around tumour
-    or brain (2:1), augment it when ``augment``."""
+    or brain (2:1), augment it when ``augment``. A share ``tumour_free_fraction`` of the examples are
+    ``tumour_free`` brains as they are, with an empty label (a 64³ patch of a 2 mm canvas nearly always holds
+    part of the tumour, so without them the network never sees a brain with nothing to find)."""
 
-    def __init__(self, patch: Sequence[int], samples: int, seed: int, augment: bool = False):
+    def __init__(self, patch: Sequence[int], samples: int, seed: int, augment: bool = False,
+                 tumour_free: Sequence[BrainArrays] = (), tumour_free_fraction: float = 0.0):
         self.samples = samples
+        self.tumour_free, self.tumour_free_fraction = tumour_free, tumour_free_fraction if tumour_free else 0.0
         self.crop = RandCropByPosNegLabeld(["image", "label"], "label", list(patch), pos=2, neg=1, num_samples=1,
                                            allow_smaller=True)
         self.crop.set_random_state(seed)
@@ -73,7 +77,11 @@ class _PatchDataset(Dataset):
         raise NotImplementedError
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        image, mask, label = self.example(index)
+        if self.tumour_free_fraction and self.rng.random() < self.tumour_free_fraction:
+            case = self.tumour_free[int(self.rng.integers(len(self.tumour_free)))]
+            image, mask, label = case.image, case.mask, np.zeros_like(case.mask)
+        else:
+            image, mask, label = self.example(index)
         item = {"image": torch.from_numpy(zscore_inside(image, mask)),
                 "label": torch.from_numpy(label[None].astype(np.float32))}
         patch = self.crop(item)[0]
@@ -100,12 +108,13 @@ class SyntheticTumours(_PatchDataset):
 
 class MixedTumours(_PatchDataset):
     """Stage 2: half carved mixes (a pseudo-labelled tumour in a healthy brain), half real pseudo-labelled images;
-    optionally a share ``stage1_fraction`` of stage-1 examples from ``stage1`` (the junior's data) in between."""
+    optionally a share ``stage1_fraction`` of stage-1 examples from ``stage1`` (the junior's data) in between,
+    and a share ``tumour_free_fraction`` of healthy brains left as they are."""
 
     def __init__(self, tumours: list[BrainArrays], healthy: list[BrainArrays], patch: Sequence[int], samples: int,
                  seed: int = 0, augment: bool = False, stage1: SyntheticTumours | None = None,
-                 stage1_fraction: float = 0.0):
-        super().__init__(patch, samples, seed, augment)
+                 stage1_fraction: float = 0.0, tumour_free_fraction: float = 0.0):
+        super().__init__(patch, samples, seed, augment, healthy, tumour_free_fraction)
         self.tumours = [case for case in tumours if case.label is not None and case.label.any()]
         self.healthy = healthy
         self.stage1, self.stage1_fraction = stage1, stage1_fraction if stage1 is not None else 0.0
