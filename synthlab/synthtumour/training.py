@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -84,7 +85,9 @@ class _PatchDataset(Dataset):
             image, mask, label = self.example(index)
         item = {"image": torch.from_numpy(zscore_inside(image, mask)),
                 "label": torch.from_numpy(label[None].astype(np.float32))}
-        patch = self.crop(item)[0]
+        with warnings.catch_warnings():  # a tumour-free example has background crops only, as meant
+            warnings.filterwarnings("ignore", message="Num foregrounds 0")
+            patch = self.crop(item)[0]
         return self.augment(patch) if self.augment is not None else patch
 
 
