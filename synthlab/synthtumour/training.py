@@ -168,8 +168,9 @@ def validation_cases(healthy: list[BrainArrays], channels: Sequence[str], spacin
 
 
 def overlap_counts(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """(true positive, predicted, target) voxel counts of boolean masks."""
-    return torch.stack([(predicted & target).sum(), predicted.sum(), target.sum()]).double()
+    """(true positive, predicted, target) voxel counts of boolean masks, as integers (exact, and on every device:
+    MPS has no float64)."""
+    return torch.stack([(predicted & target).sum(), predicted.sum(), target.sum()])
 
 
 def pooled_dice(counts: torch.Tensor) -> torch.Tensor:
@@ -197,7 +198,7 @@ class TumourSegModule(pl.LightningModule):
         return loss
 
     def on_validation_epoch_start(self):
-        self.validation_counts = torch.zeros(3, dtype=torch.float64, device=self.device)
+        self.validation_counts = torch.zeros(3, dtype=torch.long, device=self.device)
 
     def validation_step(self, batch, batch_index):
         self.validation_counts += overlap_counts(self(batch["image"]).argmax(1) > 0, batch["label"][:, 0] > 0)
