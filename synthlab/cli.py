@@ -112,6 +112,12 @@ def _positive(name: str, value: int) -> None:
         raise InputError(name, f"must be at least 1 (got {value})")
 
 
+def _loader_workers(value: int) -> int:
+    if value < 0:
+        raise InputError("--workers", f"must be 0 or more (got {value})")
+    return value
+
+
 @phantom_app.command("brain")
 def phantom_brain(
     out: Annotated[Path, typer.Option("--out", help="New folder for the cases and datalist.json.")],
@@ -164,6 +170,9 @@ MinutesOption = Annotated[float | None, typer.Option("--minutes", help="Stop aft
 DevicesOption = Annotated[int, typer.Option("--devices", help="Processes/GPUs (DDP when more than 1).")]
 AcceleratorOption = Annotated[str, typer.Option("--accelerator", help="auto, cpu or gpu.")]
 ModelIdOption = Annotated[str | None, typer.Option("--model-id", help="Name of the exported model.")]
+LoaderWorkersOption = Annotated[int, typer.Option("--workers", help="Background processes making the training "
+                                                                    "examples (0: the training process makes "
+                                                                    "them; a few keep a GPU busy).")]
 ModelOption = Annotated[str | None, typer.Option("--model", help="Registered model id (default: the task's "
                                                                  "default model).")]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]
@@ -373,7 +382,7 @@ def train_crossstitch(
     stitch_rate_scale: Annotated[float, typer.Option("--stitch-rate-scale", help="The cross-stitch units' "
                                                      "step size as a multiple of --learning-rate.")] = 1.0,
     devices: DevicesOption = 1, accelerator: AcceleratorOption = "auto", seed: int = 0,
-    model_id: ModelIdOption = None, progress: ProgressOption = ProgressMode.bar,
+    model_id: ModelIdOption = None, workers: LoaderWorkersOption = 0, progress: ProgressOption = ProgressMode.bar,
 ):
     """Train the joint registration + segmentation model on CT pairs with contours (pelvis)."""
     from synthlab.crossstitch.fit import FitOptions, fit
@@ -388,7 +397,7 @@ def train_crossstitch(
     options = FitOptions("contour", configuration.value, 3, spacing, patch, batch_size, steps, minutes,
                          learned_weights, diffeomorphic, "ncc", True, devices, accelerator, seed, model_id,
                          learning_rate=learning_rate, start_from=tuple(start_from or ()),
-                         stitch_rate_scale=stitch_rate_scale)
+                         stitch_rate_scale=stitch_rate_scale, workers=_loader_workers(workers))
     with ProgressReporter(progress.value) as reporter:
         result = fit(datalist, out, options, reporter.stage("train crossstitch", 0.0, 1.0))
         if result:
@@ -428,7 +437,7 @@ def train_hiersynth(
     devices: DevicesOption = 1, accelerator: AcceleratorOption = "auto", seed: int = 0,
     model_id: Annotated[str | None, typer.Option("--model-id", help="Name of the exported model "
                                                  "(default: the variant).")] = None,
-    progress: ProgressOption = ProgressMode.bar,
+    workers: LoaderWorkersOption = 0, progress: ProgressOption = ProgressMode.bar,
 ):
     """Train HierSynth (GSM, then LSM with PaC) or one of its baselines for CBV synthesis."""
     from synthlab.brain import CONTRASTS
@@ -448,7 +457,7 @@ def train_hiersynth(
 
     options = CBVFitOptions(variant.value, names, spacing, neighbours, steps, global_fraction, joint_steps,
                             batch_size, local_tumour_share, learning_rate, rate_schedule.value, minutes,
-                            devices, accelerator, seed, model_id or variant.value)
+                            devices, accelerator, seed, model_id or variant.value, _loader_workers(workers))
     with ProgressReporter(progress.value) as reporter:
         result = fit_hiersynth(datalist, out, options, reporter.stage("train hiersynth", 0.0, 1.0))
         if result:
@@ -488,7 +497,7 @@ def train_synthtumour(
     senior_tumour_free: Annotated[float, typer.Option("--senior-tumour-free", help="Share of the senior's "
                                                       "examples that are healthy brains with no tumour and an "
                                                       "empty label (0: the paper's senior).")] = 0.0,
-    progress: ProgressOption = ProgressMode.bar,
+    workers: LoaderWorkersOption = 0, progress: ProgressOption = ProgressMode.bar,
 ):
     """Train the tumour segmenter by two-stage synthesis: junior, pseudo labels, senior (no expert labels)."""
     from synthlab.synthtumour.fit import TumourFitOptions, fit_synthtumour
@@ -517,7 +526,7 @@ def train_synthtumour(
                                model_id=model_id, bias_fit_levels=bias_fit_levels if bias_correction else 0,
                                senior_from_junior=senior_from_junior, senior_augmentation=senior_augmentation,
                                senior_stage1_fraction=senior_stage1,
-                               senior_tumour_free_fraction=senior_tumour_free)
+                               senior_tumour_free_fraction=senior_tumour_free, workers=_loader_workers(workers))
     with ProgressReporter(progress.value) as reporter:
         result = fit_synthtumour(healthy, unlabelled, out, options, reporter.stage("train synthtumour", 0.0, 1.0))
         if result:
@@ -535,7 +544,7 @@ def train_register(
                                                      "or L2.")] = Photometric.ncc,
     diffeomorphic: Annotated[bool, typer.Option("--diffeomorphic")] = False,
     devices: DevicesOption = 1, accelerator: AcceleratorOption = "auto", seed: int = 0,
-    model_id: ModelIdOption = None, progress: ProgressOption = ProgressMode.bar,
+    model_id: ModelIdOption = None, workers: LoaderWorkersOption = 0, progress: ProgressOption = ProgressMode.bar,
 ):
     """Train the unsupervised registration core (no labels) on 2D or 3D image pairs."""
     from synthlab.crossstitch.fit import FitOptions, fit
@@ -545,7 +554,7 @@ def train_register(
     options = FitOptions("register", "registration-only", spacing=spacing, patch=patch, batch_size=batch_size,
                          steps=steps, max_minutes=minutes, diffeomorphic=diffeomorphic,
                          photometric=photometric.value, devices=devices, accelerator=accelerator, seed=seed,
-                         model_id=model_id)
+                         model_id=model_id, workers=_loader_workers(workers))
     with ProgressReporter(progress.value) as reporter:
         result = fit(datalist, out, options, reporter.stage("train register", 0.0, 1.0))
         if result:

@@ -14,9 +14,12 @@ import warnings
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint, Timer
+import torch.distributed
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint, Timer
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from synthlab.errors import InputError
 from synthlab.registry import sha256_of
@@ -40,11 +43,48 @@ class RunTimer(Timer):
         """Ignore the training time recorded by earlier runs."""
 
 
+class RandomExamples(Dataset):
+    """A training set that draws each example from its own random state, whatever the index: copies of it in
+    DDP ranks and loader workers must each be given their own stream (``reseed``), or they repeat each other."""
+
+    def reseed(self, seed: int) -> None:
+        raise NotImplementedError
+
+
+def _stream_seed(seed: int, worker: int) -> int:
+    """The random stream of this DDP rank's loader ``worker`` (0: the rank's own process)."""
+    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+    return int(np.random.SeedSequence([seed, rank, worker]).generate_state(1)[0])
+
+
+def _reseed_worker(worker: int) -> None:
+    info = get_worker_info()
+    info.dataset.reseed(_stream_seed(info.dataset.seed, worker + 1))
+
+
+class _DistinctRankStreams(Callback):
+    """With examples made in the rank's own process (no workers), give each DDP rank its own stream."""
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        loader = trainer.train_dataloader
+        if trainer.world_size > 1 and isinstance(loader, DataLoader) and loader.num_workers == 0:
+            loader.dataset.reseed(_stream_seed(loader.dataset.seed, 0))
+
+
+def training_loader(dataset: RandomExamples, batch_size: int, workers: int = 0, shuffle: bool = False
+                    ) -> DataLoader:
+    """Training batches, made by ``workers`` background processes (0: in the training process, one batch at a
+    time). Each worker and DDP rank draws its own examples, reproducibly from the dataset's ``seed``."""
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=True, num_workers=workers,
+                      persistent_workers=workers > 0, worker_init_fn=_reseed_worker if workers else None)
+
+
 def make_trainer(out: Path, max_steps: int, max_minutes: float | None, devices: int = 1,
                  accelerator: str = "auto", monitor: str = "val_score", progress_bar: bool = True,
                  some_parameters_idle: bool = False) -> tuple[pl.Trainer, ModelCheckpoint]:
     """A Trainer that keeps ``best.ckpt`` (highest ``monitor``) and ``last.ckpt``; DDP when ``devices > 1``
-    (told when part of the network does not train, e.g. one stage of a two-stage model)."""
+    (told when part of the network does not train, e.g. one stage of a two-stage model); every DDP rank gets
+    its own random training examples."""
     warnings.filterwarnings("ignore", message=".*Using PyTorch native grid_sample.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*non-tuple sequence for multidimensional indexing.*")
@@ -56,7 +96,7 @@ def make_trainer(out: Path, max_steps: int, max_minutes: float | None, devices: 
     trainer = pl.Trainer(
         default_root_dir=str(out), max_steps=max_steps,
         accelerator=accelerator, devices=devices, strategy=strategy,
-        callbacks=[best, *timer], log_every_n_steps=5,
+        callbacks=[best, *timer, _DistinctRankStreams()], log_every_n_steps=5,
         enable_progress_bar=progress_bar, enable_model_summary=False, logger=pl.loggers.CSVLogger(str(out)),
         num_sanity_val_steps=0)
     return trainer, best

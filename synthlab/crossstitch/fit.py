@@ -20,7 +20,13 @@ from synthlab.errors import InputError
 from synthlab.labels import PELVIS_ORGANS
 from synthlab.progress import StageProgress
 from synthlab.registry import save_model
-from synthlab.trainer import best_network_weights, make_trainer, require_same_settings, resume_point
+from synthlab.trainer import (
+    best_network_weights,
+    make_trainer,
+    require_same_settings,
+    resume_point,
+    training_loader,
+)
 
 
 @dataclass
@@ -48,6 +54,7 @@ class FitOptions:
     learning_rate: float = 5e-4
     start_from: tuple[Path, ...] = ()  # single-task models whose branches start the joint model
     stitch_rate_scale: float = 1.0  # the cross-stitch units' step size, as a multiple of learning_rate
+    workers: int = 0  # background processes making training patches
 
 
 def patch_shape(options: FitOptions) -> tuple[int, ...]:
@@ -120,8 +127,8 @@ def fit(datalist: Path, out: Path, options: FitOptions, progress: StageProgress)
         learned_task_weights=options.learned_task_weights, filters=options.filters,
         learning_rate=options.learning_rate, stitch_rate_scale=options.stitch_rate_scale)
     samples = max(len(train_pairs), 16 * options.batch_size)
-    train_loader = DataLoader(PatchDataset(train_pairs, patch_shape(options), True, samples, options.seed),
-                              batch_size=options.batch_size, shuffle=True, drop_last=True)
+    train_loader = training_loader(PatchDataset(train_pairs, patch_shape(options), True, samples, options.seed),
+                                   options.batch_size, options.workers, shuffle=True)
     validation_loader = DataLoader(PatchDataset(validation_pairs, None, False), batch_size=1)
     trainer, best = make_trainer(out, options.steps, options.max_minutes, options.devices, options.accelerator,
                                  progress_bar=False)

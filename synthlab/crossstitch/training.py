@@ -21,17 +21,17 @@ import pytorch_lightning as pl
 import torch
 from monai.networks.blocks import Warp
 from torch.nn import functional
-from torch.utils.data import Dataset
 
 from synthlab.crossstitch import losses
 from synthlab.crossstitch.data import PairArrays
 from synthlab.crossstitch.networks import FILTERS, JointNetwork
+from synthlab.trainer import RandomExamples
 
 SCALE_WEIGHTS = (1 / 3, 1 / 3, 1 / 3)
 STITCH_PREFIXES = ("network.stitch_down.", "network.stitch_up.")
 
 
-class PatchDataset(Dataset):
+class PatchDataset(RandomExamples):
     """Random patches of cached pairs, with augmentation when ``augment`` (training) is on.
 
     Each item: ``fixed``, ``moving`` (1 channel each) and, for labelled pairs,
@@ -42,6 +42,9 @@ class PatchDataset(Dataset):
                  samples_per_epoch: int | None = None, seed: int = 0):
         self.pairs, self.patch, self.augment = list(pairs), patch, augment
         self.length = samples_per_epoch or len(self.pairs)
+        self.seed, self.rng = seed, np.random.default_rng(seed)
+
+    def reseed(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:

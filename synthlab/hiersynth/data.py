@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from synthlab import volume
 from synthlab.brain import BrainArrays, read_brain
 from synthlab.errors import InputError
 from synthlab.labels import read_labels
+from synthlab.trainer import RandomExamples
 
 CBV_SCALE = 10.0  # ml/100 g per network unit
 MIN_BRAIN_PIXELS = 50  # a training slice shows at least this much brain
@@ -69,7 +69,7 @@ def volume_stacks(image: np.ndarray, neighbours: int) -> np.ndarray:
     return np.stack([slice_stack(image, index, neighbours) for index in range(image.shape[1])])
 
 
-class SliceDataset(Dataset):
+class SliceDataset(RandomExamples):
     """Random 2.5D training slices (with brain) from random cases, flipped left–right half of the time.
 
     ``tumour_share`` of the samples are drawn from slices that show a labelled tumour (when the
@@ -86,6 +86,9 @@ class SliceDataset(Dataset):
         self.tumour_slices = [(index, int(depth)) for index, case in enumerate(cases) if case.tumour is not None
                               for depth in np.flatnonzero(case.tumour.sum((1, 2)) >= MIN_TUMOUR_PIXELS)]
         self.tumour_share = tumour_share if self.tumour_slices else 0.0
+        self.seed, self.rng = seed, np.random.default_rng(seed)
+
+    def reseed(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:

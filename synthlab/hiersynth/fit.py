@@ -37,6 +37,7 @@ from synthlab.trainer import (
     make_trainer,
     require_same_settings,
     resume_point,
+    training_loader,
 )
 
 EPOCH_STEPS = 100
@@ -61,6 +62,7 @@ class CBVFitOptions:
     accelerator: str = "auto"
     seed: int = 0
     model_id: str = "hiersynth"
+    workers: int = 0  # background processes making training slices
 
 
 def stage_budget(options: CBVFitOptions) -> dict[str, int]:
@@ -119,8 +121,8 @@ def _train_stage(stage: str, out: Path, source: Path | None, data: tuple, option
                                  options.accelerator, progress_bar=False, some_parameters_idle=True)
     training, validation = data
     samples = options.batch_size * options.devices * min(EPOCH_STEPS, steps)  # DDP splits them among ranks
-    loader = DataLoader(SliceDataset(training, options.neighbours, samples, options.seed + len(stage), tumour_share),
-                        batch_size=options.batch_size, drop_last=True)
+    loader = training_loader(SliceDataset(training, options.neighbours, samples, options.seed + len(stage),
+                                          tumour_share), options.batch_size, options.workers)
     resume = resume_point(folder)
     require_same_settings(resume, module.hparams)
     progress(0.0, f"training the {stage} stage of {options.variant}" + (f" (resuming from {resume})" if resume else ""))

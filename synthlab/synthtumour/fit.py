@@ -38,6 +38,7 @@ from synthlab.trainer import (
     make_trainer,
     require_same_settings,
     resume_point,
+    training_loader,
 )
 from synthlab.volume import atomic_output
 
@@ -65,6 +66,7 @@ class TumourFitOptions:
     senior_augmentation: bool = False  # nnU-Net-like augmentation of the senior's patches
     senior_stage1_fraction: float = 0.0  # share of the senior's examples that are stage-1 synthetic tumours
     senior_tumour_free_fraction: float = 0.0  # share of the senior's examples that are healthy brains, no tumour
+    workers: int = 0  # background processes making training patches
 
 
 def card_for(options: TumourFitOptions, stage: str) -> dict:
@@ -112,7 +114,7 @@ def _train_stage(stage: str, out: Path, dataset, validation: list, options: Tumo
     module = TumourSegModule(len(options.channels), options.filters, options.learning_rate)
     trainer, best = make_trainer(folder, steps, options.max_minutes, options.devices, options.accelerator,
                                  progress_bar=False)
-    loader = DataLoader(dataset, batch_size=options.batch_size, shuffle=False, drop_last=True)
+    loader = training_loader(dataset, options.batch_size, options.workers)
     resume = resume_point(folder)
     require_same_settings(resume, module.hparams)
     if start_from is not None and resume is None:

@@ -31,12 +31,12 @@ from monai.transforms import (
     RandGaussianNoised,
     RandScaleIntensityd,
 )
-from torch.utils.data import Dataset
 
 from synthlab.brain import BrainArrays, zscore_inside
 from synthlab.errors import InputError
 from synthlab.synthtumour.network import FILTERS, segmenter
 from synthlab.synthtumour.synthesis import SynthesiseTumourd
+from synthlab.trainer import RandomExamples
 
 
 def augmentation(seed: int) -> Compose:
@@ -55,7 +55,7 @@ def augmentation(seed: int) -> Compose:
     return transform
 
 
-class _PatchDataset(Dataset):
+class _PatchDataset(RandomExamples):
     """Shared by both stages: make an example (image, mask, label), z-score it, crop a patch around tumour
     or brain (2:1), augment it when ``augment``. A share ``tumour_free_fraction`` of the examples are
     ``tumour_free`` brains as they are, with an empty label (a 64³ patch of a 2 mm canvas nearly always holds
@@ -63,7 +63,7 @@ class _PatchDataset(Dataset):
 
     def __init__(self, patch: Sequence[int], samples: int, seed: int, augment: bool = False,
                  tumour_free: Sequence[BrainArrays] = (), tumour_free_fraction: float = 0.0):
-        self.samples = samples
+        self.samples, self.seed = samples, seed
         self.tumour_free, self.tumour_free_fraction = tumour_free, tumour_free_fraction if tumour_free else 0.0
         self.crop = RandCropByPosNegLabeld(["image", "label"], "label", list(patch), pos=2, neg=1, num_samples=1,
                                            allow_smaller=True)
@@ -73,6 +73,12 @@ class _PatchDataset(Dataset):
 
     def __len__(self) -> int:
         return self.samples
+
+    def reseed(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.crop.set_random_state(seed)
+        if self.augment is not None:
+            self.augment.set_random_state(seed)
 
     def example(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         raise NotImplementedError
@@ -103,6 +109,10 @@ class SyntheticTumours(_PatchDataset):
         self.synthesise = SynthesiseTumourd(channels, [spacing] * 3)
         self.synthesise.set_random_state(seed)
 
+    def reseed(self, seed: int) -> None:
+        super().reseed(seed)
+        self.synthesise.set_random_state(seed)
+
     def example(self, index):
         case = self.healthy[int(self.rng.integers(len(self.healthy)))]
         result = self.synthesise({"image": case.image, "mask": case.mask[None]})
@@ -124,6 +134,11 @@ class MixedTumours(_PatchDataset):
         if not self.tumours:
             raise InputError("--unlabelled", "the junior found no tumour in any of these images; train it longer "
                                              "(--junior-steps) or check that they contain tumours")
+
+    def reseed(self, seed: int) -> None:
+        super().reseed(seed)
+        if self.stage1 is not None:
+            self.stage1.reseed(seed + 1)
 
     def example(self, index):
         if self.rng.random() < self.stage1_fraction:
