@@ -219,7 +219,7 @@ def test_hiersynth_trains_both_stages_and_resumes(brain_data, cbv_registry, tmp_
 def test_training_under_ddp_with_two_processes(brain_data, tmp_path):
     result = synthlab("train", "hiersynth", "--datalist", brain_data / "datalist.json", "--out", tmp_path,
                       "--steps", "2", "--spacing", "6", "--batch-size", "2", "--devices", "2", "--accelerator", "cpu",
-                      "--progress", "json", timeout=600)
+                      "--workers", "1", "--progress", "json", timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     messages = [json.loads(line)["message"] for line in result.stdout.splitlines()]
     assert messages.count("training the global stage of hiersynth") == 2  # two ranks

@@ -311,7 +311,7 @@ def test_training_under_ddp_with_two_processes(brain_data, tmp_path):
     result = synthlab("train", "synthtumour", "--healthy", brain_data / "healthy.json", "--unlabelled",
                       brain_data / "unlabelled.json", "--out", tmp_path, "--spacing", "6", "--patch", "16",
                       "--junior-steps", "2", "--senior-steps", "2", "--devices", "2", "--accelerator", "cpu",
-                      "--progress", "json", timeout=600)
+                      "--workers", "1", "--progress", "json", timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     messages = [json.loads(line)["message"] for line in result.stdout.splitlines()]
     assert messages.count("training the junior") == 2 and messages.count("training the senior") == 2  # two ranks
@@ -505,6 +505,7 @@ def test_demo_segments_the_tumour_with_the_registered_model(tumour_registry, tmp
     (["--senior-stage1", "1"], "--senior-stage1: must be at least 0 and below 1"),
     (["--senior-tumour-free", "-0.1"], "--senior-tumour-free: must be at least 0 and below 1"),
     (["--bias-fit-levels", "0"], "--bias-fit-levels: must be 1 to 4 (got 0)"),
+    (["--workers", "-1"], "--workers: must be 0 or more (got -1)"),
 ])
 def test_bad_training_options_get_one_line(brain_data, tmp_path, arguments, message):
     result = synthlab("train", "synthtumour", "--healthy", brain_data / "healthy.json", "--unlabelled",

@@ -1,12 +1,14 @@
-"""The shared Trainer: a resumed run gets its whole --minutes again."""
+"""The shared Trainer and training loader: a resumed run gets its whole --minutes again; every DDP rank and loader
+worker draws its own examples."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from synthlab.trainer import make_trainer, resume_point
+from synthlab.trainer import RandomExamples, _stream_seed, make_trainer, resume_point, training_loader
 
 
 class _TinyModule(pl.LightningModule):
@@ -42,3 +44,48 @@ def test_a_resumed_run_is_not_charged_for_the_earlier_runs_time(tmp_path):
         state["time_elapsed"] = {stage: 3600.0 for stage in state["time_elapsed"]}
     torch.save(checkpoint, checkpoint_path)
     assert _fit(tmp_path, 8).global_step == 8
+
+
+class _Draws(RandomExamples):
+    """Each example is the next number of the dataset's random stream."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+        self.reseed(seed)
+
+    def reseed(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return 12
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.tensor(self.rng.random())
+
+
+def _one_epoch(workers: int) -> list[float]:
+    return torch.cat(list(training_loader(_Draws(seed=3), batch_size=2, workers=workers))).tolist()
+
+
+def test_loader_workers_each_draw_their_own_examples_reproducibly():
+    in_process = _one_epoch(0)
+    assert len(set(in_process)) == 12
+    with_workers = _one_epoch(2)
+    assert len(set(with_workers)) == 12, "two workers repeated each other's examples"
+    assert with_workers == _one_epoch(2)  # the same seed, the same examples
+
+
+def _rank_streams(rank: int, store: str, results) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        results[rank] = [_stream_seed(3, worker) for worker in range(3)]
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_every_ddp_rank_and_worker_gets_its_own_stream(tmp_path):
+    results = torch.multiprocessing.Manager().dict()
+    torch.multiprocessing.spawn(_rank_streams, args=(str(tmp_path / "store"), results), nprocs=2)
+    streams = results[0] + results[1]
+    assert len(set(streams)) == 6
+    assert results[0] == [_stream_seed(3, worker) for worker in range(3)]  # outside DDP: rank 0's streams

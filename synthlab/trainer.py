@@ -44,8 +44,11 @@ class RunTimer(Timer):
 
 
 class RandomExamples(Dataset):
-    """A training set that draws each example from its own random state, whatever the index: copies of it in
-    DDP ranks and loader workers must each be given their own stream (``reseed``), or they repeat each other."""
+    """A training set that draws each example from its own random state (started from ``seed``), whatever the
+    index: copies of it in DDP ranks and loader workers must each be given their own stream (``reseed``), or
+    they repeat each other."""
+
+    seed: int
 
     def reseed(self, seed: int) -> None:
         raise NotImplementedError
