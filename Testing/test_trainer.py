@@ -3,7 +3,6 @@ worker draws its own examples."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
@@ -48,13 +47,6 @@ def test_a_resumed_run_is_not_charged_for_the_earlier_runs_time(tmp_path):
 
 class _Draws(RandomExamples):
     """Each example is the next number of the dataset's random stream."""
-
-    def __init__(self, seed: int):
-        self.seed = seed
-        self.reseed(seed)
-
-    def reseed(self, seed: int) -> None:
-        self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return 12

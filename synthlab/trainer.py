@@ -46,12 +46,14 @@ class RunTimer(Timer):
 class RandomExamples(Dataset):
     """A training set that draws each example from its own random state (started from ``seed``), whatever the
     index: copies of it in DDP ranks and loader workers must each be given their own stream (``reseed``), or
-    they repeat each other."""
+    they repeat each other. Subclasses draw from ``self.rng`` and extend ``reseed`` with any other random state."""
 
-    seed: int
+    def __init__(self, seed: int):
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
 
     def reseed(self, seed: int) -> None:
-        raise NotImplementedError
+        self.rng = np.random.default_rng(seed)
 
 
 def _stream_seed(seed: int, worker: int) -> int:

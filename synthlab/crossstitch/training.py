@@ -40,12 +40,9 @@ class PatchDataset(RandomExamples):
 
     def __init__(self, pairs: Sequence[PairArrays], patch: Sequence[int] | None, augment: bool,
                  samples_per_epoch: int | None = None, seed: int = 0):
+        super().__init__(seed)
         self.pairs, self.patch, self.augment = list(pairs), patch, augment
         self.length = samples_per_epoch or len(self.pairs)
-        self.seed, self.rng = seed, np.random.default_rng(seed)
-
-    def reseed(self, seed: int) -> None:
-        self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return self.length

@@ -78,6 +78,7 @@ class SliceDataset(RandomExamples):
 
     def __init__(self, cases: list[CBVCase], neighbours: int, samples: int, seed: int = 0,
                  tumour_share: float = 0.0):
+        super().__init__(seed)
         self.cases, self.neighbours, self.samples = cases, neighbours, samples
         self.slices = [np.flatnonzero(case.brain.mask.sum((1, 2)) >= MIN_BRAIN_PIXELS) for case in cases]
         self.cases_with_brain = [index for index, slices in enumerate(self.slices) if len(slices)]
@@ -86,10 +87,6 @@ class SliceDataset(RandomExamples):
         self.tumour_slices = [(index, int(depth)) for index, case in enumerate(cases) if case.tumour is not None
                               for depth in np.flatnonzero(case.tumour.sum((1, 2)) >= MIN_TUMOUR_PIXELS)]
         self.tumour_share = tumour_share if self.tumour_slices else 0.0
-        self.seed, self.rng = seed, np.random.default_rng(seed)
-
-    def reseed(self, seed: int) -> None:
-        self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return self.samples

@@ -63,19 +63,19 @@ class _PatchDataset(RandomExamples):
 
     def __init__(self, patch: Sequence[int], samples: int, seed: int, augment: bool = False,
                  tumour_free: Sequence[BrainArrays] = (), tumour_free_fraction: float = 0.0):
-        self.samples, self.seed = samples, seed
+        super().__init__(seed)
+        self.samples = samples
         self.tumour_free, self.tumour_free_fraction = tumour_free, tumour_free_fraction if tumour_free else 0.0
         self.crop = RandCropByPosNegLabeld(["image", "label"], "label", list(patch), pos=2, neg=1, num_samples=1,
                                            allow_smaller=True)
         self.crop.set_random_state(seed)
         self.augment = augmentation(seed) if augment else None
-        self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return self.samples
 
     def reseed(self, seed: int) -> None:
-        self.rng = np.random.default_rng(seed)
+        super().reseed(seed)
         self.crop.set_random_state(seed)
         if self.augment is not None:
             self.augment.set_random_state(seed)
