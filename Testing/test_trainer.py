@@ -7,7 +7,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from synthlab.trainer import RandomExamples, _stream_seed, make_trainer, resume_point, training_loader
+from synthlab.trainer import RandomExamples, make_trainer, resume_point, training_loader
 
 
 class _TinyModule(pl.LightningModule):
@@ -67,17 +67,20 @@ def test_loader_workers_each_draw_their_own_examples_reproducibly():
     assert with_workers == _one_epoch(2)  # the same seed, the same examples
 
 
-def _rank_streams(rank: int, store: str, results) -> None:
+def _ddp_rank_draws(rank: int, store: str, results) -> None:
+    """One epoch in this DDP rank, drawn in its own process and by one worker started by spawn (as on
+    platforms without fork: the worker inherits no process group and must learn the rank another way)."""
     torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     try:
-        results[rank] = [_stream_seed(3, worker) for worker in range(3)]
+        spawned = training_loader(_Draws(seed=3), batch_size=2, workers=1)
+        spawned.multiprocessing_context = "spawn"
+        results[rank] = {"in process": _one_epoch(0), "spawned worker": torch.cat(list(spawned)).tolist()}
     finally:
         torch.distributed.destroy_process_group()
 
 
-def test_every_ddp_rank_and_worker_gets_its_own_stream(tmp_path):
+def test_every_ddp_rank_and_worker_draws_its_own_examples(tmp_path):
     results = torch.multiprocessing.Manager().dict()
-    torch.multiprocessing.spawn(_rank_streams, args=(str(tmp_path / "store"), results), nprocs=2)
-    streams = results[0] + results[1]
-    assert len(set(streams)) == 6
-    assert results[0] == [_stream_seed(3, worker) for worker in range(3)]  # outside DDP: rank 0's streams
+    torch.multiprocessing.spawn(_ddp_rank_draws, args=(str(tmp_path / "store"), results), nprocs=2)
+    draws = [value for rank in (0, 1) for epoch in results[rank].values() for value in epoch]
+    assert len(draws) == 48 and len(set(draws)) == 48, "two ranks or workers repeated each other's examples"

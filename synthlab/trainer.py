@@ -18,7 +18,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.distributed
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint, Timer
+from pytorch_lightning.callbacks import ModelCheckpoint, Timer
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from synthlab.errors import InputError
@@ -46,42 +46,48 @@ class RunTimer(Timer):
 class RandomExamples(Dataset):
     """A training set that draws each example from its own random state (started from ``seed``), whatever the
     index: copies of it in DDP ranks and loader workers must each be given their own stream (``reseed``), or
-    they repeat each other. Subclasses draw from ``self.rng`` and extend ``reseed`` with any other random state."""
+    they repeat each other. Subclasses draw from ``self.rng`` and extend ``reseed`` with any other random state.
+    ``rank`` is the DDP rank of the process that iterates it (set by ``training_loader``'s loader)."""
 
     def __init__(self, seed: int):
         self.seed = seed
+        self.rank: int | None = None
         self.rng = np.random.default_rng(seed)
 
     def reseed(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
 
 
-def _stream_seed(seed: int, worker: int) -> int:
-    """The random stream of this DDP rank's loader ``worker`` (0: the rank's own process)."""
-    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+def _stream_seed(seed: int, rank: int, worker: int) -> int:
+    """The random stream of DDP ``rank``'s loader ``worker`` (0: the rank's own process)."""
     return int(np.random.SeedSequence([seed, rank, worker]).generate_state(1)[0])
 
 
 def _reseed_worker(worker: int) -> None:
-    info = get_worker_info()
-    info.dataset.reseed(_stream_seed(info.dataset.seed, worker + 1))
+    dataset = get_worker_info().dataset
+    dataset.reseed(_stream_seed(dataset.seed, dataset.rank, worker + 1))
 
 
-class _DistinctRankStreams(Callback):
-    """With examples made in the rank's own process (no workers), give each DDP rank its own stream."""
+class _RankStreamsLoader(DataLoader):
+    """Tells its dataset the DDP rank when it first starts iterating, before any worker starts: workers read
+    the rank from their copy of the dataset, however the platform starts them (fork or spawn). Without workers,
+    each DDP rank moves to its own stream there and then."""
 
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        loader = trainer.train_dataloader
-        if trainer.world_size > 1 and isinstance(loader, DataLoader) and loader.num_workers == 0:
-            loader.dataset.reseed(_stream_seed(loader.dataset.seed, 0))
+    def __iter__(self):
+        if self.dataset.rank is None:
+            distributed = torch.distributed.is_initialized()
+            self.dataset.rank = torch.distributed.get_rank() if distributed else 0
+            if distributed and torch.distributed.get_world_size() > 1 and self.num_workers == 0:
+                self.dataset.reseed(_stream_seed(self.dataset.seed, self.dataset.rank, 0))
+        return super().__iter__()
 
 
 def training_loader(dataset: RandomExamples, batch_size: int, workers: int = 0, shuffle: bool = False
                     ) -> DataLoader:
     """Training batches, made by ``workers`` background processes (0: in the training process, one batch at a
     time). Each worker and DDP rank draws its own examples, reproducibly from the dataset's ``seed``."""
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=True, num_workers=workers,
-                      persistent_workers=workers > 0, worker_init_fn=_reseed_worker if workers else None)
+    return _RankStreamsLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=True, num_workers=workers,
+                              persistent_workers=workers > 0, worker_init_fn=_reseed_worker if workers else None)
 
 
 def make_trainer(out: Path, max_steps: int, max_minutes: float | None, devices: int = 1,
@@ -101,7 +107,7 @@ def make_trainer(out: Path, max_steps: int, max_minutes: float | None, devices: 
     trainer = pl.Trainer(
         default_root_dir=str(out), max_steps=max_steps,
         accelerator=accelerator, devices=devices, strategy=strategy,
-        callbacks=[best, *timer, _DistinctRankStreams()], log_every_n_steps=5,
+        callbacks=[best, *timer], log_every_n_steps=5,
         enable_progress_bar=progress_bar, enable_model_summary=False, logger=pl.loggers.CSVLogger(str(out)),
         num_sanity_val_steps=0)
     return trainer, best
