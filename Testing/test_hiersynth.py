@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +15,16 @@ from conftest import quiet, synthlab, synthlab_env
 from safetensors.torch import load_file
 
 from synthlab.brain import BrainArrays
+from synthlab.datalist import read_datalist
 from synthlab.errors import InputError
-from synthlab.hiersynth.data import CBV_SCALE, CBVCase, SliceDataset, slice_stack
+from synthlab.hiersynth.data import CBV_SCALE, CBVCase, SliceDataset, read_entry, slice_stack
 from synthlab.hiersynth.evaluation import cbv_metrics
 from synthlab.hiersynth.fit import CBVFitOptions, fit_hiersynth, stage_budget, start_from
 from synthlab.hiersynth.inference import CBVModel
 from synthlab.hiersynth.losses import PerfusionContrast, info_nce
 from synthlab.hiersynth.networks import GlobalSynthesis, HierSynth, ModulatedConv2d, MonolithicUNet
 from synthlab.hiersynth.training import CBVSynthModule
+from synthlab.registry import REGISTRY_ENV
 
 
 def test_modulated_convolution_gives_each_sample_its_own_style_and_unit_scale():
@@ -224,6 +227,23 @@ def test_training_under_ddp_with_two_processes(brain_data, tmp_path):
     messages = [json.loads(line)["message"] for line in result.stdout.splitlines()]
     assert messages.count("training the global stage of hiersynth") == 2  # two ranks
     assert load_file(str(tmp_path / "hiersynth.safetensors"))
+
+
+def test_cbv_of_a_mirrored_brain_is_the_mirrored_cbv(brain_data, cbv_registry, monkeypatch):
+    """The default mirror average runs the 2.5D network on the left–right mirror image too: what it synthesises
+    for a mirrored brain is exactly its synthesis for the brain, mirrored; one pass is not."""
+    monkeypatch.setenv(REGISTRY_ENV, str(cbv_registry))
+    model = CBVModel.registered(device="cpu")
+    entry = next(e for e in read_datalist(brain_data / "datalist.json")["training"] if e["tumour"])
+    case = read_entry(entry, model.contrasts, model.spacing)
+    mirrored = CBVCase(BrainArrays(case.brain.image[..., ::-1].copy(), case.brain.mask[..., ::-1].copy(),
+                                   case.brain.canvas))
+    synthesised = model.synthesise_canvas(case)
+    assert np.allclose(model.synthesise_canvas(mirrored), synthesised[..., ::-1], atol=1e-6)
+    one_pass = replace(model, mirror=False)
+    assert not np.allclose(one_pass.synthesise_canvas(mirrored), one_pass.synthesise_canvas(case)[..., ::-1],
+                           atol=1e-6)
+    assert not np.allclose(one_pass.synthesise_canvas(case), synthesised, atol=1e-6)
 
 
 @pytest.fixture

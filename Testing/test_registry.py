@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -72,3 +74,15 @@ def test_shipped_registry_is_consistent():
     for entry in models.entries:
         models.verified_path(entry, "weights")
         models.verified_path(entry, "card")
+
+
+def test_the_mirror_average_makes_any_prediction_left_right_symmetric():
+    def run(inputs: torch.Tensor) -> torch.Tensor:  # a running sum: not symmetric left to right
+        return torch.cumsum(inputs, -1)
+
+    model = registry.InferenceModel("m", {}, torch.nn.Identity(), torch.device("cpu"))
+    inputs = torch.rand(2, 3, 5)
+    assert model.mirror
+    assert torch.allclose(model.predict(run, inputs.flip(-1)), model.predict(run, inputs).flip(-1))
+    assert not torch.allclose(model.predict(run, inputs), run(inputs))
+    assert torch.equal(replace(model, mirror=False).predict(run, inputs), run(inputs))

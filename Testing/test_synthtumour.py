@@ -19,9 +19,10 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
 from synthlab.brain import BrainArrays, correct_bias, estimate_brain_mask, read_entry
+from synthlab.datalist import read_datalist
 from synthlab.errors import InputError
 from synthlab.labels import read_labels
-from synthlab.registry import Registry, entry_for
+from synthlab.registry import REGISTRY_ENV, Registry, entry_for
 from synthlab.synthtumour.fit import PSEUDO_LABEL_RULE, pseudo_label
 from synthlab.synthtumour.inference import TumourModel
 from synthlab.synthtumour.shapes import VOLUME_ML, NoisySphere, draw_tumour_shape
@@ -332,6 +333,23 @@ def test_tumour_command_writes_the_segment_and_reports_its_volume(tumour_case, t
     assert done["volume_ml"] == pytest.approx(labels.volume_ml("Tumour"), abs=0.01)
     assert sitk.ReadImage(str(probability)).GetSize() == flair.GetSize()
     assert any(0 < event["progress"] < 1 for event in events)
+    one_pass = tmp_path / "one_pass.nii.gz"
+    result = synthlab("tumour", "--flair", tumour_case["flair"], "--mask", tumour_case["mask"], "--out",
+                      tmp_path / "one_pass.seg.nrrd", "--probability", one_pass, "--no-mirror",
+                      env=synthlab_env(tumour_registry))
+    assert result.returncode == 0, result.stderr
+    averaged, single = (sitk.GetArrayFromImage(sitk.ReadImage(str(path))) for path in (probability, one_pass))
+    assert not np.allclose(averaged, single, atol=1e-4)  # the default also ran the mirror image
+
+
+def test_tumour_probability_of_a_mirrored_brain_is_the_mirrored_probability(brain_data, tumour_registry,
+                                                                           monkeypatch):
+    monkeypatch.setenv(REGISTRY_ENV, str(tumour_registry))
+    model = TumourModel.registered(device="cpu")
+    entry = next(e for e in read_datalist(brain_data / "unlabelled.json")["training"])
+    case = model.read_entry(entry)
+    mirrored = BrainArrays(case.image[..., ::-1].copy(), case.mask[..., ::-1].copy(), case.canvas)
+    assert np.allclose(model.segment_canvas(mirrored), model.segment_canvas(case)[..., ::-1], atol=1e-6)
 
 
 def test_a_model_that_finds_nothing_says_so(tumour_case, tumour_registry, tmp_path):

@@ -176,6 +176,8 @@ LoaderWorkersOption = Annotated[int, typer.Option("--workers", help="Background 
 ModelOption = Annotated[str | None, typer.Option("--model", help="Registered model id (default: the task's "
                                                                  "default model).")]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]
+MirrorOption = Annotated[bool, typer.Option("--mirror/--no-mirror", help="Average with the prediction on the "
+                                                                      "left–right mirror image (twice the time).")]
 IterationsOption = Annotated[int | None, typer.Option("--iterations", help="Instance optimisation: gradient steps "
                                                           "a pyramid level on this pair (0: off; default: the "
                                                           "model card's).")]
@@ -259,13 +261,14 @@ def tumour(
                                                      "probability map.")] = None,
     min_component_ml: Annotated[float, typer.Option("--min-component-ml", help="Drop tumour components "
                                                     "smaller than this.")] = 0.5,
-    model: ModelOption = None, device: DeviceOption = "auto", progress: ProgressOption = ProgressMode.bar,
+    model: ModelOption = None, device: DeviceOption = "auto", mirror: MirrorOption = True,
+    progress: ProgressOption = ProgressMode.bar,
 ):
     """Segment a brain tumour with the SynthTumour model (trained with no expert labels)."""
     from synthlab.synthtumour.commands import run_tumour
 
     with ProgressReporter(progress.value) as reporter:
-        result = run_tumour(flair, t1, t2, mask, out, probability, model, device, min_component_ml,
+        result = run_tumour(flair, t1, t2, mask, out, probability, model, device, min_component_ml, mirror,
                             reporter.stage("tumour", 0.0, 1.0))
         reporter.update("done", 1.0, f"wrote {out}", result=result)
     for line in result["summary"]:
@@ -284,14 +287,15 @@ def cbv(
     tumour: Annotated[Path | None, typer.Option("--tumour", help="Tumour label map: report its mean rCBV.")] = None,
     rcbv: Annotated[Path | None, typer.Option("--rcbv", help="Also write rCBV (normal-appearing white "
                                                              "matter = 1).")] = None,
-    model: ModelOption = None, device: DeviceOption = "auto", progress: ProgressOption = ProgressMode.bar,
+    model: ModelOption = None, device: DeviceOption = "auto", mirror: MirrorOption = True,
+    progress: ProgressOption = ProgressMode.bar,
 ):
     """Synthesise a CBV map from non-contrast MRI with HierSynth (synthetic, not for diagnosis)."""
     from synthlab.hiersynth.commands import run_cbv
 
     with ProgressReporter(progress.value) as reporter:
         result = run_cbv({"t1": t1, "t2": t2, "flair": flair, "adc": adc}, mask, tumour, out, rcbv, model, device,
-                         reporter.stage("cbv", 0.0, 1.0))
+                         mirror, reporter.stage("cbv", 0.0, 1.0))
         reporter.update("done", 1.0, f"wrote {out}", result=result)
     for line in result["summary"]:
         typer.echo(line, err=progress.value == "json")

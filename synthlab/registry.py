@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -155,13 +156,24 @@ def entry_for(registry: Registry, model_id: str, weights_path: Path, card_path: 
 @dataclass
 class InferenceModel:
     """A network ready for inference and the card that says how to feed it. Subclasses build the network in
-    ``from_weights``; loading from exported files or from the registry is shared."""
+    ``from_weights``; loading from exported files or from the registry is shared. With ``mirror`` (the default)
+    the prediction is averaged with the prediction on the left–right mirror image, mirrored back: a test-time
+    augmentation that costs a second pass."""
 
     model_id: str
     card: dict
     network: torch.nn.Module
     device: torch.device
+    mirror: bool = True
     task: ClassVar[str] = ""
+
+    def predict(self, run: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
+        """``run(inputs)``, mirror-averaged when ``mirror`` is on. The last axis of inputs and outputs is
+        left–right, as on every canvas (z, y, x)."""
+        output = run(inputs)
+        if not self.mirror:
+            return output
+        return (output + run(inputs.flip(-1)).flip(-1)) / 2
 
     @classmethod
     def from_weights(cls, weights: dict[str, torch.Tensor], card: dict, device: torch.device):

@@ -3,7 +3,8 @@
 Every model is scored on the same test cases (PSNR, MAE, SSIM over the brain, SSIM in
 the tumour ROI; see ``synthlab.hiersynth.evaluation``). Timing: one full-size phantom
 brain (1 mm, 192^3) through ``synthlab cbv``'s pipeline (reading, canvas, slices,
-mapping back), for the first model.
+mapping back), for the first model. ``--mirror`` scores the models with the left–right mirror average (``on``,
+as ``synthlab cbv`` runs by default), without it or both.
 
 Reference rows ``truth blurred σ=S`` (``--blurred-truth S ...``, voxels): the true CBV itself under a
 Gaussian blur, scored the same way. They show which sharpness a model's scores correspond to.
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 from full_brain import time_full_brain
+from mirroring import add_mirror_option, with_mirroring
 from scipy import ndimage
 
 from synthlab.datalist import read_datalist
@@ -48,17 +50,19 @@ def main() -> None:
     parser.add_argument("--blurred-truth", type=float, nargs="*", default=[], metavar="SIGMA",
                         help="also score the true CBV blurred by these σ (voxels)")
     parser.add_argument("--report", type=Path)
+    add_mirror_option(parser)
     args = parser.parse_args()
     models = {}
     for item in args.model:
         name, _, path = item.partition("=")
         models[name] = CBVModel.from_files(path, args.device)
+    models = with_mirroring(models, args.mirror)
     first = next(iter(models.values()))
     steps = {name: model.card["training"] for name, model in models.items()}
     references = {f"truth blurred σ={sigma:g}": BlurredTruth(sigma, first) for sigma in args.blurred_truth}
     entries = [entry for entry in read_datalist(args.datalist)[args.split] if entry.get("cbv")]
     result = evaluate_models(models | references, entries, lambda fraction, message: print(message, flush=True))
-    result.update(test_cases=len(entries), device=str(first.device), steps=steps,
+    result.update(test_cases=len(entries), device=str(first.device), steps=steps, mirror=args.mirror,
                   full_brain_1mm_seconds=time_full_brain(
                       lambda paths, mask: synthesise_cbv(first, paths, mask, None, False, lambda *a, **k: None),
                       first.contrasts, args.repeats))

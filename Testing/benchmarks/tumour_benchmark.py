@@ -4,7 +4,9 @@ The phantom's tumours come from its own generator (lobulated level sets with oed
 necrosis, mass effect), not from the stage-1 noisy spheres. Dice and HD95 on the test
 split's tumour cases; the baseline threshold is chosen on the validation split's labels. On the
 test split's healthy brains: the tumour volume each method finds there (all of it false).
-Timing: one full-size phantom brain (1 mm, 192^3) through ``synthlab tumour``'s pipeline.
+Timing: one full-size phantom brain (1 mm, 192^3) through ``synthlab tumour``'s pipeline. ``--mirror``
+scores the models with the left–right mirror average (``on``, as ``synthlab tumour`` runs by default), without it
+or both; the timing follows the first senior's first row.
 
     .venv/bin/python Testing/benchmarks/tumour_benchmark.py --datalist D/datalist.json \
         --junior OUT/junior/junior.safetensors --senior OUT/synthtumour-senior.safetensors [OTHER/senior.safetensors ...]
@@ -17,6 +19,7 @@ import json
 from pathlib import Path
 
 from full_brain import time_full_brain
+from mirroring import add_mirror_option, with_mirroring
 
 from synthlab.datalist import read_datalist
 from synthlab.synthtumour.evaluation import baseline_mask, choose_threshold, evaluate, model_mask
@@ -43,6 +46,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--report", type=Path)
+    add_mirror_option(parser)
     args = parser.parse_args()
     named = [item.partition("=")[::2] if "=" in item else (Path(item).stem, item) for item in args.senior]
     if len({name for name, _ in named}) < len(named):
@@ -50,21 +54,22 @@ def main() -> None:
     junior = TumourModel.from_files(args.junior, args.device)
     seniors = {("senior" if len(named) == 1 else f"senior: {name}"): TumourModel.from_files(Path(path), args.device)
                for name, path in named}
-    senior = next(iter(seniors.values()))  # reads the cases and is timed
+    senior = next(iter(seniors.values()))  # reads the cases
     if any(preparation(junior) != preparation(model) for model in seniors.values()):
         parser.error("the junior and the seniors must share their image preparation (intensity, N4 levels, spacing)")
     spacing, splits = senior.spacing, read_datalist(args.datalist)
     test = labelled_tumours(splits["test"], senior)
     threshold = choose_threshold(labelled_tumours(splits["validation"], senior), spacing)
-    methods = {name: (lambda case, model=model: model_mask(model, case, spacing))
-               for name, model in {"junior": junior, **seniors}.items()}
+    rows = with_mirroring({"junior": junior, **seniors}, args.mirror)
+    timed = next(model for name, model in rows.items() if not name.startswith("junior"))
+    methods = {name: (lambda case, model=model: model_mask(model, case, spacing)) for name, model in rows.items()}
     methods["intensity baseline"] = lambda case: baseline_mask(case, threshold, spacing)
     healthy = [senior.read_entry(e) for e in splits["test"] if not e.get("tumour", True)]
     result = evaluate(methods, test, spacing, lambda fraction, message: print(message, flush=True), healthy)
-    result.update(baseline_threshold=threshold, test_cases=len(test), device=str(senior.device),
+    result.update(baseline_threshold=threshold, test_cases=len(test), device=str(senior.device), mirror=args.mirror,
                   full_brain_1mm_seconds=time_full_brain(
-                      lambda paths, mask: segment_tumour(senior, paths, mask, 0.5, lambda *a, **k: None),
-                      senior.channels, args.repeats))
+                      lambda paths, mask: segment_tumour(timed, paths, mask, 0.5, lambda *a, **k: None),
+                      timed.channels, args.repeats))
     print(json.dumps({k: v for k, v in result.items() if k != "cases"}, indent=2))
     if args.report:
         args.report.write_text(json.dumps(result, indent=2) + "\n")

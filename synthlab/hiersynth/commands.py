@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +22,10 @@ SYNTHETIC_WARNING = "synthetic CBV, not for diagnosis"
 
 
 def run_cbv(contrasts: dict[str, Path | None], mask: Path | None, tumour: Path | None, out: Path,
-            rcbv: Path | None, model_id: str | None, device: str, progress: StageProgress) -> dict:
+            rcbv: Path | None, model_id: str | None, device: str, mirror: bool, progress: StageProgress) -> dict:
     volume.check_outputs({f"--{name}": path for name, path in contrasts.items()} | {"--mask": mask, "--tumour": tumour},
                          {"--out": out, "--rcbv": rcbv})
-    model = CBVModel.registered(model_id, device)
+    model = replace(CBVModel.registered(model_id, device), mirror=mirror)
     started = time.perf_counter()
     result = synthesise_cbv(model, {name: str(path) if path else None for name, path in contrasts.items()},
                             str(mask) if mask else None, str(tumour) if tumour else None, rcbv is not None, progress)

@@ -55,7 +55,7 @@ class CBVModel(InferenceModel):
         """CBV (z, y, x) in the card's units on the case's canvas, zero outside the brain."""
         stacks = torch.from_numpy(volume_stacks(case.brain.image, int(self.card["neighbours"])))
         with autocast(self.device):
-            output = synthesise_stacks(self.network, stacks, self.device).numpy()
+            output = self.predict(lambda inputs: synthesise_stacks(self.network, inputs, self.device), stacks).numpy()
         return np.where(case.brain.mask, output * float(self.card["cbv_scale"]), 0).astype(np.float32)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from synthlab import volume
@@ -17,10 +18,10 @@ from synthlab.synthtumour.inference import TumourModel, segment_tumour
 
 def run_tumour(flair: Path, t1: Path | None, t2: Path | None, mask: Path | None, out: Path,
                probability: Path | None, model_id: str | None, device: str, min_component_ml: float,
-               progress: StageProgress) -> dict:
+               mirror: bool, progress: StageProgress) -> dict:
     volume.check_outputs({"--flair": flair, "--t1": t1, "--t2": t2, "--mask": mask},
                          {"--out": out, "--probability": probability})
-    model = TumourModel.registered(model_id, device)
+    model = replace(TumourModel.registered(model_id, device), mirror=mirror)
     started = time.perf_counter()
     result = segment_tumour(model, {"flair": flair, "t1": t1, "t2": t2}, mask, min_component_ml, progress)
     seconds = time.perf_counter() - started

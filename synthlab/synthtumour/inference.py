@@ -67,10 +67,14 @@ class TumourModel(InferenceModel):
         """Tumour probability (z, y, x) on the case's canvas, zero outside the brain."""
         image = torch.from_numpy(network_input(case))[None].to(self.device)
         patch = self.card["patch"]
-        with autocast(self.device):
-            logits = sliding_window_inference(image, patch, sw_batch_size=2, predictor=self.network, overlap=0.25,
-                                               mode="gaussian")
-        probability = torch.softmax(logits.float(), 1)[0, 1].cpu().numpy()
+
+        def tumour_probability(inputs: torch.Tensor) -> torch.Tensor:
+            with autocast(self.device):
+                logits = sliding_window_inference(inputs, patch, sw_batch_size=2, predictor=self.network,
+                                                   overlap=0.25, mode="gaussian")
+            return torch.softmax(logits.float(), 1)[0, 1]
+
+        probability = self.predict(tumour_probability, image).cpu().numpy()
         return np.where(case.mask, probability, 0).astype(np.float32)
 
 
