@@ -5,6 +5,7 @@ Surface distances use the voxel spacing, so they are millimetres on any grid.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -29,8 +30,10 @@ def surface_distances(prediction: np.ndarray, reference: np.ndarray, spacing: Se
     as_tensor = [torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None, None]
                  for m in (prediction, reference)]
     spacing = [float(s) for s in spacing]
-    msd = compute_average_surface_distance(*as_tensor, symmetric=True, spacing=spacing)
-    hd95 = compute_hausdorff_distance(*as_tensor, percentile=95, spacing=spacing)
+    with warnings.catch_warnings():  # MONAI 1.5+ passes its own deprecated argument internally
+        warnings.filterwarnings("ignore", message=".*always_return_as_numpy.*", category=FutureWarning)
+        msd = compute_average_surface_distance(*as_tensor, symmetric=True, spacing=spacing)
+        hd95 = compute_hausdorff_distance(*as_tensor, percentile=95, spacing=spacing)
     return {"msd_mm": float(msd.item()), "hd95_mm": float(hd95.item())}
 
 
