@@ -177,7 +177,7 @@ ModelOption = Annotated[str | None, typer.Option("--model", help="Registered mod
                                                                  "default model).")]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]
 MirrorOption = Annotated[bool, typer.Option("--mirror/--no-mirror", help="Average with the prediction on the "
-                                                                      "left–right mirror image (twice the time).")]
+                                                                      "left–right mirror image (twice the network time).")]
 IterationsOption = Annotated[int | None, typer.Option("--iterations", help="Instance optimisation: gradient steps "
                                                           "a pyramid level on this pair (0: off; default: the "
                                                           "model card's).")]
