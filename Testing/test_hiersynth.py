@@ -308,6 +308,13 @@ def test_evaluate_cbv_reports_every_metric(brain_data, cbv_registry, tmp_path):
     summary = json.loads(report.read_text())["summary"]["tiny-cbv"]
     assert {"psnr", "mae", "ssim_brain", "ssim_tumour", "seconds"} <= set(summary)
     assert summary["tumour_cases"] >= 1 and -1 <= summary["ssim_brain"] <= 1
+    one_pass = tmp_path / "one_pass.json"
+    result = synthlab("evaluate", "cbv", "--datalist", brain_data / "datalist.json", "--split", "training",
+                      "--report", one_pass, "--no-mirror", env=synthlab_env(cbv_registry))
+    assert result.returncode == 0, result.stderr
+    scored = json.loads(one_pass.read_text())
+    assert scored["mirror"] is False and json.loads(report.read_text())["mirror"] is True
+    assert scored["summary"]["tiny-cbv"]["ssim_brain"] != summary["ssim_brain"]
 
 
 def test_demo_synthesises_cbv_beside_the_truth(cbv_registry, tmp_path):

@@ -472,6 +472,7 @@ def test_evaluate_tumour_scores_the_model_and_the_baseline(brain_data, tumour_re
     assert set(content["summary"]) == {"tiny-tumour", "intensity baseline"}
     assert content["cases"] and all(0 <= row["intensity baseline"]["dice"] <= 1 for row in content["cases"])
     assert 0.5 <= content["baseline_threshold"] <= 4.0 and content["threshold_chosen_on"] == "training"
+    assert content["mirror"] is True  # scored as `synthlab tumour` runs by default
 
 
 def test_intensity_baseline_finds_a_bright_lesion_and_its_threshold():

@@ -328,13 +328,15 @@ def evaluate_tumour(
     datalist: DatalistOption,
     report: Annotated[Path, typer.Option("--report", help="JSON report: per case and mean.")],
     split: Annotated[str, typer.Option("--split", help="Datalist section to score.")] = "test",
-    model: ModelOption = None, device: DeviceOption = "auto", progress: ProgressOption = ProgressMode.bar,
+    model: ModelOption = None, device: DeviceOption = "auto", mirror: MirrorOption = True,
+    progress: ProgressOption = ProgressMode.bar,
 ):
     """Whole-tumour Dice and HD95 (mm) of the model and of a FLAIR intensity baseline on labelled test cases."""
     from synthlab.synthtumour.commands import run_evaluate
 
     with ProgressReporter(progress.value) as reporter:
-        summary = run_evaluate(datalist, report, split, model, device, reporter.stage("evaluate tumour", 0.0, 1.0))
+        summary = run_evaluate(datalist, report, split, model, device, mirror,
+                               reporter.stage("evaluate tumour", 0.0, 1.0))
         reporter.update("done", 1.0, f"wrote {report}", result={"report": str(report)})
     typer.echo(json.dumps(summary, indent=2), err=progress.value == "json")
 
@@ -346,13 +348,13 @@ def evaluate_cbv(
     split: Annotated[str, typer.Option("--split", help="Datalist section to score.")] = "test",
     models: Annotated[list[str] | None, typer.Option("--model", help="Registered model id; repeat to compare "
                                                       "several (default: the task's default model).")] = None,
-    device: DeviceOption = "auto", progress: ProgressOption = ProgressMode.bar,
+    device: DeviceOption = "auto", mirror: MirrorOption = True, progress: ProgressOption = ProgressMode.bar,
 ):
     """PSNR, MAE, SSIM over the brain and SSIM in the tumour ROI of synthetic against true CBV."""
     from synthlab.hiersynth.commands import run_evaluate
 
     with ProgressReporter(progress.value) as reporter:
-        summary = run_evaluate(datalist, report, split, models or [None], device,
+        summary = run_evaluate(datalist, report, split, models or [None], device, mirror,
                                reporter.stage("evaluate cbv", 0.0, 1.0))
         reporter.update("done", 1.0, f"wrote {report}", result={"report": str(report)})
     typer.echo(json.dumps(summary, indent=2), err=progress.value == "json")

@@ -64,7 +64,7 @@ def evaluate_models(models: dict[str, CBVModel], entries: list[dict], progress: 
     return {"summary": summary, "cases": per_case}
 
 
-def run_evaluate(datalist: Path, report: Path, split: str, model_ids: list[str | None], device: str,
+def run_evaluate(datalist: Path, report: Path, split: str, model_ids: list[str | None], device: str, mirror: bool,
                  progress: StageProgress) -> dict:
     splits = read_datalist(datalist)
     if split not in splits:
@@ -72,8 +72,9 @@ def run_evaluate(datalist: Path, report: Path, split: str, model_ids: list[str |
     entries = [entry for entry in splits[split] if entry.get("cbv")]
     if not entries:
         raise InputError("--datalist", f"has no cases with a CBV image in its {split} split")
-    models = {model.model_id: model for model in (CBVModel.registered(i, device) for i in model_ids or [None])}
-    result = evaluate_models(models, entries, progress)
+    models = {model.model_id: replace(model, mirror=mirror)
+              for model in (CBVModel.registered(i, device) for i in model_ids or [None])}
+    result = evaluate_models(models, entries, progress) | {"mirror": mirror}
     with atomic_output(report) as temporary:
         temporary.write_text(json.dumps(result, indent=2) + "\n")
     return result["summary"]

@@ -36,13 +36,13 @@ def run_tumour(flair: Path, t1: Path | None, t2: Path | None, mask: Path | None,
             "tumour_found": found, "small_components_removed": result.components_removed, "summary": [summary]}
 
 
-def run_evaluate(datalist: Path, report: Path, split: str, model_id: str | None, device: str,
+def run_evaluate(datalist: Path, report: Path, split: str, model_id: str | None, device: str, mirror: bool,
                  progress: StageProgress) -> dict:
     """Score the model and the intensity baseline on a split's labelled tumours (the baseline's threshold is
     chosen on the validation split, or on training when validation is the one scored), and on its healthy
     brains the tumour each one finds there."""
     splits = read_datalist(datalist)
-    model = TumourModel.registered(model_id, device)
+    model = replace(TumourModel.registered(model_id, device), mirror=mirror)
 
     def labelled(split: str) -> list:
         entries = [e for e in splits[split] if e.get("label") and e.get("tumour", True)]
@@ -60,7 +60,7 @@ def run_evaluate(datalist: Path, report: Path, split: str, model_id: str | None,
     result = evaluate({model.model_id: lambda case: model_mask(model, case, model.spacing),
                        "intensity baseline": lambda case: baseline_mask(case, threshold, model.spacing)},
                       test, model.spacing, progress, healthy)
-    result["baseline_threshold"] = threshold
+    result["baseline_threshold"], result["mirror"] = threshold, mirror
     result["threshold_chosen_on"] = tuning_split if tuning else f"{split} (no labelled {tuning_split} cases)"
     with volume.atomic_output(report) as temporary:
         temporary.write_text(json.dumps(result, indent=2) + "\n")
