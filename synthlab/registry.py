@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -180,16 +180,17 @@ class InferenceModel:
         raise NotImplementedError
 
     @classmethod
-    def from_files(cls, weights_path: str | os.PathLike, device: str = "auto"):
+    def from_files(cls, weights_path: str | os.PathLike, device: str = "auto", mirror: bool = True):
         """An exported model (``<id>.safetensors`` with ``<id>.json`` beside it), e.g. before registering it."""
         weights_path = Path(weights_path)
         card = json.loads(weights_path.with_suffix(".json").read_text())
-        return cls.from_weights(load_file(str(weights_path)), card, resolve_device(device))
+        return replace(cls.from_weights(load_file(str(weights_path)), card, resolve_device(device)), mirror=mirror)
 
     @classmethod
-    def registered(cls, model_id: str | None = None, device: str = "auto", task: str | None = None):
+    def registered(cls, model_id: str | None = None, device: str = "auto", task: str | None = None,
+                   mirror: bool = True):
         """The registered model (default: the task's default), its files checked against their SHA-256."""
         registry = Registry()
         entry = registry.resolve(task or cls.task, model_id)
         weights, card = registry.load(entry)
-        return cls.from_weights(weights, {**card, "id": entry.id}, resolve_device(device))
+        return replace(cls.from_weights(weights, {**card, "id": entry.id}, resolve_device(device)), mirror=mirror)

@@ -94,8 +94,7 @@ def make_trainer(out: Path, max_steps: int, max_minutes: float | None, devices: 
                  accelerator: str = "auto", monitor: str = "val_score", progress_bar: bool = True,
                  some_parameters_idle: bool = False) -> tuple[pl.Trainer, ModelCheckpoint]:
     """A Trainer that keeps ``best.ckpt`` (highest ``monitor``) and ``last.ckpt``; DDP when ``devices > 1``
-    (told when part of the network does not train, e.g. one stage of a two-stage model); every DDP rank gets
-    its own random training examples."""
+    (told when part of the network does not train, e.g. one stage of a two-stage model)."""
     warnings.filterwarnings("ignore", message=".*Using PyTorch native grid_sample.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*non-tuple sequence for multidimensional indexing.*")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ def run_cbv(contrasts: dict[str, Path | None], mask: Path | None, tumour: Path |
             rcbv: Path | None, model_id: str | None, device: str, mirror: bool, progress: StageProgress) -> dict:
     volume.check_outputs({f"--{name}": path for name, path in contrasts.items()} | {"--mask": mask, "--tumour": tumour},
                          {"--out": out, "--rcbv": rcbv})
-    model = replace(CBVModel.registered(model_id, device), mirror=mirror)
+    model = CBVModel.registered(model_id, device, mirror=mirror)
     started = time.perf_counter()
     result = synthesise_cbv(model, {name: str(path) if path else None for name, path in contrasts.items()},
                             str(mask) if mask else None, str(tumour) if tumour else None, rcbv is not None, progress)
@@ -72,8 +71,8 @@ def run_evaluate(datalist: Path, report: Path, split: str, model_ids: list[str |
     entries = [entry for entry in splits[split] if entry.get("cbv")]
     if not entries:
         raise InputError("--datalist", f"has no cases with a CBV image in its {split} split")
-    models = {model.model_id: replace(model, mirror=mirror)
-              for model in (CBVModel.registered(i, device) for i in model_ids or [None])}
+    models = {model.model_id: model for model in (CBVModel.registered(i, device, mirror=mirror)
+                                                  for i in model_ids or [None])}
     result = evaluate_models(models, entries, progress) | {"mirror": mirror}
     with atomic_output(report) as temporary:
         temporary.write_text(json.dumps(result, indent=2) + "\n")

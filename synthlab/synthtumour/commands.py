@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from synthlab import volume
@@ -21,7 +20,7 @@ def run_tumour(flair: Path, t1: Path | None, t2: Path | None, mask: Path | None,
                mirror: bool, progress: StageProgress) -> dict:
     volume.check_outputs({"--flair": flair, "--t1": t1, "--t2": t2, "--mask": mask},
                          {"--out": out, "--probability": probability})
-    model = replace(TumourModel.registered(model_id, device), mirror=mirror)
+    model = TumourModel.registered(model_id, device, mirror=mirror)
     started = time.perf_counter()
     result = segment_tumour(model, {"flair": flair, "t1": t1, "t2": t2}, mask, min_component_ml, progress)
     seconds = time.perf_counter() - started
@@ -42,7 +41,7 @@ def run_evaluate(datalist: Path, report: Path, split: str, model_id: str | None,
     chosen on the validation split, or on training when validation is the one scored), and on its healthy
     brains the tumour each one finds there."""
     splits = read_datalist(datalist)
-    model = replace(TumourModel.registered(model_id, device), mirror=mirror)
+    model = TumourModel.registered(model_id, device, mirror=mirror)
 
     def labelled(split: str) -> list:
         entries = [e for e in splits[split] if e.get("label") and e.get("tumour", True)]

@@ -13,7 +13,7 @@ image preparation (channels, spacing, bias correction). The senior is exported a
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -163,7 +163,7 @@ def _pseudo_labels(junior: Path, cases: list[BrainArrays], out: Path, spacing: f
             case.label = np.load(path)["label"]
             continue
         if model is None:
-            model = replace(TumourModel.from_files(junior, "auto"), mirror=False)  # the rule's single pass
+            model = TumourModel.from_files(junior, "auto", mirror=False)  # the rule's single pass
         progress(index / max(1, len(cases)), f"pseudo labels {index + 1}/{len(cases)}")
         case.label = pseudo_label(model.segment_canvas(case), spacing)
         with atomic_output(path) as temporary:  # DDP ranks may write the same file
