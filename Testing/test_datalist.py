@@ -56,3 +56,23 @@ def test_bad_datalists_are_refused_in_one_line(tmp_path, content, problem):
         datalist.read_datalist(path)
     with pytest.raises(InputError, match="not found"):
         datalist.read_datalist(tmp_path / "missing.json")
+
+
+def test_pooled_adds_every_extra_case_to_training_only(tmp_path):
+    base = datalist.read_datalist(datalist.write_datalist(
+        datalist.split(_entries(10), np.random.default_rng(0)), tmp_path / "base" / "datalist.json"))
+    extra = datalist.read_datalist(datalist.write_datalist(
+        datalist.split(_entries(6), np.random.default_rng(1)), tmp_path / "extra" / "datalist.json"))
+    pooled = datalist.pooled(base, [extra])
+    assert pooled["validation"] == base["validation"] and pooled["test"] == base["test"]
+    assert len(pooled["training"]) == len(base["training"]) + 6
+    assert {e["t1"] for e in extra["validation"] + extra["test"]} <= {e["t1"] for e in pooled["training"]}
+    reread = datalist.read_datalist(datalist.write_datalist(pooled, tmp_path / "elsewhere" / "pooled.json"))
+    assert reread == pooled  # absolute paths survive a move
+
+
+def test_pooled_refuses_a_held_out_case_as_training(tmp_path):
+    base = datalist.read_datalist(datalist.write_datalist(
+        datalist.split(_entries(10), np.random.default_rng(0)), tmp_path / "datalist.json"))
+    with pytest.raises(InputError, match="validation or test"):
+        datalist.pooled(base, [base])

@@ -60,6 +60,22 @@ def read_datalist(path: str | os.PathLike) -> dict[str, list[dict]]:
     return {name: [_absolute(entry, path.parent) for entry in content.get(name, [])] for name in SPLITS}
 
 
+def pooled(base: dict[str, list[dict]], extras: list[dict[str, list[dict]]]) -> dict[str, list[dict]]:
+    """``base`` with every case of ``extras`` (all their splits) added to its training split.
+
+    Validation and test stay ``base``'s, so a model trained on more subjects is chosen and scored as before.
+    Cases named in ``base``'s validation or test are refused: they would leak into training.
+    """
+    held_out = {value for name in ("validation", "test") for entry in base[name]
+                for value in entry.values() if _is_image_path(value)}
+    extra = [entry for splits in extras for name in SPLITS for entry in splits[name]]
+    leaking = sorted({entry.get("case", "?") for entry in extra
+                      if any(value in held_out for value in entry.values() if _is_image_path(value))})
+    if leaking:
+        raise InputError("--extra", f"cases {', '.join(leaking)} are in the base's validation or test split")
+    return {**base, "training": base["training"] + extra}
+
+
 def _absolute(entry: dict, folder: Path) -> dict:
     return {key: str((folder / value).resolve()) if _is_image_path(value) else value
             for key, value in entry.items()}
