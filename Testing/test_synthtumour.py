@@ -306,6 +306,16 @@ def test_training_runs_both_stages_and_resumes(brain_data, tumour_registry, tmp_
     training = json.loads((out / "senior" / "senior.json").read_text())["training"]
     assert training["augmented"] is True and training["stage1_fraction"] == 0.5
     assert training["tumour_free_fraction"] == 0.25
+    # With --senior-ema the senior is trained again, and what it exports is the average, not the last weights.
+    averaged = synthlab(*arguments, "--junior-steps", "5", "--senior-steps", "3", "--senior-ema", "0.5")
+    assert averaged.returncode == 0, averaged.stderr
+    assert "senior already trained" not in averaged.stdout
+    assert json.loads((out / "senior" / "senior.json").read_text())["training"]["ema_decay"] == 0.5
+    checkpoint = torch.load(out / "senior" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert int(checkpoint["averaging_state"]["n_averaged"]) == 3  # an average over the three steps
+    exported = load_file(str(out / "senior" / "senior.safetensors"))
+    for key, value in exported.items():
+        assert torch.equal(value, checkpoint["state_dict"][f"network.{key}"])
 
 
 def test_training_under_ddp_with_two_processes(brain_data, tmp_path):
@@ -523,6 +533,7 @@ def test_demo_segments_the_tumour_with_the_registered_model(tumour_registry, tmp
     (["--junior-steps", "0"], "--junior-steps: must be at least 1"),
     (["--senior-stage1", "1"], "--senior-stage1: must be at least 0 and below 1"),
     (["--senior-tumour-free", "-0.1"], "--senior-tumour-free: must be at least 0 and below 1"),
+    (["--senior-ema", "1"], "--senior-ema: must be at least 0 and below 1"),
     (["--bias-fit-levels", "0"], "--bias-fit-levels: must be 1 to 4 (got 0)"),
     (["--workers", "-1"], "--workers: must be 0 or more (got -1)"),
 ])

@@ -503,6 +503,9 @@ def train_synthtumour(
     senior_tumour_free: Annotated[float, typer.Option("--senior-tumour-free", help="Share of the senior's "
                                                       "examples that are healthy brains with no tumour and an "
                                                       "empty label (0: the paper's senior).")] = 0.0,
+    senior_ema: Annotated[float, typer.Option("--senior-ema", help="Validate, keep and export an exponential "
+                                              "moving average of the senior's weights with this decay per "
+                                              "step, e.g. 0.99 (0: the trained weights).")] = 0.0,
     workers: LoaderWorkersOption = 0, progress: ProgressOption = ProgressMode.bar,
 ):
     """Train the tumour segmenter by two-stage synthesis: junior, pseudo labels, senior (no expert labels)."""
@@ -518,7 +521,8 @@ def train_synthtumour(
         raise InputError("--patch", "must be a multiple of 8")
     if not 1 <= bias_fit_levels <= 4:
         raise InputError("--bias-fit-levels", f"must be 1 to 4 (got {bias_fit_levels})")
-    for name, share in (("--senior-stage1", senior_stage1), ("--senior-tumour-free", senior_tumour_free)):
+    for name, share in (("--senior-stage1", senior_stage1), ("--senior-tumour-free", senior_tumour_free),
+                        ("--senior-ema", senior_ema)):
         if not 0 <= share < 1:
             raise InputError(name, f"must be at least 0 and below 1 (got {share})")
     try:
@@ -532,7 +536,8 @@ def train_synthtumour(
                                model_id=model_id, bias_fit_levels=bias_fit_levels if bias_correction else 0,
                                senior_from_junior=senior_from_junior, senior_augmentation=senior_augmentation,
                                senior_stage1_fraction=senior_stage1,
-                               senior_tumour_free_fraction=senior_tumour_free, workers=_loader_workers(workers))
+                               senior_tumour_free_fraction=senior_tumour_free, senior_ema_decay=senior_ema,
+                               workers=_loader_workers(workers))
     with ProgressReporter(progress.value) as reporter:
         result = fit_synthtumour(healthy, unlabelled, out, options, reporter.stage("train synthtumour", 0.0, 1.0))
         if result:

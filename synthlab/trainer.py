@@ -18,7 +18,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.distributed
-from pytorch_lightning.callbacks import ModelCheckpoint, Timer
+from pytorch_lightning.callbacks import EMAWeightAveraging, ModelCheckpoint, Timer
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from synthlab.errors import InputError
@@ -92,9 +92,13 @@ def training_loader(dataset: RandomExamples, batch_size: int, workers: int = 0, 
 
 def make_trainer(out: Path, max_steps: int, max_minutes: float | None, devices: int = 1,
                  accelerator: str = "auto", monitor: str = "val_score", progress_bar: bool = True,
-                 some_parameters_idle: bool = False) -> tuple[pl.Trainer, ModelCheckpoint]:
+                 some_parameters_idle: bool = False, ema_decay: float = 0.0) -> tuple[pl.Trainer, ModelCheckpoint]:
     """A Trainer that keeps ``best.ckpt`` (highest ``monitor``) and ``last.ckpt``; DDP when ``devices > 1``
-    (told when part of the network does not train, e.g. one stage of a two-stage model)."""
+    (told when part of the network does not train, e.g. one stage of a two-stage model).
+
+    With ``ema_decay`` above 0 the weights that are validated and checkpointed (and so exported) are an
+    exponential moving average of the trained ones, updated every step (Lightning's EMAWeightAveraging).
+    """
     warnings.filterwarnings("ignore", message=".*Using PyTorch native grid_sample.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*non-tuple sequence for multidimensional indexing.*")
@@ -103,10 +107,11 @@ def make_trainer(out: Path, max_steps: int, max_minutes: float | None, devices: 
     best = ModelCheckpoint(dirpath=checkpoint_folder(out), filename="best", monitor=monitor, mode="max",
                            save_last=True, save_top_k=1, enable_version_counter=False)
     timer = [RunTimer(duration=timedelta(minutes=max_minutes))] if max_minutes else []
+    averaging = [EMAWeightAveraging(decay=ema_decay)] if ema_decay else []
     trainer = pl.Trainer(
         default_root_dir=str(out), max_steps=max_steps,
         accelerator=accelerator, devices=devices, strategy=strategy,
-        callbacks=[best, *timer], log_every_n_steps=5,
+        callbacks=[best, *timer, *averaging], log_every_n_steps=5,
         enable_progress_bar=progress_bar, enable_model_summary=False, logger=pl.loggers.CSVLogger(str(out)),
         num_sanity_val_steps=0)
     return trainer, best

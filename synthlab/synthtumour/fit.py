@@ -66,6 +66,7 @@ class TumourFitOptions:
     senior_augmentation: bool = False  # nnU-Net-like augmentation of the senior's patches
     senior_stage1_fraction: float = 0.0  # share of the senior's examples that are stage-1 synthetic tumours
     senior_tumour_free_fraction: float = 0.0  # share of the senior's examples that are healthy brains, no tumour
+    senior_ema_decay: float = 0.0  # the senior exports an exponential moving average of its weights (0: none)
     workers: int = 0  # background processes making training patches
 
 
@@ -102,7 +103,7 @@ def _read_split(entries: list[dict], options: TumourFitOptions, progress: StageP
 
 
 def _train_stage(stage: str, out: Path, dataset, validation: list, options: TumourFitOptions, steps: int,
-                 progress: StageProgress, start_from: Path | None = None) -> Path:
+                 progress: StageProgress, start_from: Path | None = None, ema_decay: float = 0.0) -> Path:
     """Train one stage in ``out/<stage>`` (resuming, else starting from ``start_from``'s weights when given),
     export its best weights; return the weights path."""
     folder = out / stage
@@ -113,7 +114,7 @@ def _train_stage(stage: str, out: Path, dataset, validation: list, options: Tumo
     folder.mkdir(parents=True, exist_ok=True)
     module = TumourSegModule(len(options.channels), options.filters, options.learning_rate)
     trainer, best = make_trainer(folder, steps, options.max_minutes, options.devices, options.accelerator,
-                                 progress_bar=False)
+                                 progress_bar=False, ema_decay=ema_decay)
     loader = training_loader(dataset, options.batch_size, options.workers)
     resume = resume_point(folder)
     require_same_settings(resume, module.hparams)
@@ -126,7 +127,8 @@ def _train_stage(stage: str, out: Path, dataset, validation: list, options: Tumo
                                                          "started_from": str(start_from) if start_from else None,
                                                          "augmented": dataset.augment is not None,
                                                          "stage1_fraction": dataset.stage1_fraction,
-                                                         "tumour_free_fraction": dataset.tumour_free_fraction},
+                                                         "tumour_free_fraction": dataset.tumour_free_fraction,
+                                                         "ema_decay": ema_decay},
                 "metrics": {"validation_dice": float(best.best_model_score)
                             if best.best_model_score is not None else None,
                             "validation": "Dice pooled over held-out healthy brains with a shifted-intensity "
@@ -199,13 +201,15 @@ def fit_synthtumour(healthy_datalist: Path, unlabelled_datalist: Path, out: Path
                                        (f"{options.senior_stage1_fraction:.0%} stage-1 examples",
                                         options.senior_stage1_fraction),
                                        (f"{options.senior_tumour_free_fraction:.0%} tumour-free brains",
-                                        options.senior_tumour_free_fraction)) if chosen]
+                                        options.senior_tumour_free_fraction),
+                                       (f"weights averaged with EMA decay {options.senior_ema_decay}",
+                                        options.senior_ema_decay)) if chosen]
     forget_run_of_another_source(out / "senior", junior, ", ".join([*how, PSEUDO_LABEL_RULE]))
     senior = _train_stage("senior", out, MixedTumours(tumours, healthy, patch, samples, options.seed + 1,
                                                       options.senior_augmentation, stage1(options.seed + 2),
                                                       options.senior_stage1_fraction,
                                                       options.senior_tumour_free_fraction),
-                          validation, options, options.senior_steps, progress, start_from)
+                          validation, options, options.senior_steps, progress, start_from, options.senior_ema_decay)
     if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
         return {}
     card = json.loads(senior.with_suffix(".json").read_text())
