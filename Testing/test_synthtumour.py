@@ -306,7 +306,7 @@ def test_training_runs_both_stages_and_resumes(brain_data, tumour_registry, tmp_
     training = json.loads((out / "senior" / "senior.json").read_text())["training"]
     assert training["augmented"] is True and training["stage1_fraction"] == 0.5
     assert training["tumour_free_fraction"] == 0.25
-    # With --senior-ema the senior is trained again, and what it exports is the average, not the last weights.
+    # With --senior-ema the senior is trained again, and it exports the checkpoint's average over its steps.
     averaged = synthlab(*arguments, "--junior-steps", "5", "--senior-steps", "3", "--senior-ema", "0.5")
     assert averaged.returncode == 0, averaged.stderr
     assert "senior already trained" not in averaged.stdout

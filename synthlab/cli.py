@@ -521,10 +521,10 @@ def train_synthtumour(
         raise InputError("--patch", "must be a multiple of 8")
     if not 1 <= bias_fit_levels <= 4:
         raise InputError("--bias-fit-levels", f"must be 1 to 4 (got {bias_fit_levels})")
-    for name, share in (("--senior-stage1", senior_stage1), ("--senior-tumour-free", senior_tumour_free),
+    for name, value in (("--senior-stage1", senior_stage1), ("--senior-tumour-free", senior_tumour_free),
                         ("--senior-ema", senior_ema)):
-        if not 0 <= share < 1:
-            raise InputError(name, f"must be at least 0 and below 1 (got {share})")
+        if not 0 <= value < 1:
+            raise InputError(name, f"must be at least 0 and below 1 (got {value})")
     try:
         levels = tuple(int(value) for value in filters.split(","))
     except ValueError:
