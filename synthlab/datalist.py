@@ -66,14 +66,16 @@ def pooled(base: dict[str, list[dict]], extras: list[dict[str, list[dict]]]) -> 
     Validation and test stay ``base``'s, so a model trained on more subjects is chosen and scored as before.
     Cases named in ``base``'s validation or test are refused: they would leak into training.
     """
-    held_out = {value for name in ("validation", "test") for entry in base[name]
-                for value in entry.values() if _is_image_path(value)}
+    held_out = set().union(*(_image_paths(entry) for name in ("validation", "test") for entry in base[name]))
     extra = [entry for splits in extras for name in SPLITS for entry in splits[name]]
-    leaking = sorted({entry.get("case", "?") for entry in extra
-                      if any(value in held_out for value in entry.values() if _is_image_path(value))})
+    leaking = sorted({entry.get("case", "?") for entry in extra if _image_paths(entry) & held_out})
     if leaking:
         raise InputError("--extra", f"cases {', '.join(leaking)} are in the base's validation or test split")
     return {**base, "training": base["training"] + extra}
+
+
+def _image_paths(entry: dict) -> set[str]:
+    return {value for value in entry.values() if _is_image_path(value)}
 
 
 def _absolute(entry: dict, folder: Path) -> dict:
