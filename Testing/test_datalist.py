@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -76,3 +79,10 @@ def test_pooled_refuses_a_held_out_case_as_training(tmp_path):
         datalist.split(_entries(10), np.random.default_rng(0)), tmp_path / "datalist.json"))
     with pytest.raises(InputError, match="validation or test"):
         datalist.pooled(base, [base])
+    script = Path(__file__).parent / "benchmarks" / "pool_datalists.py"
+    out = tmp_path / "pooled.json"
+    result = subprocess.run([sys.executable, str(script), "--base", str(tmp_path / "datalist.json"), "--extra",
+                             str(tmp_path / "datalist.json"), "--out", str(out)], capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--extra: cases" in result.stderr.strip().splitlines()[-1]
+    assert not out.exists()

@@ -322,11 +322,16 @@ def test_training_under_ddp_with_two_processes(brain_data, tmp_path):
     result = synthlab("train", "synthtumour", "--healthy", brain_data / "healthy.json", "--unlabelled",
                       brain_data / "unlabelled.json", "--out", tmp_path, "--spacing", "6", "--patch", "16",
                       "--junior-steps", "2", "--senior-steps", "2", "--devices", "2", "--accelerator", "cpu",
-                      "--workers", "1", "--progress", "json", timeout=600)
+                      "--workers", "1", "--senior-ema", "0.5", "--progress", "json", timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     messages = [json.loads(line)["message"] for line in result.stdout.splitlines()]
     assert messages.count("training the junior") == 2 and messages.count("training the senior") == 2  # two ranks
-    assert load_file(str(tmp_path / "synthtumour-senior.safetensors"))
+    # The senior's moving average works across ranks: it counts both steps and is what was exported.
+    checkpoint = torch.load(tmp_path / "senior" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert int(checkpoint["averaging_state"]["n_averaged"]) == 2
+    exported = load_file(str(tmp_path / "synthtumour-senior.safetensors"))
+    for key, value in exported.items():
+        assert torch.equal(value, checkpoint["state_dict"][f"network.{key}"])
 
 
 def test_tumour_command_writes_the_segment_and_reports_its_volume(tumour_case, tumour_registry, tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 
 from synthlab.datalist import pooled, read_datalist, write_datalist
+from synthlab.errors import InputError
 
 
 def main() -> None:
@@ -20,7 +21,10 @@ def main() -> None:
     parser.add_argument("--extra", action="append", required=True, help="datalist whose every case is added")
     parser.add_argument("--out", required=True, help="the pooled datalist (JSON)")
     arguments = parser.parse_args()
-    splits = pooled(read_datalist(arguments.base), [read_datalist(path) for path in arguments.extra])
+    try:
+        splits = pooled(read_datalist(arguments.base), [read_datalist(path) for path in arguments.extra])
+    except InputError as error:
+        parser.error(str(error))  # one line and exit code 2, as the synthlab commands answer bad input
     write_datalist(splits, arguments.out)
     print(f"{arguments.out}: " + ", ".join(f"{len(splits[name])} {name}" for name in splits))
 
