@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -56,9 +57,21 @@ def synthlab_env(registry: Path) -> dict[str, str]:
 
 
 def synthlab(*args, cwd=None, env=None, timeout=300) -> subprocess.CompletedProcess:
-    """Run ``python -m synthlab ARGS`` (extra environment variables in ``env``)."""
-    return subprocess.run([sys.executable, "-m", "synthlab", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout, env={**os.environ, **(env or {})})
+    """Run ``python -m synthlab ARGS`` (extra environment variables in ``env``). A run still going after
+    ``timeout`` seconds fails the test with the Python stack of each of its processes (DDP ranks included)."""
+    command = [sys.executable, "-m", "synthlab", *map(str, args)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
+                          env={**os.environ, **(env or {})}, start_new_session=True) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGUSR1)  # each synthlab process prints its stacks to stderr
+            time.sleep(3)
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+            pytest.fail(f"synthlab {' '.join(command[3:5])} still running after {timeout} s; stacks:\n"
+                        f"{stderr[-12000:]}\nlast output: {stdout[-2000:]}")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 # --- a tiny pelvis dataset and a tiny contour model trained on it (shared by backend and module tests) ---

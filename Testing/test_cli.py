@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import make_image, rotation_direction, synthlab
+from conftest import free_port, make_image, rotation_direction, synthlab
 
 from synthlab import labels, volume
 
@@ -130,3 +130,12 @@ def test_phantom_commands_refuse_a_file_as_output_folder(tmp_path, kind):
     result = synthlab("phantom", kind, "--out", tmp_path / "taken")
     assert result.returncode == 2 and "--out:" in result.stderr and "is a file" in result.stderr
     assert (tmp_path / "taken").read_text() == "keep me"
+
+
+def test_a_run_past_its_time_fails_with_the_stack_of_each_thread():
+    """A hung run (here: a server, which never ends by itself) must not leave a bare timeout: the helper asks
+    synthlab to print where every thread is (SIGUSR1) before it kills the run."""
+    with pytest.raises(pytest.fail.Exception) as failure:
+        synthlab("serve", "--port", str(free_port()), "--device", "cpu", timeout=12)
+    assert "still running after 12 s" in failure.value.msg
+    assert "Thread 0x" in failure.value.msg and "File " in failure.value.msg

@@ -68,12 +68,13 @@ def test_loader_workers_each_draw_their_own_examples_reproducibly():
 
 
 def _ddp_rank_draws(rank: int, store: str, results) -> None:
-    """One epoch in this DDP rank, drawn in its own process and by one worker started by spawn (as on
-    platforms without fork: the worker inherits no process group and must learn the rank another way)."""
+    """One epoch in this DDP rank, drawn in its own process and by one worker. The loader starts its workers
+    fresh (spawn), never forked from a rank's threads: a worker inherits no process group and must learn the
+    rank another way."""
     torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     try:
         spawned = training_loader(_Draws(seed=3), batch_size=2, workers=1)
-        spawned.multiprocessing_context = "spawn"
+        assert spawned.multiprocessing_context.get_start_method() == "spawn"
         results[rank] = {"in process": _one_epoch(0), "spawned worker": torch.cat(list(spawned)).tolist()}
     finally:
         torch.distributed.destroy_process_group()

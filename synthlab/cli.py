@@ -7,6 +7,7 @@ and exit code 2; a GPU out-of-memory error ends with the fix and exit code 3.
 from __future__ import annotations
 
 import enum
+import faulthandler
 import json
 import signal
 import sys
@@ -634,6 +635,8 @@ def _fail(message: str, code: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 PID` prints where a stuck run is, in every thread
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="synthlab", standalone_mode=False)

@@ -85,9 +85,13 @@ class _RankStreamsLoader(DataLoader):
 def training_loader(dataset: RandomExamples, batch_size: int, workers: int = 0, shuffle: bool = False
                     ) -> DataLoader:
     """Training batches, made by ``workers`` background processes (0: in the training process, one batch at a
-    time). Each worker and DDP rank draws its own examples, reproducibly from the dataset's ``seed``."""
+    time). Each worker and DDP rank draws its own examples, reproducibly from the dataset's ``seed``.
+
+    Workers are started fresh ("spawn"), not forked: a DDP rank already runs threads (gloo, ITK's and
+    OpenMP's pools, CUDA), and a process forked while one of them holds a lock can wait on it for ever."""
     return _RankStreamsLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=True, num_workers=workers,
-                              persistent_workers=workers > 0, worker_init_fn=_reseed_worker if workers else None)
+                              persistent_workers=workers > 0, worker_init_fn=_reseed_worker if workers else None,
+                              multiprocessing_context="spawn" if workers else None)
 
 
 def make_trainer(out: Path, max_steps: int, max_minutes: float | None, devices: int = 1,
