@@ -180,6 +180,19 @@ def test_senior_data_can_mix_in_stage1_tumours():
     assert 0.3 <= stage1_share(0.5) <= 0.7
 
 
+def test_the_senior_takes_the_asked_share_of_real_images_and_carves_the_rest():
+    tumour, healthy = bright_tumour_case(5), bright_tumour_case(6, with_tumour=False)
+
+    def real_share(share: float) -> float:
+        dataset = MixedTumours([tumour], [healthy], [32] * 3, samples=40, seed=1, real_share=share)
+        return float(np.mean([np.array_equal(dataset.example(index)[0], tumour.image) for index in range(40)]))
+
+    assert real_share(0.0) == 0.0 and real_share(1.0) == 1.0
+    assert 0.3 <= real_share(0.5) <= 0.7
+    no_healthy = MixedTumours([tumour], [], [32] * 3, samples=4, seed=1, real_share=0.0)
+    assert np.array_equal(no_healthy.example(0)[0], tumour.image)  # nothing to carve into
+
+
 def test_senior_data_can_hold_tumour_free_brains_with_empty_labels():
     tumour, healthy = bright_tumour_case(5), bright_tumour_case(6, with_tumour=False)
 
@@ -539,6 +552,7 @@ def test_demo_segments_the_tumour_with_the_registered_model(tumour_registry, tmp
     (["--senior-stage1", "1"], "--senior-stage1: must be at least 0 and below 1"),
     (["--senior-tumour-free", "-0.1"], "--senior-tumour-free: must be at least 0 and below 1"),
     (["--senior-ema", "1"], "--senior-ema: must be at least 0 and below 1"),
+    (["--senior-real-share", "1.5"], "--senior-real-share: must be 0 to 1 (got 1.5)"),
     (["--bias-fit-levels", "0"], "--bias-fit-levels: must be 1 to 4 (got 0)"),
     (["--workers", "-1"], "--workers: must be 0 or more (got -1)"),
 ])

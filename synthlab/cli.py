@@ -507,6 +507,10 @@ def train_synthtumour(
     senior_ema: Annotated[float, typer.Option("--senior-ema", help="Validate, keep and export an exponential "
                                               "moving average of the senior's weights with this decay per "
                                               "step, e.g. 0.99 (0: the trained weights).")] = 0.0,
+    senior_real_share: Annotated[float, typer.Option("--senior-real-share", help="Share of the senior's tumour "
+                                                     "examples that are the real pseudo-labelled images; the rest "
+                                                     "carve the pseudo-labelled tumour into a healthy brain (0.5: "
+                                                     "half and half).")] = 0.5,
     workers: LoaderWorkersOption = 0, progress: ProgressOption = ProgressMode.bar,
 ):
     """Train the tumour segmenter by two-stage synthesis: junior, pseudo labels, senior (no expert labels)."""
@@ -526,6 +530,8 @@ def train_synthtumour(
                         ("--senior-ema", senior_ema)):
         if not 0 <= value < 1:
             raise InputError(name, f"must be at least 0 and below 1 (got {value})")
+    if not 0 <= senior_real_share <= 1:
+        raise InputError("--senior-real-share", f"must be 0 to 1 (got {senior_real_share})")
     try:
         levels = tuple(int(value) for value in filters.split(","))
     except ValueError:
@@ -538,7 +544,7 @@ def train_synthtumour(
                                senior_from_junior=senior_from_junior, senior_augmentation=senior_augmentation,
                                senior_stage1_fraction=senior_stage1,
                                senior_tumour_free_fraction=senior_tumour_free, senior_ema_decay=senior_ema,
-                               workers=_loader_workers(workers))
+                               senior_real_share=senior_real_share, workers=_loader_workers(workers))
     with ProgressReporter(progress.value) as reporter:
         result = fit_synthtumour(healthy, unlabelled, out, options, reporter.stage("train synthtumour", 0.0, 1.0))
         if result:

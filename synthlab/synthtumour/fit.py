@@ -67,6 +67,7 @@ class TumourFitOptions:
     senior_stage1_fraction: float = 0.0  # share of the senior's examples that are stage-1 synthetic tumours
     senior_tumour_free_fraction: float = 0.0  # share of the senior's examples that are healthy brains, no tumour
     senior_ema_decay: float = 0.0  # the senior exports an exponential moving average of its weights (0: none)
+    senior_real_share: float = 0.5  # share of the senior's tumour examples that are real images, not carved mixes
     workers: int = 0  # background processes making training patches
 
 
@@ -128,6 +129,7 @@ def _train_stage(stage: str, out: Path, dataset, validation: list, options: Tumo
                                                          "augmented": dataset.augment is not None,
                                                          "stage1_fraction": dataset.stage1_fraction,
                                                          "tumour_free_fraction": dataset.tumour_free_fraction,
+                                                         "real_share": dataset.real_share,
                                                          "ema_decay": ema_decay},
                 "metrics": {"validation_dice": float(best.best_model_score)
                             if best.best_model_score is not None else None,
@@ -203,12 +205,15 @@ def fit_synthtumour(healthy_datalist: Path, unlabelled_datalist: Path, out: Path
                                        (f"{options.senior_tumour_free_fraction:.0%} tumour-free brains",
                                         options.senior_tumour_free_fraction),
                                        (f"weights averaged with EMA decay {options.senior_ema_decay}",
-                                        options.senior_ema_decay)) if chosen]
+                                        options.senior_ema_decay),
+                                       (f"{options.senior_real_share:.0%} real images",
+                                        options.senior_real_share != TumourFitOptions.senior_real_share)) if chosen]
     forget_run_of_another_source(out / "senior", junior, ", ".join([*how, PSEUDO_LABEL_RULE]))
     senior = _train_stage("senior", out, MixedTumours(tumours, healthy, patch, samples, options.seed + 1,
                                                       options.senior_augmentation, stage1(options.seed + 2),
                                                       options.senior_stage1_fraction,
-                                                      options.senior_tumour_free_fraction),
+                                                      options.senior_tumour_free_fraction,
+                                                      options.senior_real_share),
                           validation, options, options.senior_steps, progress, start_from, options.senior_ema_decay)
     if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
         return {}

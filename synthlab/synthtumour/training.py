@@ -101,6 +101,7 @@ class SyntheticTumours(_PatchDataset):
     """Stage 1: a random healthy brain with a new blurred-scaled tumour every time."""
 
     stage1_fraction = 1.0  # every example is a stage-1 tumour
+    real_share = 0.0  # and none is a real image
 
     def __init__(self, healthy: list[BrainArrays], channels: Sequence[str], spacing: float, patch: Sequence[int],
                  samples: int, seed: int = 0):
@@ -120,14 +121,17 @@ class SyntheticTumours(_PatchDataset):
 
 
 class MixedTumours(_PatchDataset):
-    """Stage 2: half carved mixes (a pseudo-labelled tumour in a healthy brain), half real pseudo-labelled images;
-    optionally a share ``stage1_fraction`` of stage-1 examples from ``stage1`` (the junior's data) in between,
+    """Stage 2: carved mixes (a pseudo-labelled tumour in a healthy brain) and, a share ``real_share`` of the
+    tumour examples (default half), the real pseudo-labelled images as they are. A carved mix's label is exact
+    by construction; a real image's is the junior's, and where the junior labelled only part of a tumour it
+    calls the rest background. Optionally a share ``stage1_fraction`` of stage-1 examples from ``stage1`` (the junior's data) in between,
     and a share ``tumour_free_fraction`` of healthy brains left as they are."""
 
     def __init__(self, tumours: list[BrainArrays], healthy: list[BrainArrays], patch: Sequence[int], samples: int,
                  seed: int = 0, augment: bool = False, stage1: SyntheticTumours | None = None,
-                 stage1_fraction: float = 0.0, tumour_free_fraction: float = 0.0):
+                 stage1_fraction: float = 0.0, tumour_free_fraction: float = 0.0, real_share: float = 0.5):
         super().__init__(patch, samples, seed, augment, healthy, tumour_free_fraction)
+        self.real_share = real_share if healthy else 1.0
         self.tumours = [case for case in tumours if case.label is not None and case.label.any()]
         self.healthy = healthy
         self.stage1, self.stage1_fraction = stage1, stage1_fraction if stage1 is not None else 0.0
@@ -144,7 +148,7 @@ class MixedTumours(_PatchDataset):
         if self.rng.random() < self.stage1_fraction:
             return self.stage1.example(index)
         tumour = self.tumours[int(self.rng.integers(len(self.tumours)))]
-        if not self.healthy or self.rng.random() < 0.5:
+        if self.rng.random() < self.real_share:
             return tumour.image, tumour.mask, tumour.label
         healthy = self.healthy[int(self.rng.integers(len(self.healthy)))]
         image, label = carve_mix(tumour, healthy)
