@@ -621,3 +621,30 @@ def test_evaluate_tumour_reports_what_the_model_finds_in_healthy_brains(brain_da
     for name in ("tiny-tumour", "intensity baseline"):
         assert summary[name]["healthy_cases"] == healthy
         assert 0 <= summary[name]["healthy_empty"] <= healthy and summary[name]["healthy_found_ml_max"] >= 0
+
+
+def test_pseudo_label_check_scores_each_label_against_its_cases_true_tumour(brain_data, tumour_registry, tmp_path):
+    """The benchmark script matches each pseudo label to its case's true label: a pseudo label replaced by
+    the truth scores 1, an empty one 0 and counts as under-labelled; a missing one is a one-line exit 2."""
+    run = tmp_path / "run"
+    shutil.copytree(Path(tumour_registry).parent, run)
+    unlabelled = read_datalist(brain_data / "unlabelled.json")["training"]
+    truths = {entry["flair"]: entry for entry in read_datalist(brain_data / "datalist.json")["training"]}
+    first, second = (read_entry(truths[entry["flair"]], ("flair",), TINY_TUMOUR["spacing"], with_label=True).label
+                     for entry in unlabelled[:2])
+    np.savez_compressed(run / "pseudo_labels" / "case_0000.npz", label=first)
+    np.savez_compressed(run / "pseudo_labels" / "case_0001.npz", label=np.zeros_like(second))
+    script = Path(__file__).parent / "benchmarks" / "pseudo_label_quality.py"
+    command = [sys.executable, str(script), "--run", str(run), "--unlabelled", str(brain_data / "unlabelled.json"),
+               "--labelled", str(brain_data / "datalist.json")]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"{len(unlabelled)} cases" in result.stdout
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:4] for line in result.stdout.splitlines()
+            if line.startswith("| brain")}
+    case = [f"{Path(entry['flair']).parent.parent.name}/{Path(entry['flair']).parent.name}" for entry in unlabelled]
+    assert rows[case[0]] == ["1.000", "1.00", "1.000"] and rows[case[1]] == ["0.000", "0.00", "0.000"]
+    (run / "pseudo_labels" / "case_0001.npz").unlink()
+    missing = subprocess.run(command, capture_output=True, text=True)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert "case_0001.npz is missing" in missing.stderr.strip().splitlines()[-1]
