@@ -124,8 +124,8 @@ class MixedTumours(_PatchDataset):
     """Stage 2: carved mixes (a pseudo-labelled tumour in a healthy brain) and, a share ``real_share`` of the
     tumour examples (default half), the real pseudo-labelled images as they are. A carved mix's label is exact
     by construction; a real image's is the junior's, and where the junior labelled only part of a tumour it
-    calls the rest background. Optionally a share ``stage1_fraction`` of stage-1 examples from ``stage1`` (the junior's data) in between,
-    and a share ``tumour_free_fraction`` of healthy brains left as they are."""
+    calls the rest background. Optionally a share ``stage1_fraction`` of stage-1 examples from ``stage1`` (the
+    junior's data) in between, and a share ``tumour_free_fraction`` of healthy brains left as they are."""
 
     def __init__(self, tumours: list[BrainArrays], healthy: list[BrainArrays], patch: Sequence[int], samples: int,
                  seed: int = 0, augment: bool = False, stage1: SyntheticTumours | None = None,
