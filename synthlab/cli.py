@@ -641,8 +641,8 @@ def _fail(message: str, code: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 PID` prints where a stuck run is, in every thread
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
+    if hasattr(signal, "SIGUSR1"):  # `kill -USR1 PID` prints where a stuck run is, in every thread, to the
+        faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)  # process's own stderr
     command = typer.main.get_command(app)
     try:
         code = command.main(args=argv, prog_name="synthlab", standalone_mode=False)
