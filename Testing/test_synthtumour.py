@@ -640,9 +640,9 @@ def test_pseudo_label_check_scores_each_label_against_its_cases_true_tumour(brai
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"{len(unlabelled)} cases" in result.stdout
-    rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:4] for line in result.stdout.splitlines()
-            if line.startswith("| brain")}
     case = [f"{Path(entry['flair']).parent.parent.name}/{Path(entry['flair']).parent.name}" for entry in unlabelled]
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:4] for line in result.stdout.splitlines()
+            if line.split(" | ")[0].strip("| ") in case}
     assert rows[case[0]] == ["1.000", "1.00", "1.000"] and rows[case[1]] == ["0.000", "0.00", "0.000"]
     (run / "pseudo_labels" / "case_0001.npz").unlink()
     missing = subprocess.run(command, capture_output=True, text=True)
