@@ -171,9 +171,10 @@ MinutesOption = Annotated[float | None, typer.Option("--minutes", help="Stop aft
 DevicesOption = Annotated[int, typer.Option("--devices", help="Processes/GPUs (DDP when more than 1).")]
 AcceleratorOption = Annotated[str, typer.Option("--accelerator", help="auto, cpu or gpu.")]
 ModelIdOption = Annotated[str | None, typer.Option("--model-id", help="Name of the exported model.")]
-LoaderWorkersOption = Annotated[int, typer.Option("--workers", help="Background processes making the training "
-                                                                    "examples (0: the training process makes "
-                                                                    "them; a few keep a GPU busy).")]
+LoaderWorkersOption = Annotated[int, typer.Option("--workers", help="Background processes reading the cases and "
+                                                                    "making the training examples (0: the "
+                                                                    "training process does it; a few keep a "
+                                                                    "GPU busy).")]
 ModelOption = Annotated[str | None, typer.Option("--model", help="Registered model id (default: the task's "
                                                                  "default model).")]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]

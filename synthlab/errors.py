@@ -18,3 +18,7 @@ class InputError(ValueError):
         self.name = name
         self.problem = problem
         super().__init__(f"{name}: {problem}")
+
+    def __reduce__(self):
+        """Pickle by name and problem, so the error crosses from a worker process intact."""
+        return type(self), (self.name, self.problem)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -23,6 +24,7 @@ from synthlab.registry import save_model
 from synthlab.trainer import (
     best_network_weights,
     make_trainer,
+    read_cases,
     require_same_settings,
     resume_point,
     training_loader,
@@ -81,12 +83,9 @@ def card_for(options: FitOptions, organs: list[str]) -> dict:
 
 def load_split(entries: list[dict], options: FitOptions, organs: list[str], progress: StageProgress, name: str):
     intensity = card_for(options, organs)["intensity"]
-    spacing = [options.spacing] * options.dimension
-    pairs = []
-    for index, entry in enumerate(entries):
-        progress(index / max(1, len(entries)), f"reading {name} pair {index + 1}/{len(entries)}")
-        pairs.append(read_pair_entry(entry, spacing, intensity, organs, options.dimension))
-    return pairs
+    read = partial(read_pair_entry, spacing=[options.spacing] * options.dimension, intensity=intensity,
+                   organs=organs, dimension=options.dimension)
+    return read_cases(read, entries, progress, f"{name} pairs", options.workers)
 
 
 def _start_branches(module: RegistrationModule, paths: tuple[Path, ...]) -> dict[Path, str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -35,6 +36,7 @@ from synthlab.trainer import (
     exported_steps,
     forget_run_of_another_source,
     make_trainer,
+    read_cases,
     require_same_settings,
     resume_point,
     training_loader,
@@ -139,11 +141,8 @@ def _train_stage(stage: str, out: Path, source: Path | None, data: tuple, option
 
 
 def _read(entries: list[dict], options: CBVFitOptions, progress: StageProgress, what: str) -> list[CBVCase]:
-    cases = []
-    for index, entry in enumerate(entries):
-        progress(index / max(1, len(entries)), f"reading {what} {index + 1}/{len(entries)}")
-        cases.append(read_entry(entry, options.contrasts, options.spacing))
-    return cases
+    read = partial(read_entry, contrasts=options.contrasts, spacing=options.spacing)
+    return read_cases(read, entries, progress, what, options.workers)
 
 
 def fit_hiersynth(datalist: Path, out: Path, options: CBVFitOptions, progress: StageProgress) -> dict:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ from synthlab.trainer import (
     exported_steps,
     forget_run_of_another_source,
     make_trainer,
+    read_cases,
     require_same_settings,
     resume_point,
     training_loader,
@@ -96,11 +98,9 @@ def _require_same_preprocessing(out: Path, options: TumourFitOptions) -> None:
 
 def _read_split(entries: list[dict], options: TumourFitOptions, progress: StageProgress, what: str
                 ) -> list[BrainArrays]:
-    cases = []
-    for index, entry in enumerate(entries):
-        progress(index / max(1, len(entries)), f"reading {what} {index + 1}/{len(entries)}")
-        cases.append(read_entry(entry, options.channels, options.spacing, bias_levels=options.bias_fit_levels))
-    return cases
+    read = partial(read_entry, channels=options.channels, spacing=options.spacing,
+                   bias_levels=options.bias_fit_levels)
+    return read_cases(read, entries, progress, what, options.workers)
 
 
 def _train_stage(stage: str, out: Path, dataset, validation: list, options: TumourFitOptions, steps: int,
