@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import argparse
 import time
-from functools import partial
 
-from synthlab.brain import read_entry
 from synthlab.datalist import read_datalist
-from synthlab.synthtumour.fit import TumourFitOptions
+from synthlab.synthtumour.fit import TumourFitOptions, case_reader
 from synthlab.trainer import read_cases
 
 
@@ -23,9 +21,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="worker counts to time")
     arguments = parser.parse_args()
     entries = read_datalist(arguments.datalist)["training"][:arguments.cases]
-    options = TumourFitOptions()
-    read = partial(read_entry, channels=options.channels, spacing=options.spacing,
-                   bias_levels=options.bias_fit_levels)
+    read = case_reader(TumourFitOptions())
     for workers in arguments.workers:
         start = time.perf_counter()
         read_cases(read, entries, lambda *_: None, "cases", workers)

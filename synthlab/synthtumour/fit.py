@@ -96,11 +96,15 @@ def _require_same_preprocessing(out: Path, options: TumourFitOptions) -> None:
                                   "resume with the same settings or use a new folder")
 
 
+def case_reader(options: TumourFitOptions) -> partial:
+    """How training reads a datalist entry (its channels on the canvas, bias removed); picklable for workers."""
+    return partial(read_entry, channels=options.channels, spacing=options.spacing,
+                   bias_levels=options.bias_fit_levels)
+
+
 def _read_split(entries: list[dict], options: TumourFitOptions, progress: StageProgress, what: str
                 ) -> list[BrainArrays]:
-    read = partial(read_entry, channels=options.channels, spacing=options.spacing,
-                   bias_levels=options.bias_fit_levels)
-    return read_cases(read, entries, progress, what, options.workers)
+    return read_cases(case_reader(options), entries, progress, what, options.workers)
 
 
 def _train_stage(stage: str, out: Path, dataset, validation: list, options: TumourFitOptions, steps: int,
