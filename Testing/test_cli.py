@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import free_port, make_image, rotation_direction, synthlab
+from conftest import free_port, make_image, rotation_direction, synthlab, synthlab_here
 
 from synthlab import labels, volume
 
@@ -57,8 +57,8 @@ def write_bad_inputs(tmp_path):
 ])
 def test_bad_input_gives_one_line_exit_2_and_no_output(tmp_path, bad, message):
     write_bad_inputs(tmp_path)
-    result = synthlab("resample", "--input", tmp_path / bad, "--reference", tmp_path / "good.nrrd",
-                      "--out", tmp_path / "out" / "result.nrrd")
+    result = synthlab_here("resample", "--input", tmp_path / bad, "--reference", tmp_path / "good.nrrd",
+                           "--out", tmp_path / "out" / "result.nrrd")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("synthlab: error: ") and message in lines[0], result.stderr
@@ -69,7 +69,7 @@ def test_bad_input_gives_one_line_exit_2_and_no_output(tmp_path, bad, message):
 def test_geometry_mismatch_between_inputs_that_must_share_a_grid(tmp_path):
     volume.write_image(make_image(), tmp_path / "t1.nrrd")
     volume.write_image(make_image(spacing=(1.0, 1.0, 1.0)), tmp_path / "t2.nrrd")
-    result = synthlab("info", "--same-grid", tmp_path / "t1.nrrd", tmp_path / "t2.nrrd")
+    result = synthlab_here("info", "--same-grid", tmp_path / "t1.nrrd", tmp_path / "t2.nrrd")
     assert result.returncode == 2
     assert "t2.nrrd: grid (size 20x16x12, spacing 1x1x1 mm" in result.stderr
     assert f"differs from {tmp_path / 't1.nrrd'}" in result.stderr
@@ -78,20 +78,20 @@ def test_geometry_mismatch_between_inputs_that_must_share_a_grid(tmp_path):
 def test_missing_option_and_unknown_command_are_one_line(tmp_path):
     for args, message in [(("resample", "--reference", "x.nrrd"), "Missing option '--input'"),
                           (("frobnicate",), "No such command 'frobnicate'")]:
-        result = synthlab(*args)
+        result = synthlab_here(*args)
         assert result.returncode == 2
         assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
 
 
 def test_demo_refuses_a_file_as_output_folder(tmp_path):
     (tmp_path / "taken").write_text("keep me")
-    result = synthlab("demo", "--out", tmp_path / "taken")
+    result = synthlab_here("demo", "--out", tmp_path / "taken")
     assert result.returncode == 2 and "--out:" in result.stderr and "is a file" in result.stderr
     assert (tmp_path / "taken").read_text() == "keep me"
 
 
 def test_demo_writes_volumes_overview_and_metrics(tmp_path):
-    result = synthlab("demo", "--out", tmp_path / "demo", "--progress", "none")
+    result = synthlab_here("demo", "--out", tmp_path / "demo", "--progress", "none")
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert metrics["brain phantom"]["brain_volume_ml"] > 1000  # an adult brain, not an empty mask
@@ -119,7 +119,7 @@ def test_version_is_printed():
     (["phantom", "brain", "--size", "huge"], "--size"),
 ])
 def test_phantom_commands_refuse_bad_counts_in_one_line(tmp_path, arguments, message):
-    result = synthlab(*arguments, "--out", tmp_path / "data")
+    result = synthlab_here(*arguments, "--out", tmp_path / "data")
     assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "data").exists()  # nothing written
 
@@ -127,7 +127,7 @@ def test_phantom_commands_refuse_bad_counts_in_one_line(tmp_path, arguments, mes
 @pytest.mark.parametrize("kind", ["brain", "pelvis"])
 def test_phantom_commands_refuse_a_file_as_output_folder(tmp_path, kind):
     (tmp_path / "taken").write_text("keep me")
-    result = synthlab("phantom", kind, "--out", tmp_path / "taken")
+    result = synthlab_here("phantom", kind, "--out", tmp_path / "taken")
     assert result.returncode == 2 and "--out:" in result.stderr and "is a file" in result.stderr
     assert (tmp_path / "taken").read_text() == "keep me"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import SimpleITK as sitk
-from conftest import synthlab, synthlab_env
+from conftest import synthlab, synthlab_env, synthlab_here
 from fastapi.testclient import TestClient
 
 from synthlab.server import ServerSettings, create_app
@@ -89,9 +89,9 @@ def test_contour_request_returns_the_same_contours_as_the_command_line(server, p
     result = json.loads(files["result.json"])
     assert set(result["outputs"]) == {"out_labels", "out_field"} and result["results"]["model"] == "tiny-contour"
     local = tmp_path / "local.seg.nrrd"
-    ran = synthlab("contour", "--fixed", pair["fixed"], "--moving", pair["moving"], "--moving-labels",
-                   pair["moving_labels"], "--out-labels", local, "--progress", "none",
-                   env=synthlab_env(contour_registry))
+    ran = synthlab_here("contour", "--fixed", pair["fixed"], "--moving", pair["moving"], "--moving-labels",
+                        pair["moving_labels"], "--out-labels", local, "--progress", "none",
+                        env=synthlab_env(contour_registry))
     assert ran.returncode == 0, ran.stderr
     remote = labels_array(files[result["outputs"]["out_labels"]], tmp_path)
     assert (remote == sitk.GetArrayFromImage(sitk.ReadImage(str(local)))).all() and remote.any()

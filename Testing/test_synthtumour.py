@@ -14,7 +14,7 @@ import pytest
 import pytorch_lightning as pl
 import SimpleITK as sitk
 import torch
-from conftest import TINY_TUMOUR, synthlab, synthlab_env
+from conftest import TINY_TUMOUR, synthlab, synthlab_env, synthlab_here
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
@@ -271,15 +271,15 @@ def test_training_runs_both_stages_and_resumes(brain_data, tumour_registry, tmp_
     arguments = ["train", "synthtumour", "--healthy", brain_data / "healthy.json", "--unlabelled",
                  brain_data / "unlabelled.json", "--out", out, "--model-id", "tiny-tumour", "--spacing", "6",
                  "--patch", "16", "--filters", "4,8,16", "--progress", "json"]
-    other = synthlab(*arguments[:-2], "--filters", "8,16,32", "--junior-steps", "5")
+    other = synthlab_here(*arguments[:-2], "--filters", "8,16,32", "--junior-steps", "5")
     assert other.returncode == 2 and "resume with the same settings" in other.stderr
     for other_preparation in (["--no-bias-correction"], ["--bias-fit-levels", "2"]):
-        unprepared = synthlab(*arguments, *other_preparation)
+        unprepared = synthlab_here(*arguments, *other_preparation)
         assert unprepared.returncode == 2 and "prepared with other intensity" in unprepared.stderr
-    same = synthlab(*arguments, "--junior-steps", "3", "--senior-steps", "3")
+    same = synthlab_here(*arguments, "--junior-steps", "3", "--senior-steps", "3")
     assert same.returncode == 0, same.stderr
     assert "junior already trained" in same.stdout and "senior already trained" in same.stdout
-    longer = synthlab(*arguments, "--junior-steps", "5", "--senior-steps", "3")
+    longer = synthlab_here(*arguments, "--junior-steps", "5", "--senior-steps", "3")
     assert longer.returncode == 0, longer.stderr
     assert "resuming from" in longer.stdout
     assert json.loads((out / "junior" / "junior.json").read_text())["training"]["steps"] == 5
@@ -287,7 +287,7 @@ def test_training_runs_both_stages_and_resumes(brain_data, tumour_registry, tmp_
     labels_before = (out / "pseudo_labels" / "junior.sha256").read_text()
     weights = load_file(str(out / "junior" / "junior.safetensors"))
     save_file({key: value + 0.01 for key, value in weights.items()}, str(out / "junior" / "junior.safetensors"))
-    changed = synthlab(*arguments, "--junior-steps", "5", "--senior-steps", "3")
+    changed = synthlab_here(*arguments, "--junior-steps", "5", "--senior-steps", "3")
     assert changed.returncode == 0, changed.stderr
     assert "junior already trained" in changed.stdout and "senior already trained" not in changed.stdout
     assert "pseudo labels 1/5" in changed.stdout
@@ -295,7 +295,7 @@ def test_training_runs_both_stages_and_resumes(brain_data, tumour_registry, tmp_
     # Labels made by an older rule (its marker held the junior's hash alone) are made again.
     marker = out / "pseudo_labels" / "junior.sha256"
     marker.write_text(marker.read_text().split("\n")[0])
-    relabelled = synthlab(*arguments, "--junior-steps", "5", "--senior-steps", "3")
+    relabelled = synthlab_here(*arguments, "--junior-steps", "5", "--senior-steps", "3")
     assert relabelled.returncode == 0, relabelled.stderr
     assert "pseudo labels 1/5" in relabelled.stdout and marker.read_text().endswith(PSEUDO_LABEL_RULE)
 
@@ -305,14 +305,14 @@ def test_training_runs_both_stages_and_resumes(brain_data, tumour_registry, tmp_
 
     assert largest_change_from_junior() > 0.1  # by default the senior starts from scratch
     # Starting from the junior retrains the senior (not "already trained"), and one step moves it little.
-    started = synthlab(*arguments, "--junior-steps", "5", "--senior-steps", "1", "--senior-from-junior")
+    started = synthlab_here(*arguments, "--junior-steps", "5", "--senior-steps", "1", "--senior-from-junior")
     assert started.returncode == 0, started.stderr
     assert "senior already trained" not in started.stdout
     assert largest_change_from_junior() < 0.01
     card = json.loads((out / "senior" / "senior.json").read_text())
     assert card["training"]["started_from"] == str(out / "junior" / "junior.safetensors")
     assert card["training"]["augmented"] is False
-    augmented = synthlab(*arguments, "--junior-steps", "5", "--senior-steps", "1", "--senior-augmentation",
+    augmented = synthlab_here(*arguments, "--junior-steps", "5", "--senior-steps", "1", "--senior-augmentation",
                          "--senior-stage1", "0.5", "--senior-tumour-free", "0.25")
     assert augmented.returncode == 0, augmented.stderr
     assert "senior already trained" not in augmented.stdout  # another kind of senior: trained again
@@ -320,7 +320,7 @@ def test_training_runs_both_stages_and_resumes(brain_data, tumour_registry, tmp_
     assert training["augmented"] is True and training["stage1_fraction"] == 0.5
     assert training["tumour_free_fraction"] == 0.25
     # With --senior-ema the senior is trained again, and it exports the checkpoint's average over its steps.
-    averaged = synthlab(*arguments, "--junior-steps", "5", "--senior-steps", "3", "--senior-ema", "0.5")
+    averaged = synthlab_here(*arguments, "--junior-steps", "5", "--senior-steps", "3", "--senior-ema", "0.5")
     assert averaged.returncode == 0, averaged.stderr
     assert "senior already trained" not in averaged.stdout
     assert json.loads((out / "senior" / "senior.json").read_text())["training"]["ema_decay"] == 0.5
@@ -349,8 +349,8 @@ def test_training_under_ddp_with_two_processes(brain_data, tmp_path):
 
 def test_tumour_command_writes_the_segment_and_reports_its_volume(tumour_case, tumour_registry, tmp_path):
     out, probability = tmp_path / "tumour.seg.nrrd", tmp_path / "probability.nii.gz"
-    result = synthlab("tumour", "--flair", tumour_case["flair"], "--mask", tumour_case["mask"], "--out", out,
-                      "--probability", probability, "--progress", "json", env=synthlab_env(tumour_registry))
+    result = synthlab_here("tumour", "--flair", tumour_case["flair"], "--mask", tumour_case["mask"], "--out", out,
+                           "--probability", probability, "--progress", "json", env=synthlab_env(tumour_registry))
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     done = events[-1]["result"]
@@ -362,9 +362,9 @@ def test_tumour_command_writes_the_segment_and_reports_its_volume(tumour_case, t
     assert sitk.ReadImage(str(probability)).GetSize() == flair.GetSize()
     assert any(0 < event["progress"] < 1 for event in events)
     one_pass = tmp_path / "one_pass.nii.gz"
-    result = synthlab("tumour", "--flair", tumour_case["flair"], "--mask", tumour_case["mask"], "--out",
-                      tmp_path / "one_pass.seg.nrrd", "--probability", one_pass, "--no-mirror",
-                      env=synthlab_env(tumour_registry))
+    result = synthlab_here("tumour", "--flair", tumour_case["flair"], "--mask", tumour_case["mask"], "--out",
+                           tmp_path / "one_pass.seg.nrrd", "--probability", one_pass, "--no-mirror",
+                           env=synthlab_env(tumour_registry))
     assert result.returncode == 0, result.stderr
     averaged, single = (sitk.GetArrayFromImage(sitk.ReadImage(str(path))) for path in (probability, one_pass))
     assert not np.allclose(averaged, single, atol=1e-4)  # the default also ran the mirror image
@@ -391,8 +391,8 @@ def test_a_model_that_finds_nothing_says_so(tumour_case, tumour_registry, tmp_pa
     silent.with_suffix(".json").write_text((out_registry / "tiny-tumour.json").read_text())
     registry = Registry(tmp_path / "Models.json")
     registry.add(entry_for(registry, "silent", silent, silent.with_suffix(".json"), default=True))
-    result = synthlab("tumour", "--flair", tumour_case["flair"], "--mask", tumour_case["mask"], "--out",
-                      tmp_path / "none.seg.nrrd", env=synthlab_env(registry.path))
+    result = synthlab_here("tumour", "--flair", tumour_case["flair"], "--mask", tumour_case["mask"], "--out",
+                           tmp_path / "none.seg.nrrd", env=synthlab_env(registry.path))
     assert result.returncode == 0, result.stderr
     assert "No tumour found" in result.stdout
     assert not sitk.GetArrayFromImage(read_labels(tmp_path / "none.seg.nrrd").image).any()
@@ -424,7 +424,7 @@ def test_bad_tumour_inputs_get_one_line(tumour_case, tumour_registry, tmp_path, 
     elif case == "skull on":
         flair, mask = COLIN27, None
     arguments = ["tumour", "--flair", flair, "--out", tmp_path / "out.seg.nrrd"] + (["--mask", mask] if mask else [])
-    result = synthlab(*arguments, env=synthlab_env(tumour_registry))
+    result = synthlab_here(*arguments, env=synthlab_env(tumour_registry))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and words in lines[0], result.stderr
@@ -493,8 +493,8 @@ def test_bias_correction_in_reading_spares_adc(brain_data):
 
 def test_evaluate_tumour_scores_the_model_and_the_baseline(brain_data, tumour_registry, tmp_path):
     report = tmp_path / "report.json"
-    result = synthlab("evaluate", "tumour", "--datalist", brain_data / "datalist.json", "--report", report,
-                      "--split", "validation", "--progress", "none", env=synthlab_env(tumour_registry))
+    result = synthlab_here("evaluate", "tumour", "--datalist", brain_data / "datalist.json", "--report", report,
+                           "--split", "validation", "--progress", "none", env=synthlab_env(tumour_registry))
     assert result.returncode == 0, result.stderr
     content = json.loads(report.read_text())
     assert set(content["summary"]) == {"tiny-tumour", "intensity baseline"}
@@ -534,7 +534,7 @@ def test_false_islands_are_the_components_that_miss_the_tumour():
 
 
 def test_demo_segments_the_tumour_with_the_registered_model(tumour_registry, tmp_path):
-    result = synthlab("demo", "--out", tmp_path / "demo", "--progress", "none", env=synthlab_env(tumour_registry))
+    result = synthlab_here("demo", "--out", tmp_path / "demo", "--progress", "none", env=synthlab_env(tumour_registry))
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())["tumour segmentation"]
     assert metrics["model"] == "tiny-tumour" and metrics["true_volume_ml"] > 0 and 0 <= metrics["dice"] <= 1
@@ -557,8 +557,8 @@ def test_demo_segments_the_tumour_with_the_registered_model(tumour_registry, tmp
     (["--workers", "-1"], "--workers: must be 0 or more (got -1)"),
 ])
 def test_bad_training_options_get_one_line(brain_data, tmp_path, arguments, message):
-    result = synthlab("train", "synthtumour", "--healthy", brain_data / "healthy.json", "--unlabelled",
-                      brain_data / "unlabelled.json", "--out", tmp_path / "run", *arguments)
+    result = synthlab_here("train", "synthtumour", "--healthy", brain_data / "healthy.json", "--unlabelled",
+                           brain_data / "unlabelled.json", "--out", tmp_path / "run", *arguments)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"synthlab: error: {message}")
@@ -571,8 +571,8 @@ def test_bad_training_options_get_one_line(brain_data, tmp_path, arguments, mess
 ])
 def test_evaluate_tumour_refuses_a_split_without_labelled_tumours(brain_data, tumour_registry, tmp_path, split,
                                                                   message):
-    result = synthlab("evaluate", "tumour", "--datalist", brain_data / "datalist.json", "--report",
-                      tmp_path / "report.json", "--split", split, env=synthlab_env(tumour_registry))
+    result = synthlab_here("evaluate", "tumour", "--datalist", brain_data / "datalist.json", "--report",
+                           tmp_path / "report.json", "--split", split, env=synthlab_env(tumour_registry))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
@@ -613,8 +613,8 @@ def test_evaluate_tumour_reports_what_the_model_finds_in_healthy_brains(brain_da
     datalist = json.loads((brain_data / "datalist.json").read_text())
     assert any(not e["tumour"] for e in datalist["training"]), "the training split should hold a healthy brain"
     report = tmp_path / "report.json"
-    result = synthlab("evaluate", "tumour", "--datalist", brain_data / "datalist.json", "--report", report,
-                      "--split", "training", "--progress", "none", env=synthlab_env(tumour_registry))
+    result = synthlab_here("evaluate", "tumour", "--datalist", brain_data / "datalist.json", "--report", report,
+                           "--split", "training", "--progress", "none", env=synthlab_env(tumour_registry))
     assert result.returncode == 0, result.stderr
     summary = json.loads(report.read_text())["summary"]
     healthy = sum(not e["tumour"] for e in datalist["training"])

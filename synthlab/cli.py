@@ -635,31 +635,36 @@ def _exit_on_sigterm(signal_number, frame):
     sys.exit(128 + signal_number)
 
 
-def _fail(message: str, code: int) -> None:
+def _failed(message: str, code: int) -> int:
     print(f"synthlab: error: {message}", file=sys.stderr)
-    sys.exit(code)
+    return code
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run one command line in this process and return its exit status (errors go to stderr)."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="synthlab", standalone_mode=False)
+    except typer.Abort:
+        return _failed("interrupted", 130)
+    except ClickException as error:
+        return _failed(error.format_message().replace("\n", " "), EXIT_BAD_INPUT)
+    except InputError as error:
+        return _failed(str(error), EXIT_BAD_INPUT)
+    except RuntimeError as error:
+        from synthlab.device import OUT_OF_MEMORY_ADVICE, is_out_of_memory
+
+        if not is_out_of_memory(error):
+            raise
+        return _failed(OUT_OF_MEMORY_ADVICE, EXIT_OUT_OF_MEMORY)
+    return code if isinstance(code, int) else 0
 
 
 def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     if hasattr(signal, "SIGUSR1"):  # `kill -USR1 PID` prints where a stuck run is, in every thread, to the
         faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)  # process's own stderr
-    command = typer.main.get_command(app)
-    try:
-        code = command.main(args=argv, prog_name="synthlab", standalone_mode=False)
-    except typer.Abort:
-        _fail("interrupted", 130)
-    except ClickException as error:
-        _fail(error.format_message().replace("\n", " "), EXIT_BAD_INPUT)
-    except InputError as error:
-        _fail(str(error), EXIT_BAD_INPUT)
-    except RuntimeError as error:
-        from synthlab.device import OUT_OF_MEMORY_ADVICE, is_out_of_memory
-
-        if not is_out_of_memory(error):
-            raise
-        _fail(OUT_OF_MEMORY_ADVICE, EXIT_OUT_OF_MEMORY)
-    sys.exit(code if isinstance(code, int) else 0)
+    sys.exit(run(argv))
 
 
 if __name__ == "__main__":

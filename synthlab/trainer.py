@@ -185,7 +185,6 @@ def best_network_weights(best: ModelCheckpoint, out: Path) -> dict:
     return {key.removeprefix("network."): value for key, value in state.items() if key.startswith("network.")}
 
 
-
 def exported_steps(weights: Path) -> int:
     """Optimiser steps behind exported stage weights (from their card); 0 when there are none."""
     card = Path(weights).with_suffix(".json")
