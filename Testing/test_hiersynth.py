@@ -189,6 +189,18 @@ def test_each_baseline_trains_and_exports_a_loadable_model(brain_data, tmp_path,
     assert isinstance(model.network, MonolithicUNet if variant in ("unet", "pix2pix") else HierSynth)
 
 
+def test_checkpoints_are_scored_on_the_first_validation_cases_asked_for(brain_data, tmp_path):
+    splits = json.loads((brain_data / "datalist.json").read_text())
+    datalist = brain_data / "three_validation_cases.json"  # beside the cases its relative paths name
+    datalist.write_text(json.dumps({**splits, "validation": splits["training"][:3]}))
+    for count in (2, 4):  # the split has 3: asking for more uses them all
+        options = CBVFitOptions(variant="unet", steps=1, spacing=6.0, batch_size=2, accelerator="cpu",
+                                model_id="unet", validation_cases=count)
+        fit_hiersynth(datalist, tmp_path / str(count), options, quiet)
+        metrics = json.loads((tmp_path / str(count) / "unet.json").read_text())["metrics"]
+        assert metrics["validation_cases"] == min(count, 3) and metrics["validation_score"] is not None
+
+
 @pytest.mark.parametrize("schedule", ["constant", "cosine"])
 def test_the_rate_schedule_anneals_every_optimiser_over_the_stage(brain_data, tmp_path, schedule):
     options = CBVFitOptions(variant="pix2pix", steps=4, spacing=6.0, batch_size=2, accelerator="cpu",
@@ -337,6 +349,7 @@ def test_demo_synthesises_cbv_beside_the_truth(cbv_registry, tmp_path):
     (["--global-fraction", "1.5"], "--global-fraction: must be between 0 and 1"),
     (["--local-tumour-share", "-0.1"], "--local-tumour-share: must be between 0 and 1"),
     (["--steps", "0"], "--steps: must be at least 1"),
+    (["--validation-cases", "0"], "--validation-cases: must be at least 1"),
     (["--variant", "unet", "--joint-steps", "3"], "--joint-steps: only for two-stage variants"),
 ])
 def test_bad_training_options_get_one_line(brain_data, tmp_path, arguments, message):

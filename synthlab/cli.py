@@ -445,12 +445,16 @@ def train_hiersynth(
     devices: DevicesOption = 1, accelerator: AcceleratorOption = "auto", seed: int = 0,
     model_id: Annotated[str | None, typer.Option("--model-id", help="Name of the exported model "
                                                  "(default: the variant).")] = None,
+    validation_cases: Annotated[int, typer.Option("--validation-cases", help="Cases from the datalist's "
+                                                  "validation split that score each checkpoint to pick the "
+                                                  "best (more: a steadier pick, slower validation).")] = 4,
     workers: LoaderWorkersOption = 0, progress: ProgressOption = ProgressMode.bar,
 ):
     """Train HierSynth (GSM, then LSM with PaC) or one of its baselines for CBV synthesis."""
     from synthlab.brain import CONTRASTS
 
-    for name, value in (("--steps", steps), ("--batch-size", batch_size), ("--devices", devices)):
+    for name, value in (("--steps", steps), ("--batch-size", batch_size), ("--devices", devices),
+                        ("--validation-cases", validation_cases)):
         _positive(name, value)
     names = tuple(name.strip().lower() for name in contrasts.split(",") if name.strip())
     if not names or not set(names) <= set(CONTRASTS) or len(set(names)) != len(names):
@@ -465,7 +469,8 @@ def train_hiersynth(
 
     options = CBVFitOptions(variant.value, names, spacing, neighbours, steps, global_fraction, joint_steps,
                             batch_size, local_tumour_share, learning_rate, rate_schedule.value, minutes,
-                            devices, accelerator, seed, model_id or variant.value, _loader_workers(workers))
+                            devices, accelerator, seed, model_id or variant.value, _loader_workers(workers),
+                            validation_cases)
     with ProgressReporter(progress.value) as reporter:
         result = fit_hiersynth(datalist, out, options, reporter.stage("train hiersynth", 0.0, 1.0))
         if result:

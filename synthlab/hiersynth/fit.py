@@ -43,7 +43,6 @@ from synthlab.trainer import (
 )
 
 EPOCH_STEPS = 100
-VALIDATION_CASES = 4
 
 
 @dataclass
@@ -65,6 +64,7 @@ class CBVFitOptions:
     seed: int = 0
     model_id: str = "hiersynth"
     workers: int = 0  # background processes making training slices
+    validation_cases: int = 4  # the first of the validation split; they score each checkpoint
 
 
 def stage_budget(options: CBVFitOptions) -> dict[str, int]:
@@ -134,7 +134,7 @@ def _train_stage(stage: str, out: Path, source: Path | None, data: tuple, option
                 "training": {"steps": int(trainer.global_step) // module.optimisers_per_batch,
                              "tumour_share": tumour_share, "rate_schedule": options.rate_schedule},
                 "metrics": {"validation_score": float(best.best_model_score)
-                            if best.best_model_score is not None else None}}
+                            if best.best_model_score is not None else None, "validation_cases": len(validation)}}
         save_model(best_network_weights(best, folder), card, folder, stage)
     trainer.strategy.barrier("exported")
     return weights
@@ -152,7 +152,7 @@ def fit_hiersynth(datalist: Path, out: Path, options: CBVFitOptions, progress: S
     splits = read_datalist(datalist)
     if not splits["training"]:
         raise InputError("--datalist", "has no training cases")
-    validation_entries = (splits["validation"] or splits["training"][-1:])[:VALIDATION_CASES]
+    validation_entries = (splits["validation"] or splits["training"][-1:])[:options.validation_cases]
     training = _read(splits["training"], options, progress, "training cases")
     validation = [validation_volume(case, options.neighbours)
                   for case in _read(validation_entries, options, progress, "validation cases")]
