@@ -81,10 +81,10 @@ def synthlab(*args, cwd=None, env=None, timeout=300) -> subprocess.CompletedProc
 def synthlab_here(*args, env=None) -> subprocess.CompletedProcess:
     """Run ``synthlab ARGS`` in this process: the same command line as ``synthlab`` without a new
     interpreter's start-up (about 5 s of imports), for commands that need no process of their own."""
-    stdout, stderr = io.StringIO(), io.StringIO()
+    argv, stdout, stderr = list(map(str, args)), io.StringIO(), io.StringIO()
     with patch.dict(os.environ, env or {}), redirect_stdout(stdout), redirect_stderr(stderr):
-        code = cli.run(list(map(str, args)))
-    return subprocess.CompletedProcess(["synthlab", *map(str, args)], code, stdout.getvalue(), stderr.getvalue())
+        code = cli.run(argv)
+    return subprocess.CompletedProcess(["synthlab", *argv], code, stdout.getvalue(), stderr.getvalue())
 
 
 # --- a tiny pelvis dataset and a tiny contour model trained on it (shared by backend and module tests) ---

@@ -26,9 +26,9 @@ BRAINWEB = Path("/usr/share/doc/insighttoolkit5-examples/examples/Data")
 
 def contour(registry: Path, pair: dict, tmp_path: Path, *extra, **overrides) -> tuple:
     inputs = {**pair, **overrides}
-    result = synthlab_here("contour", "--fixed", inputs["fixed"], "--moving", inputs["moving"], "--moving-labels",
-                           inputs["moving_labels"], "--out-labels", tmp_path / "today.seg.nrrd", *extra,
-                           env={"SYNTHLAB_MODELS": str(registry)})
+    result = synthlab_here("contour", "--fixed", inputs["fixed"], "--moving", inputs["moving"],
+                           "--moving-labels", inputs["moving_labels"], "--out-labels",
+                           tmp_path / "today.seg.nrrd", *extra, env={"SYNTHLAB_MODELS": str(registry)})
     return result, tmp_path / "today.seg.nrrd"
 
 
@@ -154,9 +154,9 @@ def test_bad_inputs_end_in_one_line_and_write_nothing(contour_registry, pair, tm
         overrides["fixed"] = _ct_offset(pair["fixed"], tmp_path)
     before = set(tmp_path.iterdir())
     if case == "overwrite input":
-        result = synthlab_here("contour", "--fixed", pair["fixed"], "--moving", pair["moving"], "--moving-labels",
-                               pair["moving_labels"], "--out-labels", pair["moving_labels"],
-                               env={"SYNTHLAB_MODELS": str(contour_registry)})
+        result = synthlab_here("contour", "--fixed", pair["fixed"], "--moving", pair["moving"],
+                               "--moving-labels", pair["moving_labels"], "--out-labels",
+                               pair["moving_labels"], env={"SYNTHLAB_MODELS": str(contour_registry)})
     else:
         result, _ = contour(contour_registry, pair, tmp_path, *extra, **overrides)
     assert result.returncode == 2, result.stderr[-2000:]
@@ -184,8 +184,9 @@ def test_require_ct_accepts_hounsfield_units_and_refuses_mr_like_values(pair):
 
 
 def test_evaluate_contour_reports_each_organ(contour_registry, pelvis_data, tmp_path):
-    result = synthlab_here("evaluate", "contour", "--datalist", pelvis_data, "--report", tmp_path / "report.json",
-                           "--progress", "none", env={"SYNTHLAB_MODELS": str(contour_registry)})
+    result = synthlab_here("evaluate", "contour", "--datalist", pelvis_data, "--report",
+                           tmp_path / "report.json", "--progress", "none",
+                           env={"SYNTHLAB_MODELS": str(contour_registry)})
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["summary"]["pairs"] == len(report["pairs"]) >= 1
@@ -208,9 +209,9 @@ def test_train_register_and_register_in_2d_on_brainweb(tmp_path):
     pairs = [{"fixed": str(fixed), "moving": str(BRAINWEB / name)} for name in
              ("BrainProtonDensitySliceShifted13x17y.png", "BrainProtonDensitySliceRotated10.png")]
     (tmp_path / "pairs.json").write_text(json.dumps({"training": pairs, "validation": pairs[:1]}))
-    result = synthlab_here("train", "register", "--datalist", tmp_path / "pairs.json", "--out", tmp_path / "model",
-                           "--steps", 2, "--spacing", 2, "--patch", 32, "--batch-size", 1, "--accelerator", "cpu",
-                           "--progress", "none")
+    result = synthlab_here("train", "register", "--datalist", tmp_path / "pairs.json", "--out",
+                           tmp_path / "model", "--steps", 2, "--spacing", 2, "--patch", 32, "--batch-size",
+                           1, "--accelerator", "cpu", "--progress", "none")
     assert result.returncode == 0, result.stderr[-2000:]
     card = json.loads((tmp_path / "model" / "register-registration-only-2d.json").read_text())
     assert card["spatial_dims"] == 2 and card["intensity"]["kind"] == "percentile" and card["organs"] == []

@@ -220,9 +220,9 @@ def test_hiersynth_trains_both_stages_and_resumes(brain_data, cbv_registry, tmp_
     out = tmp_path / "run"
     shutil.copytree(trained, out)
     global_weights = (out / "global" / "global.safetensors").read_bytes()
-    more = synthlab_here("train", "hiersynth", "--datalist", brain_data / "datalist.json", "--out", out, "--steps", "6",
-                         "--spacing", "6", "--batch-size", "4", "--accelerator", "cpu", "--model-id", "tiny-cbv",
-                         "--progress", "json")
+    more = synthlab_here("train", "hiersynth", "--datalist", brain_data / "datalist.json", "--out", out,
+                         "--steps", "6", "--spacing", "6", "--batch-size", "4", "--accelerator", "cpu",
+                         "--model-id", "tiny-cbv", "--progress", "json")
     assert more.returncode == 0, more.stderr[-2000:]
     messages = [json.loads(line)["message"] for line in more.stdout.splitlines()]
     assert any("global stage of hiersynth (resuming" in m for m in messages)
@@ -267,8 +267,8 @@ def cbv_case(brain_data) -> dict:
 def test_cbv_command_writes_cbv_and_rcbv_on_the_input_grid(cbv_case, cbv_registry, tmp_path):
     out, rcbv = tmp_path / "cbv.nrrd", tmp_path / "rcbv.nrrd"
     inputs = [item for key in ("t1", "t2", "flair", "adc", "mask") for item in (f"--{key}", cbv_case[key])]
-    result = synthlab_here("cbv", *inputs, "--tumour", cbv_case["label"], "--out", out, "--rcbv", rcbv, "--progress", "json",
-                           env=synthlab_env(cbv_registry))
+    result = synthlab_here("cbv", *inputs, "--tumour", cbv_case["label"], "--out", out, "--rcbv", rcbv,
+                           "--progress", "json", env=synthlab_env(cbv_registry))
     assert result.returncode == 0, result.stderr
     done = json.loads(result.stdout.splitlines()[-1])["result"]
     t1 = sitk.ReadImage(str(cbv_case["t1"]))
@@ -304,8 +304,8 @@ def test_bad_cbv_inputs_get_one_line_and_no_output(cbv_case, cbv_registry, tmp_p
         inputs["flair"] = tmp_path / "moved.nii.gz"
         sitk.WriteImage(moved, str(inputs["flair"]))
     arguments = [item for key, path in inputs.items() for item in (f"--{key}", path)]
-    result = synthlab_here("cbv", *arguments, "--out", tmp_path / "cbv.nrrd", "--rcbv", tmp_path / "rcbv.nrrd",
-                           env=synthlab_env(cbv_registry))
+    result = synthlab_here("cbv", *arguments, "--out", tmp_path / "cbv.nrrd", "--rcbv",
+                           tmp_path / "rcbv.nrrd", env=synthlab_env(cbv_registry))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and words in lines[0], result.stderr
@@ -314,15 +314,15 @@ def test_bad_cbv_inputs_get_one_line_and_no_output(cbv_case, cbv_registry, tmp_p
 
 def test_evaluate_cbv_reports_every_metric(brain_data, cbv_registry, tmp_path):
     report = tmp_path / "report.json"
-    result = synthlab_here("evaluate", "cbv", "--datalist", brain_data / "datalist.json", "--split", "training",
-                           "--report", report, env=synthlab_env(cbv_registry))
+    result = synthlab_here("evaluate", "cbv", "--datalist", brain_data / "datalist.json", "--split",
+                           "training", "--report", report, env=synthlab_env(cbv_registry))
     assert result.returncode == 0, result.stderr
     summary = json.loads(report.read_text())["summary"]["tiny-cbv"]
     assert {"psnr", "mae", "ssim_brain", "ssim_tumour", "seconds"} <= set(summary)
     assert summary["tumour_cases"] >= 1 and -1 <= summary["ssim_brain"] <= 1
     one_pass = tmp_path / "one_pass.json"
-    result = synthlab_here("evaluate", "cbv", "--datalist", brain_data / "datalist.json", "--split", "training",
-                           "--report", one_pass, "--no-mirror", env=synthlab_env(cbv_registry))
+    result = synthlab_here("evaluate", "cbv", "--datalist", brain_data / "datalist.json", "--split",
+                           "training", "--report", one_pass, "--no-mirror", env=synthlab_env(cbv_registry))
     assert result.returncode == 0, result.stderr
     scored = json.loads(one_pass.read_text())
     assert scored["mirror"] is False and json.loads(report.read_text())["mirror"] is True
@@ -330,7 +330,8 @@ def test_evaluate_cbv_reports_every_metric(brain_data, cbv_registry, tmp_path):
 
 
 def test_demo_synthesises_cbv_beside_the_truth(cbv_registry, tmp_path):
-    result = synthlab_here("demo", "--out", tmp_path / "demo", "--progress", "none", env=synthlab_env(cbv_registry))
+    result = synthlab_here("demo", "--out", tmp_path / "demo", "--progress", "none",
+                           env=synthlab_env(cbv_registry))
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())["CBV synthesis"]
     assert metrics["model"] == "tiny-cbv" and -1 <= metrics["ssim_brain"] <= 1 and metrics["mae"] > 0
@@ -353,8 +354,8 @@ def test_demo_synthesises_cbv_beside_the_truth(cbv_registry, tmp_path):
     (["--variant", "unet", "--joint-steps", "3"], "--joint-steps: only for two-stage variants"),
 ])
 def test_bad_training_options_get_one_line(brain_data, tmp_path, arguments, message):
-    result = synthlab_here("train", "hiersynth", "--datalist", brain_data / "datalist.json", "--out", tmp_path / "run",
-                           *arguments)
+    result = synthlab_here("train", "hiersynth", "--datalist", brain_data / "datalist.json", "--out",
+                           tmp_path / "run", *arguments)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr

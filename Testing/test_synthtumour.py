@@ -312,8 +312,8 @@ def test_training_runs_both_stages_and_resumes(brain_data, tumour_registry, tmp_
     card = json.loads((out / "senior" / "senior.json").read_text())
     assert card["training"]["started_from"] == str(out / "junior" / "junior.safetensors")
     assert card["training"]["augmented"] is False
-    augmented = synthlab_here(*arguments, "--junior-steps", "5", "--senior-steps", "1", "--senior-augmentation",
-                         "--senior-stage1", "0.5", "--senior-tumour-free", "0.25")
+    augmented = synthlab_here(*arguments, "--junior-steps", "5", "--senior-steps", "1",
+                              "--senior-augmentation", "--senior-stage1", "0.5", "--senior-tumour-free", "0.25")
     assert augmented.returncode == 0, augmented.stderr
     assert "senior already trained" not in augmented.stdout  # another kind of senior: trained again
     training = json.loads((out / "senior" / "senior.json").read_text())["training"]
@@ -349,8 +349,9 @@ def test_training_under_ddp_with_two_processes(brain_data, tmp_path):
 
 def test_tumour_command_writes_the_segment_and_reports_its_volume(tumour_case, tumour_registry, tmp_path):
     out, probability = tmp_path / "tumour.seg.nrrd", tmp_path / "probability.nii.gz"
-    result = synthlab_here("tumour", "--flair", tumour_case["flair"], "--mask", tumour_case["mask"], "--out", out,
-                           "--probability", probability, "--progress", "json", env=synthlab_env(tumour_registry))
+    result = synthlab_here("tumour", "--flair", tumour_case["flair"], "--mask", tumour_case["mask"],
+                           "--out", out, "--probability", probability, "--progress", "json",
+                           env=synthlab_env(tumour_registry))
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     done = events[-1]["result"]
@@ -493,8 +494,9 @@ def test_bias_correction_in_reading_spares_adc(brain_data):
 
 def test_evaluate_tumour_scores_the_model_and_the_baseline(brain_data, tumour_registry, tmp_path):
     report = tmp_path / "report.json"
-    result = synthlab_here("evaluate", "tumour", "--datalist", brain_data / "datalist.json", "--report", report,
-                           "--split", "validation", "--progress", "none", env=synthlab_env(tumour_registry))
+    result = synthlab_here("evaluate", "tumour", "--datalist", brain_data / "datalist.json", "--report",
+                           report, "--split", "validation", "--progress", "none",
+                           env=synthlab_env(tumour_registry))
     assert result.returncode == 0, result.stderr
     content = json.loads(report.read_text())
     assert set(content["summary"]) == {"tiny-tumour", "intensity baseline"}
@@ -534,7 +536,8 @@ def test_false_islands_are_the_components_that_miss_the_tumour():
 
 
 def test_demo_segments_the_tumour_with_the_registered_model(tumour_registry, tmp_path):
-    result = synthlab_here("demo", "--out", tmp_path / "demo", "--progress", "none", env=synthlab_env(tumour_registry))
+    result = synthlab_here("demo", "--out", tmp_path / "demo", "--progress", "none",
+                           env=synthlab_env(tumour_registry))
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())["tumour segmentation"]
     assert metrics["model"] == "tiny-tumour" and metrics["true_volume_ml"] > 0 and 0 <= metrics["dice"] <= 1
@@ -613,8 +616,9 @@ def test_evaluate_tumour_reports_what_the_model_finds_in_healthy_brains(brain_da
     datalist = json.loads((brain_data / "datalist.json").read_text())
     assert any(not e["tumour"] for e in datalist["training"]), "the training split should hold a healthy brain"
     report = tmp_path / "report.json"
-    result = synthlab_here("evaluate", "tumour", "--datalist", brain_data / "datalist.json", "--report", report,
-                           "--split", "training", "--progress", "none", env=synthlab_env(tumour_registry))
+    result = synthlab_here("evaluate", "tumour", "--datalist", brain_data / "datalist.json", "--report",
+                           report, "--split", "training", "--progress", "none",
+                           env=synthlab_env(tumour_registry))
     assert result.returncode == 0, result.stderr
     summary = json.loads(report.read_text())["summary"]
     healthy = sum(not e["tumour"] for e in datalist["training"])
