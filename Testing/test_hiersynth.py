@@ -24,6 +24,7 @@ from synthlab.hiersynth.inference import CBVModel
 from synthlab.hiersynth.losses import PerfusionContrast, info_nce
 from synthlab.hiersynth.networks import GlobalSynthesis, HierSynth, ModulatedConv2d, MonolithicUNet
 from synthlab.hiersynth.training import CBVSynthModule
+from synthlab.hiersynth.variants import VARIANTS
 from synthlab.registry import REGISTRY_ENV
 
 
@@ -176,17 +177,24 @@ def test_the_local_stage_trains_the_lsm_with_pac_and_leaves_the_gsm_alone():
 @pytest.mark.parametrize("variant", ["unet", "pix2pix", "gsm", "gsm-lsm"])
 def test_each_baseline_trains_and_exports_a_loadable_model(brain_data, tmp_path, variant):
     options = CBVFitOptions(variant=variant, steps=2, spacing=6.0, batch_size=2, accelerator="cpu", model_id=variant,
-                            local_tumour_share=0.5)
+                            tumour_share=0.25, local_tumour_share=0.5)
     fit_hiersynth(brain_data / "datalist.json", tmp_path, options, quiet)
     card = json.loads((tmp_path / f"{variant}.json").read_text())
     assert card["variant"] == variant and card["training"]["steps"] == 2 and card["task"] == "cbv"
-    assert card["training"]["local_tumour_share"] == 0.5
-    if variant == "gsm-lsm":  # only the local stage draws tumour slices
-        stage_share = {stage: json.loads((tmp_path / stage / f"{stage}.json").read_text())["training"]["tumour_share"]
-                       for stage in ("global", "local")}
-        assert stage_share == {"global": 0.0, "local": 0.5}
+    assert card["training"]["tumour_share"] == 0.25 and card["training"]["local_tumour_share"] == 0.5
+    stages = VARIANTS[variant].stages  # the first stage draws --tumour-share, the local one --local-tumour-share
+    stage_share = {stage: json.loads((tmp_path / stage / f"{stage}.json").read_text())["training"]["tumour_share"]
+                   for stage in stages}
+    assert stage_share == ({"global": 0.25, "local": 0.5} if variant == "gsm-lsm" else {stages[0]: 0.25})
     model = CBVModel.from_files(tmp_path / f"{variant}.safetensors", "cpu")
     assert isinstance(model.network, MonolithicUNet if variant in ("unet", "pix2pix") else HierSynth)
+
+
+def test_a_run_is_not_resumed_with_another_tumour_share(brain_data, tmp_path):
+    options = CBVFitOptions(variant="gsm", steps=1, spacing=6.0, batch_size=2, accelerator="cpu", model_id="gsm")
+    fit_hiersynth(brain_data / "datalist.json", tmp_path, options, quiet)
+    with pytest.raises(InputError, match="tumour_share 0.0 \\(now 0.5\\)"):
+        fit_hiersynth(brain_data / "datalist.json", tmp_path, replace(options, steps=2, tumour_share=0.5), quiet)
 
 
 def test_checkpoints_are_scored_on_the_first_validation_cases_asked_for(brain_data, tmp_path):
@@ -349,6 +357,7 @@ def test_demo_synthesises_cbv_beside_the_truth(cbv_registry, tmp_path):
     (["--contrasts", "t1,t1"], "--contrasts: 't1,t1'"),
     (["--global-fraction", "1.5"], "--global-fraction: must be between 0 and 1"),
     (["--local-tumour-share", "-0.1"], "--local-tumour-share: must be between 0 and 1"),
+    (["--tumour-share", "1.5"], "--tumour-share: must be between 0 and 1"),
     (["--steps", "0"], "--steps: must be at least 1"),
     (["--validation-cases", "0"], "--validation-cases: must be at least 1"),
     (["--variant", "unet", "--joint-steps", "3"], "--joint-steps: only for two-stage variants"),

@@ -430,6 +430,9 @@ def train_hiersynth(
                                                    "GSM stage (two-stage variants).")] = 0.5,
     joint_steps: Annotated[int, typer.Option("--joint-steps", help="Joint fine-tuning updates after the "
                                              "LSM stage.")] = 0,
+    tumour_share: Annotated[float, typer.Option("--tumour-share", help="Share of the first stage's slices (the "
+                                                "GSM, or a baseline U-Net) drawn from slices with a labelled "
+                                                "tumour.")] = 0.0,
     local_tumour_share: Annotated[float, typer.Option("--local-tumour-share", help="Share of the local and "
                                                       "joint stages' slices drawn from slices with a labelled "
                                                       "tumour.")] = 0.0,
@@ -461,8 +464,9 @@ def train_hiersynth(
         raise InputError("--contrasts", f"'{contrasts}': any of {', '.join(CONTRASTS)}, each once")
     if not 0 < global_fraction < 1:
         raise InputError("--global-fraction", "must be between 0 and 1")
-    if not 0 <= local_tumour_share <= 1:
-        raise InputError("--local-tumour-share", "must be between 0 and 1")
+    for name, share in (("--tumour-share", tumour_share), ("--local-tumour-share", local_tumour_share)):
+        if not 0 <= share <= 1:
+            raise InputError(name, "must be between 0 and 1")
     if neighbours < 0 or joint_steps < 0:
         raise InputError("--neighbours" if neighbours < 0 else "--joint-steps", "must not be negative")
     from synthlab.hiersynth.fit import CBVFitOptions, fit_hiersynth
@@ -470,7 +474,7 @@ def train_hiersynth(
     options = CBVFitOptions(variant.value, names, spacing, neighbours, steps, global_fraction, joint_steps,
                             batch_size, local_tumour_share, learning_rate, rate_schedule.value, minutes,
                             devices, accelerator, seed, model_id or variant.value, _loader_workers(workers),
-                            validation_cases)
+                            validation_cases, tumour_share)
     with ProgressReporter(progress.value) as reporter:
         result = fit_hiersynth(datalist, out, options, reporter.stage("train hiersynth", 0.0, 1.0))
         if result:

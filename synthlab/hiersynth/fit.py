@@ -65,6 +65,7 @@ class CBVFitOptions:
     model_id: str = "hiersynth"
     workers: int = 0  # background processes making training slices
     validation_cases: int = 4  # the first of the validation split; they score each checkpoint
+    tumour_share: float = 0.0  # the first stage's (GSM or monolithic U-Net) share of tumour slices
 
 
 def stage_budget(options: CBVFitOptions) -> dict[str, int]:
@@ -106,7 +107,7 @@ def start_from(module: CBVSynthModule, weights: dict[str, torch.Tensor]) -> None
 def _train_stage(stage: str, out: Path, source: Path | None, data: tuple, options: CBVFitOptions, steps: int,
                  minutes: float | None, progress: StageProgress) -> Path:
     folder = out / stage
-    tumour_share = 0.0 if stage == "global" else options.local_tumour_share
+    tumour_share = options.local_tumour_share if stage in ("local", "joint") else options.tumour_share
     if source is not None:  # another GSM, or another tumour share, trains this stage again
         forget_run_of_another_source(folder, source, f"tumour share {tumour_share:g}" if tumour_share else "")
     weights = folder / f"{stage}.safetensors"
@@ -116,7 +117,7 @@ def _train_stage(stage: str, out: Path, source: Path | None, data: tuple, option
     folder.mkdir(parents=True, exist_ok=True)
     in_channels = len(options.contrasts) * (2 * options.neighbours + 1)
     module = CBVSynthModule(options.variant, stage, in_channels, options.learning_rate,
-                            cosine_steps=steps if options.rate_schedule == "cosine" else 0)
+                            cosine_steps=steps if options.rate_schedule == "cosine" else 0, tumour_share=tumour_share)
     if source is not None:
         start_from(module, load_file(str(source)))
     trainer, best = make_trainer(folder, steps * module.optimisers_per_batch, minutes, options.devices,
@@ -166,6 +167,7 @@ def fit_hiersynth(datalist: Path, out: Path, options: CBVFitOptions, progress: S
     stage_cards = {stage: exported_steps(out / stage / f"{stage}.safetensors") for stage in budget}
     final = json.loads(source.with_suffix(".json").read_text())
     card = {**card_for(options), "training": {"steps": sum(stage_cards.values()), "stages": stage_cards,
+                                               "tumour_share": options.tumour_share,
                                                "local_tumour_share": options.local_tumour_share,
                                                "rate_schedule": options.rate_schedule},
             "metrics": final.get("metrics", {}), "training_data": str(datalist)}

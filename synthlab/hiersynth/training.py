@@ -32,7 +32,9 @@ class CBVSynthModule(pl.LightningModule):
     """One stage of one variant. ``network`` is the whole generator; the stage decides what trains."""
 
     def __init__(self, variant: str, stage: str, in_channels: int, learning_rate: float = 2e-4,
-                 cosine_steps: int = 0):
+                 cosine_steps: int = 0, tumour_share: float = 0.0):
+        """``tumour_share`` (of the training slices drawn from tumour slices) is only recorded, so that a run is
+        resumed with the data mix it started with."""
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
