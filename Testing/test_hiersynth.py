@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -368,3 +370,21 @@ def test_bad_training_options_get_one_line(brain_data, tmp_path, arguments, mess
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_paired_reports_compares_two_models_case_by_case(tmp_path):
+    script = Path(__file__).parent / "benchmarks" / "paired_reports.py"
+    rows = [{"case": f"case_{i}", "ssim_brain": 0.7 + 0.01 * i, "psnr": 23.0, "ssim_tumour": 0.5} for i in range(4)]
+    steps = (0.01, 0.02, 0.03, -0.02)
+    better = [{**row, "ssim_brain": row["ssim_brain"] + step} for row, step in zip(rows, steps, strict=True)]
+    (tmp_path / "a.json").write_text(json.dumps({"cases": {"old": rows}}))
+    (tmp_path / "b.json").write_text(json.dumps({"cases": {"new": better, "other": rows[::-1]}}))
+
+    def compare(b: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(script), f"{tmp_path / 'a.json'}:old", f"{tmp_path / 'b.json'}:{b}"],
+                              capture_output=True, text=True)
+
+    brain = next(line for line in compare("new").stdout.splitlines() if line.startswith("ssim_brain"))
+    assert "B − A +0.0100 ± 0.0108" in brain and "B higher on 3 of 4" in brain  # mean 0.01, SD 0.0216 over 4
+    mismatched = compare("other")
+    assert mismatched.returncode != 0 and "same cases in the same order" in mismatched.stderr
