@@ -388,3 +388,25 @@ def test_paired_reports_compares_two_models_case_by_case(tmp_path):
     assert "B − A +0.0100 ± 0.0108" in brain and "B higher on 3 of 4" in brain  # mean 0.01, SD 0.0216 over 4
     mismatched = compare("other")
     assert mismatched.returncode != 0 and "same cases in the same order" in mismatched.stderr
+
+
+def test_paired_reports_summarises_several_seeds(tmp_path):
+    script = Path(__file__).parent / "benchmarks" / "paired_reports.py"
+    rows = [{"case": f"case_{i}", "ssim_brain": 0.7, "psnr": 23.0, "ssim_tumour": 0.5} for i in range(3)]
+    seed_steps = {"s0": (0.03, 0.03, 0.03), "s1": (-0.01, -0.01, 0.02)}
+    report = {"base": rows, **{seed: [{**row, "ssim_tumour": 0.5 + step} for row, step in zip(rows, steps, strict=True)]
+                               for seed, steps in seed_steps.items()}}
+    (tmp_path / "r.json").write_text(json.dumps({"cases": report}))
+    path = tmp_path / "r.json"
+
+    def compare(*models: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(script), *(f"{path}:{model}" for model in models)],
+                              capture_output=True, text=True)
+
+    lines = compare("base", "s0", "base", "s1").stdout.splitlines()
+    summary = next(line for line in lines if line.startswith("ssim_tumour [over 2 pairs]"))
+    # per-seed means +0.03 and 0.0; per case averaged over seeds: 0.01, 0.01, 0.025
+    assert "per-pair B − A +0.0150" in summary and "B higher in 1 of 2" in summary
+    assert "+0.0150 ± 0.0050" in summary.split("averaged over the pairs:")[1]
+    odd = compare("base", "s0", "base")
+    assert odd.returncode == 2 and "in pairs" in odd.stderr
