@@ -410,3 +410,7 @@ def test_paired_reports_summarises_several_seeds(tmp_path):
     assert "+0.0150 ± 0.0050" in summary.split("averaged over the pairs:")[1]
     odd = compare("base", "s0", "base")
     assert odd.returncode == 2 and "in pairs" in odd.stderr
+    report["shuffled"] = rows[::-1]
+    path.write_text(json.dumps({"cases": report}))
+    mismatched = compare("base", "s0", "shuffled", "shuffled")
+    assert mismatched.returncode != 0 and "pairs do not hold the same cases" in mismatched.stderr
