@@ -24,8 +24,6 @@ def case_rows(argument: str) -> list[dict]:
 
 def case_differences(rows_a: list[dict], rows_b: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
     """Per-case values of A and B, for the cases that have the metric (tumour ROI: tumour cases only)."""
-    if [row["case"] for row in rows_a] != [row["case"] for row in rows_b]:
-        raise SystemExit("the two reports do not hold the same cases in the same order")
     pairs = np.array([(a[key], b[key]) for a, b in zip(rows_a, rows_b, strict=True) if key in a and key in b])
     return pairs[:, 0], pairs[:, 1]
 
@@ -43,6 +41,9 @@ def main() -> None:
     if len(arguments.reports) % 2:
         parser.error("give the reports in pairs: A.json:MODEL B.json:MODEL")
     pairs = [(case_rows(a), case_rows(b)) for a, b in zip(arguments.reports[::2], arguments.reports[1::2], strict=True)]
+    for rows_a, rows_b in pairs:
+        if [row["case"] for row in rows_a] != [row["case"] for row in rows_b]:
+            raise SystemExit("the two reports do not hold the same cases in the same order")
     if len({tuple(row["case"] for row in rows_a) for rows_a, _ in pairs}) != 1:
         raise SystemExit("the pairs do not hold the same cases in the same order")
     for key in METRICS:
