@@ -103,6 +103,15 @@ def test_demo_writes_volumes_overview_and_metrics(tmp_path):
     np.testing.assert_allclose(t1.GetSpacing(), (2.0, 2.0, 2.0))
     contours = labels.read_labels(tmp_path / "demo" / "pelvis_phantom" / "fraction_01_contours.seg.nrrd")
     assert contours.present_values() == [1, 2, 3, 4]
+    propagation = tmp_path / "demo" / "contour_propagation"  # the truth beside the result, and how far it moved
+    truth = labels.read_labels(propagation / "true_daily_contours.seg.nrrd")
+    np.testing.assert_array_equal(volume.array_of(truth.image), volume.array_of(contours.image))
+    field = sitk.GetArrayFromImage(volume.read_image(propagation / "displacement.nrrd"))
+    shift = volume.array_of(volume.read_image(propagation / "displacement_magnitude_mm.nrrd"))
+    np.testing.assert_allclose(shift, np.linalg.norm(field, axis=-1), rtol=1e-5, atol=1e-5)
+    assert shift.max() > 1  # the daily bladder is fuller than planned: something moved
+    true_tumour = labels.read_labels(tmp_path / "demo" / "tumour_segmentation" / "true_tumour.seg.nrrd")
+    assert abs(true_tumour.volume_ml(true_tumour.segments[0].name) - metrics["tumour segmentation"]["true_volume_ml"]) < 0.1
 
 
 def test_version_is_printed():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import SimpleITK as sitk
 from conftest import rotation_direction
@@ -46,3 +47,32 @@ def test_montage_writes_a_png_with_a_row_per_image(tmp_path):
                            tmp_path / "m.png")
     written = sitk.ReadImage(str(path))
     assert written.GetSize()[1] > written.GetSize()[0] * 0.5  # two rows of three views
+
+
+def test_outlines_keep_one_colour_per_label_value_and_dash_references():
+    """An organ keeps its colour whichever other labels share the slice (the colour follows the label value,
+    not the slice's largest label); references are dashed, results solid."""
+    figure, axis = plt.subplots()
+    few, many = np.zeros((20, 20), int), np.zeros((20, 20), int)
+    few[2:6, 2:6] = 1
+    many[2:6, 2:6], many[10:15, 10:15] = 1, 4
+    figures.outline(axis, few, "solid")
+    figures.outline(axis, many, "dashed")
+    colours = [tuple(contours.get_edgecolor()[0][:3]) for contours in axis.collections]
+    dashed = [contours.get_linestyle()[0][1] is not None for contours in axis.collections]
+    plt.close(figure)
+    assert colours == [figures.LABEL_COLOURS[0], figures.LABEL_COLOURS[0], figures.LABEL_COLOURS[3]]
+    assert dashed == [False, True, True]
+
+
+def test_a_row_cuts_through_its_references_when_it_has_no_result_outline():
+    """Slices go through the labelled structure, whether it comes as a result or only as a reference (away from
+    the volume's middle here, so the middle slices would miss it)."""
+    image = sitk.Cast(_marked_volume(), sitk.sitkFloat32)
+    values = np.zeros((20, 20, 20), np.uint8)
+    values[3:6, 14:17, 2:5] = 2
+    _, slices, outlines = figures.row_views(figures.Row("reference only", image, references=[
+        sitk.GetImageFromArray(values)]))
+    assert [style for _, style in outlines] == ["dashed"]
+    for view in figures.VIEWS:
+        assert outlines[0][0][view].max() == 2 and slices[view].shape == outlines[0][0][view].shape

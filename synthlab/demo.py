@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 
 from synthlab import figures, volume
 from synthlab.errors import InputError
-from synthlab.labels import write_labels
+from synthlab.labels import LabelMap, write_labels
 from synthlab.phantoms import brain, pelvis
 from synthlab.phantoms.fields import case_seed
 from synthlab.progress import ProgressReporter, StageProgress
@@ -27,11 +28,13 @@ from synthlab.volume import atomic_output
 
 @dataclass
 class StepOutput:
-    """Volumes a step wrote (name -> path), label maps to overlay (name -> path), its metrics, and how to
-    show volumes in the overview (name -> display window; name -> colour map)."""
+    """Volumes a step wrote (name -> path), label maps to overlay (name -> path) and the true label maps to
+    compare them with, its metrics, and how to show volumes in the overview (name -> display window; name ->
+    colour map)."""
 
     volumes: dict[str, Path] = field(default_factory=dict)
     overlays: dict[str, Path] = field(default_factory=dict)
+    references: dict[str, Path] = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     windows: dict[str, tuple[float, float]] = field(default_factory=dict)
     colormaps: dict[str, str] = field(default_factory=dict)
@@ -106,21 +109,25 @@ def contour_step(folder: Path, progress: StageProgress) -> StepOutput:
     started = time.perf_counter()
     result = propagate_contours(model, daily_ct, planning_ct, planning_contours, progress=progress)
     seconds = time.perf_counter() - started
-    paths = {"daily_ct": volume.write_image(daily_ct, folder / "daily_ct.nrrd")}
-    contours = write_labels(result.contours, folder / "daily_contours.seg.nrrd")
     volume.write_image(result.field, folder / "displacement.nrrd")
+    shift = sitk.VectorMagnitude(result.field)  # how far each daily voxel's planning point moved, in mm
+    paths = {"daily_ct": volume.write_image(daily_ct, folder / "daily_ct.nrrd"),
+             "displacement_mm": volume.write_image(shift, folder / "displacement_magnitude_mm.nrrd")}
     identity = contour_metrics(planning_contours, true_contours)  # contours left where they were planned
     metrics = contour_metrics(result.contours, true_contours, result.field)
-    return StepOutput(volumes=paths, overlays={"propagated contours": contours}, windows={
-        "daily_ct": pelvis.SOFT_TISSUE_WINDOW}, metrics={
-        "model": model.model_id, "inference_seconds": round(seconds, 2), "propagated": metrics,
-        "without_propagation": identity["organs"]})
+    return StepOutput(
+        volumes=paths, overlays={"propagated contours": write_labels(result.contours, folder / "daily_contours.seg.nrrd")},
+        references={"true contours": write_labels(true_contours, folder / "true_daily_contours.seg.nrrd")},
+        windows={"daily_ct": pelvis.SOFT_TISSUE_WINDOW, "displacement_mm": (0.0, float(volume.array_of(shift).max()))},
+        colormaps={"displacement_mm": "viridis"},
+        metrics={"model": model.model_id, "inference_seconds": round(seconds, 2), "propagated": metrics,
+                 "without_propagation": identity["organs"]})
 
 
 def tumour_step(folder: Path, progress: StageProgress) -> StepOutput:
     """The registered SynthTumour model segments the demo brain's tumour (written by the brain phantom step)."""
     from synthlab.metrics import dice, surface_distances
-    from synthlab.synthtumour.inference import TumourModel, segment_tumour
+    from synthlab.synthtumour.inference import TUMOUR_SEGMENT, TumourModel, segment_tumour
 
     progress(0.0, "loading the tumour model")
     model = TumourModel.registered()
@@ -131,9 +138,12 @@ def tumour_step(folder: Path, progress: StageProgress) -> StepOutput:
     seconds = time.perf_counter() - started
     segmentation = write_labels(result.labels, folder / "tumour_segmentation.seg.nrrd")
     truth = volume.array_of(case.labels.image) > 0
+    true_tumour = write_labels(LabelMap(volume.image_like(truth.astype(np.uint8), case.labels.image), [TUMOUR_SEGMENT]),
+                               folder / "true_tumour.seg.nrrd")
     found = volume.array_of(result.labels.image) > 0
     spacing = list(case.mask.GetSpacing())[::-1]
-    return StepOutput(volumes={"flair": Path(inputs["flair"])}, overlays={"segmented tumour": segmentation}, metrics={
+    return StepOutput(volumes={"flair": Path(inputs["flair"])}, overlays={"segmented tumour": segmentation},
+                      references={"true tumour": true_tumour}, metrics={
         "model": model.model_id, "inference_seconds": round(seconds, 2),
         "tumour_volume_ml": round(result.volume_ml, 1), "true_volume_ml": round(float(truth.sum()) * float(
             np.prod(spacing)) / 1000, 1), "dice": round(dice(found, truth), 3),
@@ -161,7 +171,8 @@ def cbv_step(folder: Path, progress: StageProgress) -> StepOutput:
              "difference": volume.write_image(volume.image_like(difference, result.cbv), folder / "difference.nrrd")}
     top = float(np.percentile(truth[brain_mask], 99.5))
     metrics = cbv_metrics(synthetic, truth, brain_mask, volume.array_of(case.labels.image) > 0)
-    return StepOutput(volumes=paths, colormaps={"synthetic_cbv": "inferno", "true_cbv": "inferno",
+    return StepOutput(volumes=paths, overlays={"tumour": tumour_path},
+                      colormaps={"synthetic_cbv": "inferno", "true_cbv": "inferno",
                                                 "difference": "coolwarm"},
                       windows={"synthetic_cbv": (0.0, top), "true_cbv": (0.0, top), "difference": (-top / 2, top / 2)},
                       metrics={"model": model.model_id, "inference_seconds": round(seconds, 2),
