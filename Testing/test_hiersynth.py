@@ -414,3 +414,20 @@ def test_paired_reports_summarises_several_seeds(tmp_path):
     path.write_text(json.dumps({"cases": report}))
     mismatched = compare("base", "s0", "shuffled", "shuffled")
     assert mismatched.returncode != 0 and "pairs do not hold the same cases" in mismatched.stderr
+
+
+def test_cbv_figure_shows_each_model_beside_the_truth_in_the_tumour(brain_data, cbv_registry, tmp_path):
+    script = Path(__file__).parent / "benchmarks" / "cbv_figure.py"
+    weights = cbv_registry.parent / "tiny-cbv.safetensors"
+
+    def figure(*arguments: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(script), "--datalist", str(brain_data / "datalist.json"), "--split",
+                               "training", "--model", f"a={weights}", "--model", f"b={weights}", "--out",
+                               str(tmp_path / "f.png"), *arguments], capture_output=True, text=True)
+
+    drawn = figure("--cases", "2")
+    assert drawn.returncode == 0, drawn.stderr[-2000:]
+    width, height = sitk.ReadImage(str(tmp_path / "f.png")).GetSize()
+    assert "2 cases, 2 models" in drawn.stdout and width > 1.5 * height  # 2 rows of FLAIR, truth and 2 models
+    unknown = figure("--case", "nowhere/case_999")
+    assert unknown.returncode == 2 and "none of nowhere/case_999" in unknown.stderr
