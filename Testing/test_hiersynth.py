@@ -19,7 +19,8 @@ from safetensors.torch import load_file
 from synthlab.brain import BrainArrays
 from synthlab.datalist import read_datalist
 from synthlab.errors import InputError
-from synthlab.hiersynth.data import CBV_SCALE, CBVCase, SliceDataset, read_entry, slice_stack
+from synthlab.hiersynth.commands import tumour_rcbv_metrics
+from synthlab.hiersynth.data import CBV_SCALE, CBVCase, SliceDataset, read_case, read_entry, slice_stack
 from synthlab.hiersynth.evaluation import cbv_metrics
 from synthlab.hiersynth.fit import CBVFitOptions, fit_hiersynth, stage_budget, start_from
 from synthlab.hiersynth.inference import CBVModel
@@ -328,8 +329,9 @@ def test_evaluate_cbv_reports_every_metric(brain_data, cbv_registry, tmp_path):
                            "training", "--report", report, env=synthlab_env(cbv_registry))
     assert result.returncode == 0, result.stderr
     summary = json.loads(report.read_text())["summary"]["tiny-cbv"]
-    assert {"psnr", "mae", "ssim_brain", "ssim_tumour", "seconds"} <= set(summary)
+    assert {"psnr", "mae", "ssim_brain", "ssim_tumour", "tumour_rcbv_abs_error", "seconds"} <= set(summary)
     assert summary["tumour_cases"] >= 1 and -1 <= summary["ssim_brain"] <= 1
+    assert summary["rcbv_cases"] == summary["tumour_cases"]
     one_pass = tmp_path / "one_pass.json"
     result = synthlab_here("evaluate", "cbv", "--datalist", brain_data / "datalist.json", "--split",
                            "training", "--report", one_pass, "--no-mirror", env=synthlab_env(cbv_registry))
@@ -431,3 +433,16 @@ def test_cbv_figure_shows_each_model_beside_the_truth_in_the_tumour(brain_data, 
     assert "2 cases, 2 models" in drawn.stdout and width > 1.5 * height  # 2 rows of FLAIR, truth and 2 models
     unknown = figure("--case", "nowhere/case_999")
     assert unknown.returncode == 2 and "none of nowhere/case_999" in unknown.stderr
+
+
+def test_the_tumour_rcbv_error_is_the_panel_figure_from_synthetic_minus_true_cbv(cbv_case, cbv_registry):
+    """rCBV is a ratio to normal white matter: a map off by a global scale has no error, one that doubles the
+    tumour has the true rCBV as its error."""
+    model = CBVModel.from_files(cbv_registry.parent / "tiny-cbv.safetensors", "cpu")
+    case = read_case({key: str(cbv_case[key]) for key in ("t1", "t2", "flair", "adc", "cbv", "label")},
+                     model.contrasts, model.spacing, str(cbv_case["mask"]))
+    scaled = tumour_rcbv_metrics(3 * case.cbv, case, model)
+    assert scaled["true_tumour_rcbv"] > 0 and abs(scaled["tumour_rcbv_error"]) < 1e-5
+    doubled = tumour_rcbv_metrics(np.where(case.tumour, 2 * case.cbv, case.cbv), case, model)
+    assert doubled["tumour_rcbv_error"] == pytest.approx(doubled["true_tumour_rcbv"], rel=1e-4)
+    assert tumour_rcbv_metrics(case.cbv, replace(case, tumour=None), model) == {}

@@ -11,9 +11,9 @@ import numpy as np
 from synthlab import volume
 from synthlab.datalist import read_datalist
 from synthlab.errors import InputError
-from synthlab.hiersynth.data import read_entry
+from synthlab.hiersynth.data import CBVCase, read_entry
 from synthlab.hiersynth.evaluation import cbv_metrics
-from synthlab.hiersynth.inference import CBVModel, synthesise_cbv
+from synthlab.hiersynth.inference import CBVModel, mean_rcbv, normal_white_matter, synthesise_cbv
 from synthlab.progress import StageProgress
 from synthlab.volume import atomic_output
 
@@ -40,8 +40,21 @@ def run_cbv(contrasts: dict[str, Path | None], mask: Path | None, tumour: Path |
             "white_matter_cbv": result.white_matter_cbv, "tumour_rcbv": result.tumour_rcbv, "summary": summary}
 
 
+def tumour_rcbv_metrics(predicted: np.ndarray, case: CBVCase, model: CBVModel) -> dict[str, float]:
+    """The tumour's mean rCBV (what the module's panel shows) from the synthetic and from the true CBV, both over
+    the same normal-appearing white matter, and the error; nothing without a tumour or the model's T1."""
+    if case.tumour is None or not case.tumour.any() or "t1" not in model.contrasts:
+        return {}
+    nawm = normal_white_matter(case, model.contrasts, case.tumour, model.spacing)
+    tumour = case.tumour & case.brain.mask
+    synthetic, true = mean_rcbv(predicted, nawm, tumour), mean_rcbv(case.cbv, nawm, tumour)
+    return {"tumour_rcbv": synthetic, "true_tumour_rcbv": true, "tumour_rcbv_error": synthetic - true,
+            "tumour_rcbv_abs_error": abs(synthetic - true)}
+
+
 def evaluate_models(models: dict[str, CBVModel], entries: list[dict], progress: StageProgress) -> dict:
-    """PSNR, MAE, SSIM (brain) and SSIM (tumour ROI) per case and on average, for each model."""
+    """PSNR, MAE, SSIM (brain), SSIM (tumour ROI) and the tumour's rCBV error per case and on average, for each
+    model."""
     per_case: dict[str, list[dict]] = {name: [] for name in models}
     for index, entry in enumerate(entries):
         progress(index / len(entries), f"case {index + 1}/{len(entries)}")
@@ -52,14 +65,16 @@ def evaluate_models(models: dict[str, CBVModel], entries: list[dict], progress: 
             started = time.perf_counter()
             predicted = model.synthesise_canvas(case)
             seconds = time.perf_counter() - started
-            metrics = cbv_metrics(predicted, case.cbv, case.brain.mask, case.tumour)
+            metrics = cbv_metrics(predicted, case.cbv, case.brain.mask, case.tumour) | tumour_rcbv_metrics(
+                predicted, case, model)
             per_case[name].append({"case": entry.get("case", str(index)), **metrics, "seconds": seconds})
     summary = {}
     for name, rows in per_case.items():
-        keys = ("psnr", "mae", "ssim_brain", "ssim_tumour", "seconds")
+        keys = ("psnr", "mae", "ssim_brain", "ssim_tumour", "tumour_rcbv_error", "tumour_rcbv_abs_error", "seconds")
         summary[name] = {key: float(np.mean([row[key] for row in rows if key in row]))
                          for key in keys if any(key in row for row in rows)}
         summary[name]["tumour_cases"] = sum("ssim_tumour" in row for row in rows)
+        summary[name]["rcbv_cases"] = sum("tumour_rcbv" in row for row in rows)
     return {"summary": summary, "cases": per_case}
 
 

@@ -85,6 +85,12 @@ def normal_white_matter(case: CBVCase, contrasts: list[str], tumour: np.ndarray 
     return selected
 
 
+def mean_rcbv(cbv: np.ndarray, nawm: np.ndarray, region: np.ndarray) -> float:
+    """A region's mean CBV over the median CBV of normal-appearing white matter (for the tumour: the panel's
+    figure)."""
+    return float(cbv[region].mean() / max(float(np.median(cbv[nawm])), 1e-6))
+
+
 def synthesise_cbv(model: CBVModel, paths: dict[str, str | None], mask_path: str | None, tumour_path: str | None,
                    with_rcbv: bool, progress: StageProgress) -> CBVResult:
     progress(0.05, "reading " + ", ".join(model.contrasts))
@@ -100,5 +106,5 @@ def synthesise_cbv(model: CBVModel, paths: dict[str, str | None], mask_path: str
         white_matter = float(np.median(cbv[nawm]))
         rcbv_image = volume.image_like(volume.array_of(on_input) / max(white_matter, 1e-6), reference)
         if case.tumour is not None and case.tumour.any():
-            tumour_rcbv = float(cbv[case.tumour & case.brain.mask].mean() / max(white_matter, 1e-6))
+            tumour_rcbv = mean_rcbv(cbv, nawm, case.tumour & case.brain.mask)
     return CBVResult(on_input, rcbv_image if with_rcbv else None, white_matter, tumour_rcbv)
