@@ -172,8 +172,7 @@ def cbv_step(folder: Path, progress: StageProgress) -> StepOutput:
     top = float(np.percentile(truth[brain_mask], 99.5))
     metrics = cbv_metrics(synthetic, truth, brain_mask, volume.array_of(case.labels.image) > 0)
     return StepOutput(volumes=paths, overlays={"tumour": tumour_path},
-                      colormaps={"synthetic_cbv": "inferno", "true_cbv": "inferno",
-                                                "difference": "coolwarm"},
+                      colormaps={"synthetic_cbv": "inferno", "true_cbv": "inferno", "difference": "coolwarm"},
                       windows={"synthetic_cbv": (0.0, top), "true_cbv": (0.0, top), "difference": (-top / 2, top / 2)},
                       metrics={"model": model.model_id, "inference_seconds": round(seconds, 2),
                                "warning": "synthetic CBV, not for diagnosis",

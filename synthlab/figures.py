@@ -19,8 +19,6 @@ from synthlab.volume import atomic_output  # noqa: E402
 
 VIEWS = ("axial", "coronal", "sagittal")
 TITLE_WIDTH = 48  # characters a line over one view; longer titles wrap
-
-
 LABEL_COLOURS = plt.get_cmap("tab10").colors  # label value v is outlined in colour v - 1, in every view
 
 
