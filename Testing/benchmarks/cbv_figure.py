@@ -62,15 +62,15 @@ def canonical(array: np.ndarray, canvas) -> np.ndarray:
 
 
 def case_panels(entry: dict, models: dict[str, CBVModel]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """The cropped panels of one case (``flair``, ``true CBV``, each model, ``tumour``) and each model's
-    tumour-ROI SSIM there."""
+    """The cropped panels of one case (its FLAIR, or the first input without one; ``true CBV``; each model;
+    ``tumour``) and each model's tumour-ROI SSIM there."""
     first = next(iter(models.values()))
     case = read_entry(entry, first.contrasts, first.spacing)
     predictions = {name: model.synthesise_canvas(case) for name, model in models.items()}
     ssim = {name: cbv_metrics(cbv, case.cbv, case.brain.mask, case.tumour)["ssim_tumour"]
             for name, cbv in predictions.items()}
-    flair = case.brain.image[first.contrasts.index("flair")] if "flair" in first.contrasts else case.brain.image[0]
-    arrays = {"FLAIR": flair, "true CBV": case.cbv, **predictions}
+    shown = "flair" if "flair" in first.contrasts else first.contrasts[0]  # the input the tumour shows best on
+    arrays = {shown.upper(): case.brain.image[first.contrasts.index(shown)], "true CBV": case.cbv, **predictions}
     tumour = canonical(case.tumour, case.brain.canvas) > 0.5
     return axial_crop({name: canonical(array, case.brain.canvas) for name, array in arrays.items()}, tumour), ssim
 
@@ -82,8 +82,9 @@ def draw(rows: list[tuple[str, dict[str, np.ndarray], dict[str, float]]], path: 
         top = float(np.percentile(panels["true CBV"], 99.5))
         for column, name in enumerate(names):
             axis = axes[row, column]
-            window = (None, None) if name == "FLAIR" else (0.0, top)
-            axis.imshow(panels[name], cmap="gray" if name == "FLAIR" else "inferno", vmin=window[0], vmax=window[1])
+            is_input = column == 0
+            axis.imshow(panels[name], cmap="gray" if is_input else "inferno", vmin=None if is_input else 0.0,
+                        vmax=None if is_input else top)
             figures.outline(axis, panels["tumour"].astype(int), "dashed")
             label = name if name not in ssim else f"{name}\nSSIM {ssim[name]:.2f}"
             axis.set_title(f"{case}: {label}" if column == 0 else label, fontsize=7)
