@@ -433,6 +433,15 @@ def test_cbv_figure_shows_each_model_beside_the_truth_in_the_tumour(brain_data, 
     assert "2 cases, 2 models" in drawn.stdout and width > 1.5 * height  # 2 rows of FLAIR, truth and 2 models
     unknown = figure("--case", "nowhere/case_999")
     assert unknown.returncode == 2 and "none of nowhere/case_999" in unknown.stderr
+    both = figure("--mirror", "both")
+    assert both.returncode == 2 and "--mirror: on or off for a figure" in both.stderr
+    healthy = tmp_path / "healthy.json"  # a split with no tumour case to draw
+    healthy.write_text(json.dumps({"training": [e for e in read_datalist(brain_data / "datalist.json")["training"]
+                                                if not e["tumour"]]}))
+    no_tumour = subprocess.run([sys.executable, str(script), "--datalist", str(healthy), "--split", "training",
+                                "--model", f"a={weights}", "--out", str(tmp_path / "g.png")], capture_output=True, text=True)
+    assert no_tumour.returncode == 2 and "no case of this split has a tumour label" in no_tumour.stderr
+    assert not (tmp_path / "g.png").exists()
 
 
 def test_the_tumour_rcbv_error_is_the_panel_figure_from_synthetic_minus_true_cbv(cbv_case, cbv_registry):

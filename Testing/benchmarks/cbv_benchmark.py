@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from cbv_models import add_model_option, load_models
 from full_brain import time_full_brain
 from mirroring import add_mirror_option, with_mirroring
 from scipy import ndimage
@@ -43,7 +44,7 @@ class BlurredTruth:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datalist", type=Path, required=True)
-    parser.add_argument("--model", action="append", required=True, help="NAME=weights.safetensors (repeat)")
+    add_model_option(parser)
     parser.add_argument("--split", default="test")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=3)
@@ -52,10 +53,7 @@ def main() -> None:
     parser.add_argument("--report", type=Path)
     add_mirror_option(parser)
     args = parser.parse_args()
-    models = {}
-    for item in args.model:
-        name, _, path = item.partition("=")
-        models[name] = CBVModel.from_files(path, args.device)
+    models = load_models(args.model, args.device)
     models = with_mirroring(models, args.mirror)
     first = next(iter(models.values()))
     steps = {name: model.card["training"] for name, model in models.items()}

@@ -19,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from cbv_models import add_model_option, load_models  # noqa: E402
 from mirroring import add_mirror_option, with_mirroring  # noqa: E402
 
 from synthlab import figures, volume  # noqa: E402
@@ -98,7 +99,7 @@ def draw(rows: list[tuple[str, dict[str, np.ndarray], dict[str, float]]], path: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datalist", type=Path, required=True)
-    parser.add_argument("--model", action="append", required=True, help="NAME=weights.safetensors (repeat)")
+    add_model_option(parser)
     parser.add_argument("--split", default="test")
     parser.add_argument("--cases", type=int, default=4, help="how many tumour cases, spread over tumour size")
     parser.add_argument("--case", action="append", default=[], help="a case by its datalist name (repeat)")
@@ -108,10 +109,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.mirror == "both":
         parser.error("--mirror: on or off for a figure")
-    models = {}
-    for item in args.model:
-        name, _, path = item.partition("=")
-        models[name] = CBVModel.from_files(path, args.device)
+    models = load_models(args.model, args.device)
     if len({(tuple(model.contrasts), model.spacing) for model in models.values()}) > 1:
         parser.error("--model: every model must read the same contrasts at the same spacing")
     models = with_mirroring(models, args.mirror)
