@@ -28,7 +28,7 @@ from synthlab.hiersynth.losses import PerfusionContrast, info_nce
 from synthlab.hiersynth.networks import GlobalSynthesis, HierSynth, ModulatedConv2d, MonolithicUNet
 from synthlab.hiersynth.training import CBVSynthModule
 from synthlab.hiersynth.variants import VARIANTS
-from synthlab.registry import REGISTRY_ENV
+from synthlab.registry import REGISTRY_ENV, Registry, entry_for
 
 
 def test_modulated_convolution_gives_each_sample_its_own_style_and_unit_scale():
@@ -291,6 +291,27 @@ def test_cbv_command_writes_cbv_and_rcbv_on_the_input_grid(cbv_case, cbv_registr
     assert np.allclose(ratio[inside], values[inside] / done["white_matter_cbv"], rtol=1e-4)
     assert done["warning"] == "synthetic CBV, not for diagnosis" and done["tumour_rcbv"] is not None
     assert "Tumour mean rCBV" in result.stderr
+
+
+def test_cbv_command_reports_the_cards_measured_tumour_rcbv_bias(cbv_case, cbv_registry, tmp_path):
+    """A card that records how far the model's tumour rCBV ran from the truth has that said beside the figure;
+    a card without it (the fixture's) adds nothing."""
+    model = Registry(cbv_registry).resolve("cbv", None)
+    weights = shutil.copy(Registry(cbv_registry).root / model.weights, tmp_path / "biased.safetensors")
+    card = json.loads((Registry(cbv_registry).root / model.card).read_text())
+    card["metrics"]["tumour_rcbv_bias"] = {"mean_error": -0.43, "measured_on": "39 held-out phantom tumours"}
+    (tmp_path / "biased.json").write_text(json.dumps(card))
+    registry = Registry(tmp_path / "Models.json")
+    registry.add(entry_for(registry, "biased", Path(weights), tmp_path / "biased.json", default=True))
+    inputs = [item for key in ("t1", "t2", "flair", "adc", "mask") for item in (f"--{key}", cbv_case[key])]
+    run = synthlab_here("cbv", *inputs, "--tumour", cbv_case["label"], "--out", tmp_path / "cbv.nrrd",
+                        "--progress", "json", env=synthlab_env(registry.path))
+    assert run.returncode == 0, run.stderr
+    done = json.loads(run.stdout.splitlines()[-1])["result"]
+    assert done["tumour_rcbv_bias"] == -0.43 and done["tumour_rcbv_bias_measured_on"] == "39 held-out phantom tumours"
+    assert "On 39 held-out phantom tumours this model read tumour rCBV 0.43 below the true value" in run.stderr
+    plain = CBVModel.from_files(Registry(cbv_registry).root / model.weights, "cpu")
+    assert plain.tumour_rcbv_bias is None
 
 
 @pytest.mark.parametrize(("case", "words"), [

@@ -66,6 +66,17 @@ def test_cbv_result_is_labelled_synthetic_with_a_perfusion_colour_map(scene, t1,
     assert nodes.summary.startswith("Tumour mean rCBV: -")
 
 
+def test_cbv_panel_says_how_far_the_model_reads_tumour_rcbv_from_the_truth(scene, t1, tmp_path):
+    volume.write_image(make_image(seed=9), tmp_path / "cbv.nrrd")
+    result = {"model": "demo", "tumour_rcbv": 1.13, "tumour_rcbv_bias": -0.43,
+              "tumour_rcbv_bias_measured_on": "39 held-out phantom tumours"}
+    nodes = load_cbv(scene, JobResult({"out": tmp_path / "cbv.nrrd"}, [{"stage": "done", "progress": 1.0,
+                                                                          "result": result}]), t1)
+    assert nodes.summary.startswith("Tumour mean rCBV: 1.13")
+    assert nodes.summary.endswith("On 39 held-out phantom tumours this model read tumour rCBV 0.43 below the true "
+                                  "value on average.")
+
+
 def test_cbv_logic_end_to_end_on_phantom_nodes(scene, brain_data, cbv_registry):
     """The four contrasts, mask and a tumour segmentation as nodes, the real backend: a synthetic CBV volume on
     the T1 grid and the tumour's mean rCBV for the panel."""

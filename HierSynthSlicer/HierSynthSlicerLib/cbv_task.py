@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from synthlab import mrml
 from synthlab.client import Backend, JobResult, RemoteBackend
+from synthlab.hiersynth.commands import rcbv_bias_sentence
 from synthlab.registry import Registry
 from synthlab.slicer_job import NodeJob
 
@@ -45,13 +46,16 @@ def start_cbv(backend: Backend, inputs: dict, required: list[str], model_id: str
 class CBVNodes:
     volume: object
     tumour_rcbv: float | None
+    bias_note: str | None = None
 
     @property
     def summary(self) -> str:
-        """What the panel shows: the tumour's mean rCBV when a tumour was given."""
+        """What the panel shows: the tumour's mean rCBV when a tumour was given, and how far the model's card
+        says it runs from the truth."""
         if self.tumour_rcbv is None:
             return "Tumour mean rCBV: - (select a tumour segmentation)"
-        return f"Tumour mean rCBV: {self.tumour_rcbv:.2f} (normal-appearing white matter = 1; {SYNTHETIC_LABEL})"
+        figure = f"Tumour mean rCBV: {self.tumour_rcbv:.2f} (normal-appearing white matter = 1; {SYNTHETIC_LABEL})"
+        return f"{figure}.\n{self.bias_note}." if self.bias_note else figure
 
 
 def load_cbv(scene, result: JobResult, reference_node) -> CBVNodes:
@@ -62,4 +66,7 @@ def load_cbv(scene, result: JobResult, reference_node) -> CBVNodes:
     reported = {key: value for key, value in result.results.items() if isinstance(value, str | int | float)}
     mrml.set_provenance(node, **{**reported, "synthetic": "true", "warning": SYNTHETIC_LABEL, "task": "cbv",
                                  "reference": reference_node.GetName()})
-    return CBVNodes(node, result.results.get("tumour_rcbv"))
+    results = result.results
+    bias_note = (rcbv_bias_sentence(results["tumour_rcbv_bias"], results["tumour_rcbv_bias_measured_on"])
+                 if "tumour_rcbv_bias" in results else None)
+    return CBVNodes(node, results.get("tumour_rcbv"), bias_note)

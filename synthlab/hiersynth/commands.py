@@ -34,10 +34,21 @@ def run_cbv(contrasts: dict[str, Path | None], mask: Path | None, tumour: Path |
     if rcbv is not None:
         written["rcbv"] = str(volume.write_image(result.rcbv, rcbv))
     summary = [f"Synthetic CBV ({SYNTHETIC_WARNING}) from {', '.join(model.contrasts)} in {seconds:.1f} s"]
+    bias_fields = {}
     if result.tumour_rcbv is not None:
         summary.append(f"Tumour mean rCBV: {result.tumour_rcbv:.2f} (normal-appearing white matter = 1)")
+        if bias := model.tumour_rcbv_bias:
+            summary.append(rcbv_bias_sentence(bias["mean_error"], bias["measured_on"]))
+            bias_fields = {"tumour_rcbv_bias": bias["mean_error"], "tumour_rcbv_bias_measured_on": bias["measured_on"]}
     return {**written, "model": model.model_id, "seconds": round(seconds, 2), "warning": SYNTHETIC_WARNING,
-            "white_matter_cbv": result.white_matter_cbv, "tumour_rcbv": result.tumour_rcbv, "summary": summary}
+            "white_matter_cbv": result.white_matter_cbv, "tumour_rcbv": result.tumour_rcbv, **bias_fields,
+            "summary": summary}
+
+
+def rcbv_bias_sentence(mean_error: float, measured_on: str) -> str:
+    """How far this model's tumour rCBV was from the truth on average, in words, for the command and the panel."""
+    direction = "below" if mean_error < 0 else "above"
+    return f"On {measured_on} this model read tumour rCBV {abs(mean_error):.2f} {direction} the true value on average"
 
 
 def tumour_rcbv_metrics(predicted: np.ndarray, case: CBVCase, model: CBVModel) -> dict[str, float]:

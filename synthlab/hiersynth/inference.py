@@ -45,6 +45,13 @@ class CBVModel(InferenceModel):
     def spacing(self) -> float:
         return float(self.card["spacing"][0])
 
+    @property
+    def tumour_rcbv_bias(self) -> dict | None:
+        """The card's measured error of the tumour's mean rCBV (synthetic minus true, averaged over held-out
+        tumours) and what it was measured on, when the card records it."""
+        bias = self.card.get("metrics", {}).get("tumour_rcbv_bias")
+        return bias if bias and "mean_error" in bias and "measured_on" in bias else None
+
     @classmethod
     def from_weights(cls, weights: dict, card: dict, device: torch.device) -> CBVModel:
         network = make_network(card["variant"], int(card["in_channels"]))
