@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from synthlab.brain import BrainArrays
 from synthlab.datalist import read_datalist
 from synthlab.errors import InputError
-from synthlab.hiersynth.commands import tumour_rcbv_metrics
+from synthlab.hiersynth.commands import high_rcbv_counts, tumour_rcbv_metrics
 from synthlab.hiersynth.data import CBV_SCALE, CBVCase, SliceDataset, read_case, read_entry, slice_stack
 from synthlab.hiersynth.evaluation import cbv_metrics
 from synthlab.hiersynth.fit import CBVFitOptions, fit_hiersynth, stage_budget, start_from
@@ -353,6 +353,7 @@ def test_evaluate_cbv_reports_every_metric(brain_data, cbv_registry, tmp_path):
     assert {"psnr", "mae", "ssim_brain", "ssim_tumour", "tumour_rcbv_abs_error", "seconds"} <= set(summary)
     assert summary["tumour_cases"] >= 1 and -1 <= summary["ssim_brain"] <= 1
     assert summary["rcbv_cases"] == summary["tumour_cases"]
+    assert 0 <= summary["high_rcbv_found"] <= summary["high_rcbv_tumours"] <= summary["rcbv_cases"]
     one_pass = tmp_path / "one_pass.json"
     result = synthlab_here("evaluate", "cbv", "--datalist", brain_data / "datalist.json", "--split",
                            "training", "--report", one_pass, "--no-mirror", env=synthlab_env(cbv_registry))
@@ -437,6 +438,21 @@ def test_paired_reports_summarises_several_seeds(tmp_path):
     path.write_text(json.dumps({"cases": report}))
     mismatched = compare("base", "s0", "shuffled", "shuffled")
     assert mismatched.returncode != 0 and "pairs do not hold the same cases" in mismatched.stderr
+
+
+def test_high_rcbv_counts_compare_each_tumour_with_the_high_grade_cut(tmp_path):
+    rows = [{"case": "healthy", "ssim_brain": 0.8},
+            {"case": "high, found", "tumour_rcbv": 1.9, "true_tumour_rcbv": 2.4},
+            {"case": "high, missed", "tumour_rcbv": 1.2, "true_tumour_rcbv": 1.8},
+            {"case": "low, called high", "tumour_rcbv": 1.8, "true_tumour_rcbv": 1.1},
+            {"case": "low", "tumour_rcbv": 1.1, "true_tumour_rcbv": 1.3}]
+    assert high_rcbv_counts(rows) == {"high_rcbv_tumours": 2, "high_rcbv_found": 1, "high_rcbv_false": 1}
+    (tmp_path / "r.json").write_text(json.dumps({"cases": {"m": rows}}))
+    script = Path(__file__).parent / "benchmarks" / "high_rcbv.py"
+    run = subprocess.run([sys.executable, str(script), f"{tmp_path / 'r.json'}:m"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "mean tumour rCBV 1.50 (true 1.65, 4 tumours); above 1.75: 1 of the 2 truly above, and 1 truly below" in (
+        run.stdout)
 
 
 def test_cbv_figure_shows_each_model_beside_the_truth_in_the_tumour(brain_data, cbv_registry, tmp_path):

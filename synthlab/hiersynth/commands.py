@@ -18,6 +18,7 @@ from synthlab.progress import StageProgress
 from synthlab.volume import atomic_output
 
 SYNTHETIC_WARNING = "synthetic CBV, not for diagnosis"
+HIGH_GRADE_RCBV = 1.75  # the tumour rCBV above which gliomas are commonly read as high grade (Law et al., 2003)
 
 
 def run_cbv(contrasts: dict[str, Path | None], mask: Path | None, tumour: Path | None, out: Path,
@@ -86,7 +87,18 @@ def evaluate_models(models: dict[str, CBVModel], entries: list[dict], progress: 
                          for key in keys if any(key in row for row in rows)}
         summary[name]["tumour_cases"] = sum("ssim_tumour" in row for row in rows)
         summary[name]["rcbv_cases"] = sum("tumour_rcbv" in row for row in rows)
+        summary[name] |= high_rcbv_counts(rows)
     return {"summary": summary, "cases": per_case}
+
+
+def high_rcbv_counts(rows: list[dict]) -> dict[str, int]:
+    """Of the tumours whose true rCBV is above the high-grade cut, how many the synthetic CBV puts above it too;
+    and how many it puts above the cut whose true rCBV is not."""
+    scored = [(row["tumour_rcbv"] > HIGH_GRADE_RCBV, row["true_tumour_rcbv"] > HIGH_GRADE_RCBV)
+              for row in rows if "tumour_rcbv" in row]
+    return {"high_rcbv_tumours": sum(true for _, true in scored),
+            "high_rcbv_found": sum(synthetic and true for synthetic, true in scored),
+            "high_rcbv_false": sum(synthetic and not true for synthetic, true in scored)}
 
 
 def run_evaluate(datalist: Path, report: Path, split: str, model_ids: list[str | None], device: str, mirror: bool,
