@@ -1,5 +1,6 @@
-"""The shared Trainer, case reader and training loader: a resumed run gets its whole --minutes again; cases read
-by several processes equal those read in one; every DDP rank and loader worker draws its own examples."""
+"""The shared Trainer, case reader and training loader: a resumed run gets its whole --minutes again and goes on
+from its latest validation; cases read by several processes equal those read in one; every DDP rank and loader
+worker draws its own examples."""
 
 from __future__ import annotations
 
@@ -50,6 +51,22 @@ def test_a_resumed_run_is_not_charged_for_the_earlier_runs_time(tmp_path):
         state["time_elapsed"] = {stage: 3600.0 for stage in state["time_elapsed"]}
     torch.save(checkpoint, checkpoint_path)
     assert _fit(tmp_path, 8).global_step == 8
+
+
+class _Worsening(_TinyModule):
+    """Every validation scores lower than the one before: only the first is ever the best."""
+
+    def validation_step(self, batch, batch_index):
+        self.log("val_score", -float(self.global_step))
+
+
+def test_last_checkpoint_follows_every_validation_not_only_the_best(tmp_path):
+    """Resuming continues from the latest validated step, not from the last time the score improved."""
+    data = DataLoader(torch.randn(4, 2), batch_size=1)
+    trainer, best = make_trainer(tmp_path, 12, max_minutes=None, progress_bar=False)
+    trainer.fit(_Worsening(), data, data)
+    assert torch.load(resume_point(tmp_path), weights_only=False)["global_step"] == 12
+    assert torch.load(best.best_model_path, weights_only=False)["global_step"] == 4
 
 
 class _Draws(RandomExamples):

@@ -137,7 +137,8 @@ def _share_threads(processes: int) -> None:
 def make_trainer(out: Path, max_steps: int, max_minutes: float | None, devices: int = 1,
                  accelerator: str = "auto", monitor: str = "val_score", progress_bar: bool = True,
                  some_parameters_idle: bool = False, ema_decay: float = 0.0) -> tuple[pl.Trainer, ModelCheckpoint]:
-    """A Trainer that keeps ``best.ckpt`` (highest ``monitor``) and ``last.ckpt``; DDP when ``devices > 1``
+    """A Trainer that keeps ``best.ckpt`` (highest ``monitor``) and ``last.ckpt`` (the latest validation, where a
+    resumed run goes on); DDP when ``devices > 1``
     (told when part of the network does not train, e.g. one stage of a two-stage model).
 
     With ``ema_decay`` above 0 the weights that are validated and checkpointed (and so exported) are an
@@ -149,13 +150,16 @@ def make_trainer(out: Path, max_steps: int, max_minutes: float | None, devices: 
     strategy = ("ddp_find_unused_parameters_true" if some_parameters_idle else "ddp") if devices > 1 else "auto"
     # No "-v1" copies: a run folder that was moved or copied keeps resuming from (and writing) last.ckpt.
     best = ModelCheckpoint(dirpath=checkpoint_folder(out), filename="best", monitor=monitor, mode="max",
-                           save_last=True, save_top_k=1, enable_version_counter=False)
+                           save_top_k=1, enable_version_counter=False)
+    # Its own callback: Lightning's save_last writes last.ckpt only when the monitored score improves.
+    latest = ModelCheckpoint(dirpath=checkpoint_folder(out), filename="last", save_top_k=1,
+                             enable_version_counter=False)
     timer = [RunTimer(duration=timedelta(minutes=max_minutes))] if max_minutes else []
     averaging = [EMAWeightAveraging(decay=ema_decay)] if ema_decay else []
     trainer = pl.Trainer(
         default_root_dir=str(out), max_steps=max_steps,
         accelerator=accelerator, devices=devices, strategy=strategy,
-        callbacks=[best, *timer, *averaging], log_every_n_steps=5,
+        callbacks=[best, latest, *timer, *averaging], log_every_n_steps=5,
         enable_progress_bar=progress_bar, enable_model_summary=False, logger=pl.loggers.CSVLogger(str(out)),
         num_sanity_val_steps=0)
     return trainer, best
