@@ -370,6 +370,7 @@ def test_demo_synthesises_cbv_beside_the_truth(cbv_registry, tmp_path):
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())["CBV synthesis"]
     assert metrics["model"] == "tiny-cbv" and -1 <= metrics["ssim_brain"] <= 1 and metrics["mae"] > 0
     assert metrics["warning"] == "synthetic CBV, not for diagnosis"
+    assert metrics["tumour_rcbv_true"] > 0 and metrics["tumour_rcbv_synthetic"] is not None
     folder = tmp_path / "demo" / "CBV_synthesis"
     synthetic, truth = (sitk.ReadImage(str(folder / f"{name}.nrrd")) for name in ("synthetic_cbv", "true_cbv"))
     difference = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "difference.nrrd")))

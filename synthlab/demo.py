@@ -152,6 +152,8 @@ def tumour_step(folder: Path, progress: StageProgress) -> StepOutput:
 
 def cbv_step(folder: Path, progress: StageProgress) -> StepOutput:
     """The registered CBV model synthesises the demo brain's CBV; shown beside the true CBV and the difference."""
+    from synthlab.hiersynth.commands import tumour_rcbv_metrics
+    from synthlab.hiersynth.data import read_case
     from synthlab.hiersynth.evaluation import cbv_metrics
     from synthlab.hiersynth.inference import CBVModel, synthesise_cbv
 
@@ -171,6 +173,10 @@ def cbv_step(folder: Path, progress: StageProgress) -> StepOutput:
              "difference": volume.write_image(volume.image_like(difference, result.cbv), folder / "difference.nrrd")}
     top = float(np.percentile(truth[brain_mask], 99.5))
     metrics = cbv_metrics(synthetic, truth, brain_mask, volume.array_of(case.labels.image) > 0)
+    # the panel's figure from the true CBV: the same formula over the same normal-appearing white matter
+    on_canvas = read_case({**inputs, "cbv": str(paths["true_cbv"]), "label": str(tumour_path)}, model.contrasts,
+                          model.spacing, mask_path)
+    true_rcbv = tumour_rcbv_metrics(on_canvas.cbv, on_canvas, model).get("true_tumour_rcbv")
     return StepOutput(volumes=paths, overlays={"tumour": tumour_path},
                       colormaps={"synthetic_cbv": "inferno", "true_cbv": "inferno", "difference": "coolwarm"},
                       windows={"synthetic_cbv": (0.0, top), "true_cbv": (0.0, top), "difference": (-top / 2, top / 2)},
@@ -178,7 +184,8 @@ def cbv_step(folder: Path, progress: StageProgress) -> StepOutput:
                                "warning": "synthetic CBV, not for diagnosis",
                                **{key: round(value, 3) for key, value in metrics.items()},
                                "tumour_rcbv_synthetic": round(result.tumour_rcbv, 2)
-                               if result.tumour_rcbv is not None else None})
+                               if result.tumour_rcbv is not None else None,
+                               "tumour_rcbv_true": round(true_rcbv, 2) if true_rcbv is not None else None})
 
 
 def available_steps() -> list[DemoStep]:
