@@ -55,10 +55,15 @@ def test_cbv_required_contrasts_come_from_the_model_card(cbv_registry, monkeypat
     assert required_contrasts(LocalBackend()) == ["t1", "t2", "flair", "adc"]
 
 
+def _loaded_cbv(scene, t1, folder, result: dict):
+    """A CBV volume file and the backend's result about it, loaded as the panel loads them."""
+    volume.write_image(make_image(seed=9), folder / "cbv.nrrd")
+    return load_cbv(scene, JobResult({"out": folder / "cbv.nrrd"}, [{"stage": "done", "progress": 1.0,
+                                                                      "result": result}]), t1)
+
+
 def test_cbv_result_is_labelled_synthetic_with_a_perfusion_colour_map(scene, t1, tmp_path):
-    volume.write_image(make_image(seed=9), tmp_path / "cbv.nrrd")
-    nodes = load_cbv(scene, JobResult({"out": tmp_path / "cbv.nrrd"}, [{"stage": "done", "progress": 1.0,
-                                                                          "result": {"model": "demo"}}]), t1)
+    nodes = _loaded_cbv(scene, t1, tmp_path, {"model": "demo"})
     node = nodes.volume
     assert SYNTHETIC_LABEL in node.GetName()
     assert node.GetAttribute("SynthLab.synthetic") == "true" and node.GetAttribute("SynthLab.model") == "demo"
@@ -67,11 +72,8 @@ def test_cbv_result_is_labelled_synthetic_with_a_perfusion_colour_map(scene, t1,
 
 
 def test_cbv_panel_says_how_far_the_model_reads_tumour_rcbv_from_the_truth(scene, t1, tmp_path):
-    volume.write_image(make_image(seed=9), tmp_path / "cbv.nrrd")
-    result = {"model": "demo", "tumour_rcbv": 1.13, "tumour_rcbv_bias": -0.43,
-              "tumour_rcbv_bias_measured_on": "39 held-out phantom tumours"}
-    nodes = load_cbv(scene, JobResult({"out": tmp_path / "cbv.nrrd"}, [{"stage": "done", "progress": 1.0,
-                                                                          "result": result}]), t1)
+    nodes = _loaded_cbv(scene, t1, tmp_path, {"model": "demo", "tumour_rcbv": 1.13, "tumour_rcbv_bias": -0.43,
+                                              "tumour_rcbv_bias_measured_on": "39 held-out phantom tumours"})
     assert nodes.summary.startswith("Tumour mean rCBV: 1.13")
     assert nodes.summary.endswith("On 39 held-out phantom tumours this model read tumour rCBV 0.43 below the true "
                                   "value on average.")
