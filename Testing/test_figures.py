@@ -8,6 +8,7 @@ import SimpleITK as sitk
 from conftest import rotation_direction
 
 from synthlab import figures, volume
+from synthlab.demo import StepOutput
 
 
 def _marked_volume() -> sitk.Image:
@@ -76,3 +77,10 @@ def test_a_row_cuts_through_its_references_when_it_has_no_result_outline():
     assert [style for _, style in outlines] == ["dashed"]
     for view in figures.VIEWS:
         assert outlines[0][0][view].max() == 2 and slices[view].shape == outlines[0][0][view].shape
+
+
+def test_overview_titles_carry_each_volumes_caption(tmp_path):
+    """The demo prints a volume's scores in its row title; a volume without a caption keeps the plain title."""
+    paths = {name: volume.write_image(_marked_volume(), tmp_path / f"{name}.nrrd") for name in ("ct", "field")}
+    rows = figures.overview_rows({"step": StepOutput(volumes=paths, captions={"ct": "MSD mm: prostate 0.45"})})
+    assert [row.title for row in rows] == ["step: ct (MSD mm: prostate 0.45)", "step: field"]

@@ -30,7 +30,7 @@ from synthlab.volume import atomic_output
 class StepOutput:
     """Volumes a step wrote (name -> path), label maps to overlay (name -> path) and the true label maps to
     compare them with, its metrics, and how to show volumes in the overview (name -> display window; name ->
-    colour map)."""
+    colour map; name -> caption, the scores printed in its title)."""
 
     volumes: dict[str, Path] = field(default_factory=dict)
     overlays: dict[str, Path] = field(default_factory=dict)
@@ -38,6 +38,7 @@ class StepOutput:
     metrics: dict = field(default_factory=dict)
     windows: dict[str, tuple[float, float]] = field(default_factory=dict)
     colormaps: dict[str, str] = field(default_factory=dict)
+    captions: dict[str, str] = field(default_factory=dict)
 
 
 DEMO_SEED = 2026
@@ -120,6 +121,8 @@ def contour_step(folder: Path, progress: StageProgress) -> StepOutput:
         references={"true contours": write_labels(true_contours, folder / "true_daily_contours.seg.nrrd")},
         windows={"daily_ct": pelvis.SOFT_TISSUE_WINDOW, "displacement_mm": (0.0, float(volume.array_of(shift).max()))},
         colormaps={"displacement_mm": "viridis"},
+        captions={"daily_ct": "MSD mm: " + ", ".join(f"{organ} {scores['msd_mm']:.2f}"
+                                                     for organ, scores in metrics["organs"].items())},
         metrics={"model": model.model_id, "inference_seconds": round(seconds, 2), "propagated": metrics,
                  "without_propagation": identity["organs"]})
 
@@ -142,12 +145,14 @@ def tumour_step(folder: Path, progress: StageProgress) -> StepOutput:
                                folder / "true_tumour.seg.nrrd")
     found = volume.array_of(result.labels.image) > 0
     spacing = list(case.mask.GetSpacing())[::-1]
+    true_ml, overlap = float(truth.sum()) * float(np.prod(spacing)) / 1000, dice(found, truth)
     return StepOutput(volumes={"flair": Path(inputs["flair"])}, overlays={"segmented tumour": segmentation},
-                      references={"true tumour": true_tumour}, metrics={
-        "model": model.model_id, "inference_seconds": round(seconds, 2),
-        "tumour_volume_ml": round(result.volume_ml, 1), "true_volume_ml": round(float(truth.sum()) * float(
-            np.prod(spacing)) / 1000, 1), "dice": round(dice(found, truth), 3),
-        "hd95_mm": round(surface_distances(found, truth, spacing)["hd95_mm"], 2)})
+                      references={"true tumour": true_tumour},
+                      captions={"flair": f"Dice {overlap:.2f}; {result.volume_ml:.1f} ml found, {true_ml:.1f} ml true"},
+                      metrics={"model": model.model_id, "inference_seconds": round(seconds, 2),
+                               "tumour_volume_ml": round(result.volume_ml, 1), "true_volume_ml": round(true_ml, 1),
+                               "dice": round(overlap, 3),
+                               "hd95_mm": round(surface_distances(found, truth, spacing)["hd95_mm"], 2)})
 
 
 def cbv_step(folder: Path, progress: StageProgress) -> StepOutput:
@@ -179,6 +184,7 @@ def cbv_step(folder: Path, progress: StageProgress) -> StepOutput:
     true_rcbv = tumour_rcbv_metrics(on_canvas.cbv, on_canvas, model).get("true_tumour_rcbv")
     return StepOutput(volumes=paths, overlays={"tumour": tumour_path},
                       colormaps={"synthetic_cbv": "inferno", "true_cbv": "inferno", "difference": "coolwarm"},
+                      captions=cbv_captions(metrics, result.tumour_rcbv, true_rcbv),
                       windows={"synthetic_cbv": (0.0, top), "true_cbv": (0.0, top), "difference": (-top / 2, top / 2)},
                       metrics={"model": model.model_id, "inference_seconds": round(seconds, 2),
                                "warning": "synthetic CBV, not for diagnosis",
@@ -186,6 +192,15 @@ def cbv_step(folder: Path, progress: StageProgress) -> StepOutput:
                                "tumour_rcbv_synthetic": round(result.tumour_rcbv, 2)
                                if result.tumour_rcbv is not None else None,
                                "tumour_rcbv_true": round(true_rcbv, 2) if true_rcbv is not None else None})
+
+
+def cbv_captions(metrics: dict, synthetic_rcbv: float | None, true_rcbv: float | None) -> dict[str, str]:
+    """The CBV rows' scores: SSIM over the brain and in the tumour on the synthetic map, the tumour's rCBV on both."""
+    scores = f"SSIM brain {metrics['ssim_brain']:.2f}" + (
+        f", tumour {metrics['ssim_tumour']:.2f}" if "ssim_tumour" in metrics else "")
+    if synthetic_rcbv is None or true_rcbv is None:
+        return {"synthetic_cbv": scores}
+    return {"synthetic_cbv": f"{scores}; tumour rCBV {synthetic_rcbv:.2f}", "true_cbv": f"tumour rCBV {true_rcbv:.2f}"}
 
 
 def available_steps() -> list[DemoStep]:

@@ -102,15 +102,21 @@ def montage(rows: Sequence[Row], path: Path, title: str | None = None) -> Path:
     return path
 
 
-def overview(outputs: dict, path: Path) -> Path:
-    """The demo's montage: one row per volume of every step, with the step's label maps outlined and its
-    references (the truth) dashed."""
+def overview_rows(outputs: dict) -> list[Row]:
+    """One row per volume of every step, with the step's label maps outlined and its references (the truth)
+    dashed, titled by step and volume with the volume's caption (its scores) when the step gives one."""
     rows = []
     for step, output in outputs.items():
         overlays = [sitk.ReadImage(str(f)) for f in output.overlays.values()]
         references = [sitk.ReadImage(str(f)) for f in output.references.values()]
         legend = f", dashed: {', '.join(output.references)}" if references else ""
-        rows += [Row(f"{step}: {name}{legend}", sitk.ReadImage(str(file), sitk.sitkFloat32), overlays,
-                     output.colormaps.get(name, "gray"), output.windows.get(name), references)
+        rows += [Row(f"{step}: {name}" + (f" ({output.captions[name]})" if name in output.captions else "") + legend,
+                     sitk.ReadImage(str(file), sitk.sitkFloat32), overlays, output.colormaps.get(name, "gray"),
+                     output.windows.get(name), references)
                  for name, file in output.volumes.items()]
-    return montage(rows, path)
+    return rows
+
+
+def overview(outputs: dict, path: Path) -> Path:
+    """The demo's montage (see :func:`overview_rows`)."""
+    return montage(overview_rows(outputs), path)
