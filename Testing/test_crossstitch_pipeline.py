@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from synthlab import volume
 from synthlab.crossstitch.data import match_organs, require_ct
 from synthlab.crossstitch.fit import FitOptions, fit
 from synthlab.crossstitch.geometry import displacement_transform
+from synthlab.datalist import read_datalist
 from synthlab.errors import InputError
 from synthlab.labels import PELVIS_SEGMENTS, LabelMap, Segment, read_labels, write_labels
 from synthlab.metrics import surface_distances
@@ -192,6 +195,33 @@ def test_evaluate_contour_reports_each_organ(contour_registry, pelvis_data, tmp_
     assert report["summary"]["pairs"] == len(report["pairs"]) >= 1
     assert set(report["summary"]["organs"]) == {s.name for s in PELVIS_SEGMENTS}
     assert {"dice", "msd_mm", "hd95_mm"} <= set(report["summary"]["organs"]["prostate"])
+
+
+def test_contour_benchmark_keeps_each_pair_for_a_paired_comparison(contour_registry, pelvis_data, tmp_path):
+    benchmarks = Path(__file__).parent / "benchmarks"
+    weights = next(contour_registry.parent.glob("*.safetensors"))
+    every_pair = tmp_path / "pairs.json"  # the tiny phantom has one pair a split
+    every_pair.write_text(json.dumps({"test": [pair for pairs in read_datalist(pelvis_data).values() for pair in pairs]}))
+    report_path = tmp_path / "report.json"
+    run = subprocess.run([sys.executable, str(benchmarks / "contour_benchmark.py"), "--datalist", str(every_pair),
+                          "--model", str(weights), "--no-baselines", "--pairs", "2", "--report", str(report_path)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(report_path.read_text())
+    network, own = (name for name in report["cases"])
+    rows = report["cases"][network]
+    assert [row["case"] for row in rows] == [row["case"] for row in report["cases"][own]] and len(rows) == 2
+    assert np.isclose(np.mean([row["prostate msd_mm"] for row in rows]),
+                      report["methods"][network]["organs"]["prostate"]["msd_mm"]["mean"], atol=1e-4)
+    assert "folding_fraction" in rows[0] and "folding_fraction" not in report["cases"][own][0]
+    compared = subprocess.run([sys.executable, str(benchmarks / "paired_reports.py"), "--metric", "prostate msd_mm",
+                               f"{report_path}:{network}", f"{report_path}:{own}"], capture_output=True, text=True)
+    assert compared.returncode == 0, compared.stderr
+    (line,) = compared.stdout.splitlines()
+    assert line.startswith("prostate msd_mm: A ") and "of 2" in line
+    missing = subprocess.run([sys.executable, str(benchmarks / "paired_reports.py"), "--metric", "spleen msd_mm",
+                              f"{report_path}:{network}", f"{report_path}:{own}"], capture_output=True, text=True)
+    assert missing.returncode != 0 and "no case of both reports has the metric 'spleen msd_mm'" in missing.stderr
 
 
 def test_surface_distance_of_nested_spheres_is_their_radius_difference_in_mm():

@@ -11,6 +11,9 @@ SimpleITK deformable baseline's time to each method's.
 would (added noise SD in HU, a calibration offset in HU, a softer kernel as a Gaussian of that many
 mm), to see how much the methods depend on the phantom's own acquisition.
 
+The report holds each method's summary under "methods" and its per-pair rows under "cases" (one row a
+pair: "<organ> dice|msd_mm|hd95_mm" and "folding_fraction"), which ``paired_reports.py --metric`` compares.
+
     .venv/bin/python Testing/benchmarks/contour_benchmark.py --datalist D/datalist.json \
         --model out/contour-crossstitch-3d.safetensors --pairs 5 --report report.json
 """
@@ -105,6 +108,14 @@ def run_baseline(name: str, fixed, moving, labels: LabelMap) -> tuple[LabelMap, 
     return LabelMap(warp_labels(labels.image, values, fixed, field), labels.segments), field
 
 
+def case_row(report: dict) -> dict:
+    """One pair's metrics as flat keys, "<organ> <metric>" and "folding_fraction"."""
+    row = {f"{organ} {key}": value for organ, metrics in report["organs"].items() for key, value in metrics.items()}
+    if "folding_fraction" in report:
+        row["folding_fraction"] = report["folding_fraction"]
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datalist", type=Path, required=True)
@@ -129,6 +140,7 @@ def main() -> None:
     models = {f"{model.card['configuration']} ({path.stem})": model for model, path in
               zip(loaded, arguments.model, strict=True)}
     reports: dict[str, list] = {name: [] for name in methods + list(models)}
+    case_ids = [str(entry["fixed"]) for entry in entries]  # the daily CT names the pair
     seconds: dict[str, list] = {name: [] for name in reports}
     for index, entry in enumerate(entries):
         fixed, moving = volume.read_image(entry["fixed"]), volume.read_image(entry["moving"])
@@ -159,7 +171,10 @@ def main() -> None:
         summary["seconds_per_pair"] = round(float(np.median(seconds[name])), 3)
         summary["speed_vs_simpleitk_deformable"] = round(float(reference_time / np.median(seconds[name])), 1)
         results[name] = summary
-    arguments.report.write_text(json.dumps(results, indent=2) + "\n")
+    cases = {name: [{"case": case_id, **case_row(report)}
+                    for case_id, report in zip(case_ids, method_reports, strict=True)]
+             for name, method_reports in reports.items()}
+    arguments.report.write_text(json.dumps({"methods": results, "cases": cases}, indent=2) + "\n")
     organs = sorted({o for r in results.values() for o in r["organs"]})
     print("| method | " + " | ".join(f"{o} Dice / MSD / HD95" for o in organs) + " | folding | s/pair | speed-up |")
     print("|---" * (len(organs) + 4) + "|")
