@@ -197,7 +197,7 @@ def test_evaluate_contour_reports_each_organ(contour_registry, pelvis_data, tmp_
     assert {"dice", "msd_mm", "hd95_mm"} <= set(report["summary"]["organs"]["prostate"])
 
 
-def test_contour_benchmark_keeps_each_pair_for_a_paired_comparison(contour_registry, pelvis_data, tmp_path):
+def test_contour_benchmark_keeps_each_pair_for_paired_comparisons_and_the_seed_figure(contour_registry, pelvis_data, tmp_path):
     benchmarks = Path(__file__).parent / "benchmarks"
     weights = next(contour_registry.parent.glob("*.safetensors"))
     every_pair = tmp_path / "pairs.json"  # the tiny phantom has one pair a split
@@ -222,6 +222,15 @@ def test_contour_benchmark_keeps_each_pair_for_a_paired_comparison(contour_regis
     missing = subprocess.run([sys.executable, str(benchmarks / "paired_reports.py"), "--metric", "spleen msd_mm",
                               f"{report_path}:{network}", f"{report_path}:{own}"], capture_output=True, text=True)
     assert missing.returncode != 0 and "no case of both reports has the metric 'spleen msd_mm'" in missing.stderr
+    figure = subprocess.run([sys.executable, str(benchmarks / "seed_spread_figure.py"), "--out", str(tmp_path / "s.png"),
+                             f"propagated={report_path}:{network}", f"own={report_path}:{own}"],
+                            capture_output=True, text=True)
+    assert figure.returncode == 0, figure.stderr
+    assert sitk.ReadImage(str(tmp_path / "s.png")).GetSize()[0] > 300
+    unnamed = subprocess.run([sys.executable, str(benchmarks / "seed_spread_figure.py"), "--out", str(tmp_path / "u.png"),
+                              f"{report_path}:{network}"], capture_output=True, text=True)
+    assert unnamed.returncode != 0 and "give GROUP=REPORT.json:METHOD" in unnamed.stderr
+    assert not (tmp_path / "u.png").exists()
 
 
 def test_surface_distance_of_nested_spheres_is_their_radius_difference_in_mm():
