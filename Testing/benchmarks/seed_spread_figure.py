@@ -41,7 +41,7 @@ def seed_means(arguments: list[str]) -> dict[str, list[dict[str, float]]]:
 
 def draw(groups: dict[str, list[dict[str, float]]], out: Path) -> Path:
     organs = sorted({organ for seeds in groups.values() for seed in seeds for organ in seed})
-    figure, axis = plt.subplots(figsize=(1.8 + 1.6 * len(organs), 3.6))
+    figure, axis = plt.subplots(figsize=(1.8 + 1.6 * len(organs), 4.0))
     width = 0.8 / len(groups)
     for index, (group, seeds) in enumerate(groups.items()):
         colour = f"C{index}"
@@ -49,13 +49,13 @@ def draw(groups: dict[str, list[dict[str, float]]], out: Path) -> Path:
             values = [seed[organ] for seed in seeds if organ in seed]
             x = position - 0.4 + width * (index + 0.5)
             axis.scatter(np.full(len(values), x), values, color=colour, s=18, zorder=3,
-                         label=f"{group} ({len(seeds)} seeds)" if position == 0 else None)
+                         label=f"{group} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})" if position == 0 else None)
             axis.hlines(np.mean(values), x - width / 2.5, x + width / 2.5, color=colour, linewidth=2)
     axis.set_xticks(range(len(organs)), organs)
     axis.set_ylabel("mean surface distance (mm)")
     axis.set_ylim(bottom=0)
     axis.grid(axis="y", alpha=0.3)
-    axis.legend(fontsize=8, loc="upper right")
+    axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=min(len(groups), 3), frameon=False)
     axis.set_title("One dot a training seed (its mean over the test pairs); bar: mean of the seeds", fontsize=9)
     figure.tight_layout()
     figure.savefig(out, dpi=120)
