@@ -16,11 +16,12 @@ from synthlab import volume
 from synthlab.crossstitch import geometry, losses
 from synthlab.crossstitch.commands import run_register
 from synthlab.crossstitch.data import PERCENTILE_RANGE
-from synthlab.crossstitch.inference import LoadedModel, register_images
+from synthlab.crossstitch.inference import LoadedModel, near_expected_organs, register_images
 from synthlab.crossstitch.instance import SegmentationGuide, refine_field
 from synthlab.crossstitch.networks import CONFIGURATIONS, CrossStitchUnit, JointNetwork, start_branches_from
 from synthlab.crossstitch.training import RegistrationModule
 from synthlab.errors import InputError
+from synthlab.labels import PELVIS_SEGMENTS, LabelMap
 
 BRAINWEB = Path("/usr/share/doc/insighttoolkit5-examples/examples/Data")
 
@@ -249,3 +250,32 @@ def test_a_3d_model_refuses_a_2d_image():
     image = sitk.GaussianSource(sitk.sitkFloat32, (32, 32), sigma=(6, 6), mean=(16, 16))
     with pytest.raises(InputError, match="2D image but model 'untrained' registers 3D"):
         register_images(_untrained_model(3), image, image)
+
+
+def test_own_segmentation_keeps_only_the_pieces_near_where_each_organ_is_expected():
+    prostate, rectum, bladder = PELVIS_SEGMENTS[0], PELVIS_SEGMENTS[2], PELVIS_SEGMENTS[3]
+    shape = (20, 40, 40)  # 2 mm voxels
+
+    def labels(boxes: dict[int, list[tuple[slice, ...]]], segments) -> LabelMap:
+        values = np.zeros(shape, np.uint16)
+        for value, regions in boxes.items():
+            for region in regions:
+                values[region] = value
+        image = sitk.GetImageFromArray(values)
+        image.SetSpacing((2.0, 2.0, 2.0))
+        return LabelMap(image, list(segments))
+
+    organ = (slice(8, 12), slice(10, 16), slice(10, 16))
+    expected = labels({1: [organ], 4: [(slice(8, 12), slice(24, 30), slice(24, 30))]}, (prostate, bladder))
+    near = (slice(8, 12), slice(18, 20), slice(10, 16))  # a separate piece, 6 mm from the expected prostate
+    far = (slice(0, 2), slice(34, 38), slice(30, 34))  # the edge of the field, far from it
+    own = labels({1: [organ, near, far], 3: [far], 4: [(slice(8, 12), slice(25, 30), slice(25, 30))]},
+                 (prostate, rectum, bladder))
+    kept = volume.array_of(near_expected_organs(own, expected).image)
+    before = volume.array_of(own.image)
+    assert (kept[organ] == 1).all() and (kept[near] == 1).all()
+    assert not (kept[far] == 1).any()  # the far prostate piece is dropped
+    assert (kept == 3).sum() == (before == 3).sum()  # no expected rectum: nothing to compare with, kept as is
+    assert (kept == 4).sum() == (before == 4).sum()
+    too_strict = volume.array_of(near_expected_organs(own, expected, margin_mm=4.0).image)
+    assert not (too_strict[near] == 1).any() and (too_strict[organ] == 1).all()

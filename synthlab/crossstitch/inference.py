@@ -38,6 +38,7 @@ warnings.filterwarnings("ignore", message=".*Using PyTorch native grid_sample.*"
 OPTIMISATION_ONLY = "optimisation-only"  # register with no network: instance optimisation from zero
 OPTIMISATION_STEPS = 100  # its default steps a pyramid level
 OPTIMISATION_MIN_SPACING_MM = {2: 1.0, 3: 2.0}  # its grid: the fixed image's spacing, at least this
+EXPECTED_ORGAN_MARGIN_MM = 20.0  # the network's own segmentation keeps only pieces this close to where the organ lands
 
 
 class LoadedModel(InferenceModel):
@@ -240,6 +241,8 @@ def propagate_contours(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image
         segmentation = _segmentation(output["probabilities"], pair, fixed, organs, moving_labels, organ_map)
     if "ddf" not in output:
         progress(0.9, "segmentation-only model: the contours are its segmentation")
+        planning_on_daily = LabelMap(volume.resample(moving_labels.image, fixed, is_label=True), moving_labels.segments)
+        segmentation = near_expected_organs(segmentation, planning_on_daily)
         return ContourResult(segmentation, None, None, segmentation, [])
     if "probabilities" not in output or not model.iterations(iterations):
         guided = []
@@ -250,7 +253,28 @@ def propagate_contours(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image
     contours = LabelMap(geometry.warp_labels(moving_labels.image, values, fixed, field),
                         list(moving_labels.segments))
     warped = geometry.warp_image(moving, fixed, field, -1024.0) if warp_ct else None
+    if segmentation is not None:
+        segmentation = near_expected_organs(segmentation, contours)
     return ContourResult(contours, field, warped, segmentation, guided)
+
+
+def near_expected_organs(segmentation: LabelMap, expected: LabelMap,
+                         margin_mm: float = EXPECTED_ORGAN_MARGIN_MM) -> LabelMap:
+    """The segmentation without the connected pieces of an organ that lie more than ``margin_mm`` from where that
+    organ is expected (the propagated contour, or the planning contour for a model with no field). A network sees
+    anatomy at the edge of a wide field of view that it never saw in training and may call it an organ there."""
+    values = volume.array_of(segmentation.image, np.uint16).copy()
+    expected_values = volume.array_of(expected.image, np.uint16)
+    for segment in segmentation.segments:
+        target = expected_values == segment.value
+        if segment not in expected.segments or not target.any() or not (values == segment.value).any():
+            continue
+        distance = sitk.SignedMaurerDistanceMap(volume.image_like(target.astype(np.uint8), expected.image),
+                                                insideIsPositive=False, squaredDistance=False, useImageSpacing=True)
+        pieces = volume.array_of(sitk.ConnectedComponent(segmentation.image == segment.value), np.int32)
+        kept = np.unique(pieces[(volume.array_of(distance) <= margin_mm) & (pieces > 0)])
+        values[(pieces > 0) & ~np.isin(pieces, kept)] = 0
+    return LabelMap(volume.image_like(values, segmentation.image), segmentation.segments)
 
 
 def _segmentation(probabilities: np.ndarray, pair: PairArrays, fixed: sitk.Image, organs: Sequence[str],
