@@ -263,7 +263,7 @@ def near_expected_organs(segmentation: LabelMap, expected: LabelMap,
     """The segmentation without the connected pieces of an organ that lie more than ``margin_mm`` from where that
     organ is expected (the propagated contour, or the planning contour for a model with no field). A network sees
     anatomy at the edge of a wide field of view that it never saw in training and may call it an organ there."""
-    values = volume.array_of(segmentation.image, np.uint16).copy()
+    values = volume.array_of(segmentation.image, np.uint16)
     expected_values = volume.array_of(expected.image, np.uint16)
     for segment in segmentation.segments:
         target = expected_values == segment.value
