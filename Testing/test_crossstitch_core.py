@@ -252,7 +252,7 @@ def test_a_3d_model_refuses_a_2d_image():
         register_images(_untrained_model(3), image, image)
 
 
-def test_own_segmentation_keeps_only_the_pieces_near_where_each_organ_is_expected():
+def test_own_segmentation_keeps_only_the_pieces_near_where_each_organ_is_expected_or_else_the_closest():
     prostate, rectum, bladder = PELVIS_SEGMENTS[0], PELVIS_SEGMENTS[2], PELVIS_SEGMENTS[3]
     shape = (20, 40, 40)  # 2 mm voxels
 
@@ -279,3 +279,6 @@ def test_own_segmentation_keeps_only_the_pieces_near_where_each_organ_is_expecte
     assert (kept == 4).sum() == (before == 4).sum()
     too_strict = volume.array_of(near_expected_organs(own, expected, margin_mm=4.0).image)
     assert not (too_strict[near] == 1).any() and (too_strict[organ] == 1).all()
+    moved = labels({1: [near, far]}, (prostate,))  # no piece within 4 mm: the closest one is kept, not none
+    closest = volume.array_of(near_expected_organs(moved, expected, margin_mm=4.0).image)
+    assert (closest[near] == 1).all() and not (closest[far] == 1).any()

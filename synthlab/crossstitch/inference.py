@@ -21,6 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 from monai.inferers import sliding_window_inference
+from scipy import ndimage
 
 from synthlab import volume
 from synthlab.crossstitch import geometry
@@ -261,18 +262,22 @@ def propagate_contours(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image
 def near_expected_organs(segmentation: LabelMap, expected: LabelMap,
                          margin_mm: float = EXPECTED_ORGAN_MARGIN_MM) -> LabelMap:
     """The segmentation without the connected pieces of an organ that lie more than ``margin_mm`` from where that
-    organ is expected (the propagated contour, or the planning contour for a model with no field). A network sees
-    anatomy at the edge of a wide field of view that it never saw in training and may call it an organ there."""
+    organ is expected (the propagated contour, or the planning contour for a model with no field); when no piece is
+    that close, the closest one is kept. A network sees anatomy at the edge of a wide field of view that it never
+    saw in training and may call it an organ there."""
     values = volume.array_of(segmentation.image, np.uint16)
     expected_values = volume.array_of(expected.image, np.uint16)
     for segment in segmentation.segments:
         target = expected_values == segment.value
         if segment not in expected.segments or not target.any() or not (values == segment.value).any():
             continue
-        distance = sitk.SignedMaurerDistanceMap(volume.image_like(target.astype(np.uint8), expected.image),
-                                                insideIsPositive=False, squaredDistance=False, useImageSpacing=True)
+        distance = volume.array_of(sitk.SignedMaurerDistanceMap(
+            volume.image_like(target.astype(np.uint8), expected.image), insideIsPositive=False,
+            squaredDistance=False, useImageSpacing=True))
         pieces = volume.array_of(sitk.ConnectedComponent(segmentation.image == segment.value), np.int32)
-        kept = np.unique(pieces[(volume.array_of(distance) <= margin_mm) & (pieces > 0)])
+        labels = np.arange(1, pieces.max() + 1)
+        closest = np.asarray(ndimage.minimum(distance, pieces, labels))
+        kept = labels[closest <= margin_mm] if (closest <= margin_mm).any() else labels[[closest.argmin()]]
         values[(pieces > 0) & ~np.isin(pieces, kept)] = 0
     return LabelMap(volume.image_like(values, segmentation.image), segmentation.segments)
 
