@@ -197,15 +197,20 @@ def test_evaluate_contour_reports_each_organ(contour_registry, pelvis_data, tmp_
     assert {"dice", "msd_mm", "hd95_mm"} <= set(report["summary"]["organs"]["prostate"])
 
 
-def test_contour_benchmark_keeps_each_pair_for_paired_comparisons_and_the_seed_figure(contour_registry, pelvis_data, tmp_path):
-    benchmarks = Path(__file__).parent / "benchmarks"
+def run_benchmark_script(script: str, *arguments) -> subprocess.CompletedProcess:
+    """One of Testing/benchmarks' scripts, run as its users run it."""
+    path = Path(__file__).parent / "benchmarks" / script
+    return subprocess.run([sys.executable, str(path), *map(str, arguments)], capture_output=True, text=True)
+
+
+def test_contour_benchmark_keeps_each_pair_for_paired_comparisons_and_the_seed_figure(contour_registry, pelvis_data,
+                                                                                      tmp_path):
     weights = next(contour_registry.parent.glob("*.safetensors"))
     every_pair = tmp_path / "pairs.json"  # the tiny phantom has one pair a split
     every_pair.write_text(json.dumps({"test": [pair for pairs in read_datalist(pelvis_data).values() for pair in pairs]}))
     report_path = tmp_path / "report.json"
-    run = subprocess.run([sys.executable, str(benchmarks / "contour_benchmark.py"), "--datalist", str(every_pair),
-                          "--model", str(weights), "--no-baselines", "--pairs", "2", "--report", str(report_path)],
-                         capture_output=True, text=True)
+    run = run_benchmark_script("contour_benchmark.py", "--datalist", every_pair, "--model", weights, "--no-baselines",
+                               "--pairs", 2, "--report", report_path)
     assert run.returncode == 0, run.stderr[-2000:]
     report = json.loads(report_path.read_text())
     network, own = (name for name in report["cases"])
@@ -214,21 +219,19 @@ def test_contour_benchmark_keeps_each_pair_for_paired_comparisons_and_the_seed_f
     assert np.isclose(np.mean([row["prostate msd_mm"] for row in rows]),
                       report["methods"][network]["organs"]["prostate"]["msd_mm"]["mean"], atol=1e-4)
     assert "folding_fraction" in rows[0] and "folding_fraction" not in report["cases"][own][0]
-    compared = subprocess.run([sys.executable, str(benchmarks / "paired_reports.py"), "--metric", "prostate msd_mm",
-                               f"{report_path}:{network}", f"{report_path}:{own}"], capture_output=True, text=True)
+    compared = run_benchmark_script("paired_reports.py", "--metric", "prostate msd_mm", f"{report_path}:{network}",
+                                    f"{report_path}:{own}")
     assert compared.returncode == 0, compared.stderr
     (line,) = compared.stdout.splitlines()
     assert line.startswith("prostate msd_mm: A ") and "of 2" in line
-    missing = subprocess.run([sys.executable, str(benchmarks / "paired_reports.py"), "--metric", "spleen msd_mm",
-                              f"{report_path}:{network}", f"{report_path}:{own}"], capture_output=True, text=True)
+    missing = run_benchmark_script("paired_reports.py", "--metric", "spleen msd_mm", f"{report_path}:{network}",
+                                   f"{report_path}:{own}")
     assert missing.returncode != 0 and "no case of both reports has the metric 'spleen msd_mm'" in missing.stderr
-    figure = subprocess.run([sys.executable, str(benchmarks / "seed_spread_figure.py"), "--out", str(tmp_path / "s.png"),
-                             f"propagated={report_path}:{network}", f"own={report_path}:{own}"],
-                            capture_output=True, text=True)
+    figure = run_benchmark_script("seed_spread_figure.py", "--out", tmp_path / "s.png",
+                                  f"propagated={report_path}:{network}", f"own={report_path}:{own}")
     assert figure.returncode == 0, figure.stderr
     assert sitk.ReadImage(str(tmp_path / "s.png")).GetSize()[0] > 300
-    unnamed = subprocess.run([sys.executable, str(benchmarks / "seed_spread_figure.py"), "--out", str(tmp_path / "u.png"),
-                              f"{report_path}:{network}"], capture_output=True, text=True)
+    unnamed = run_benchmark_script("seed_spread_figure.py", "--out", tmp_path / "u.png", f"{report_path}:{network}")
     assert unnamed.returncode != 0 and "give GROUP=REPORT.json:METHOD" in unnamed.stderr
     assert not (tmp_path / "u.png").exists()
 
