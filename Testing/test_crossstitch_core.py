@@ -256,29 +256,36 @@ def test_own_segmentation_keeps_only_the_pieces_near_where_each_organ_is_expecte
     prostate, rectum, bladder = PELVIS_SEGMENTS[0], PELVIS_SEGMENTS[2], PELVIS_SEGMENTS[3]
     shape = (20, 40, 40)  # 2 mm voxels
 
-    def labels(boxes: dict[int, list[tuple[slice, ...]]], segments) -> LabelMap:
+    def labels(boxes: dict[int, list[tuple[slice, ...]]], segments, spacing=(2.0, 2.0, 2.0)) -> LabelMap:
         values = np.zeros(shape, np.uint16)
         for value, regions in boxes.items():
             for region in regions:
                 values[region] = value
         image = sitk.GetImageFromArray(values)
-        image.SetSpacing((2.0, 2.0, 2.0))
+        image.SetSpacing(spacing)
         return LabelMap(image, list(segments))
 
     organ = (slice(8, 12), slice(10, 16), slice(10, 16))
     expected = labels({1: [organ], 4: [(slice(8, 12), slice(24, 30), slice(24, 30))]}, (prostate, bladder))
-    near = (slice(8, 12), slice(18, 20), slice(10, 16))  # a separate piece, 6 mm from the expected prostate
+    near = (slice(8, 12), slice(18, 20), slice(10, 16))  # a separate piece, 3 voxels (6 mm) from the expected prostate
     far = (slice(0, 2), slice(34, 38), slice(30, 34))  # the edge of the field, far from it
-    own = labels({1: [organ, near, far], 3: [far], 4: [(slice(8, 12), slice(25, 30), slice(25, 30))]},
+    rectum_far = (slice(16, 18), slice(2, 6), slice(34, 38))
+    own = labels({1: [organ, near, far], 3: [rectum_far], 4: [(slice(8, 12), slice(25, 30), slice(25, 30))]},
                  (prostate, rectum, bladder))
     kept = volume.array_of(near_expected_organs(own, expected).image)
     before = volume.array_of(own.image)
     assert (kept[organ] == 1).all() and (kept[near] == 1).all()
-    assert not (kept[far] == 1).any()  # the far prostate piece is dropped
-    assert (kept == 3).sum() == (before == 3).sum()  # no expected rectum: nothing to compare with, kept as is
+    assert (kept[far] == 0).all()  # the far prostate piece is dropped
+    assert (kept == 3).sum() == (before == 3).sum() > 0  # no expected rectum: nothing to compare with, kept as is
     assert (kept == 4).sum() == (before == 4).sum()
     too_strict = volume.array_of(near_expected_organs(own, expected, margin_mm=4.0).image)
     assert not (too_strict[near] == 1).any() and (too_strict[organ] == 1).all()
     moved = labels({1: [near, far]}, (prostate,))  # no piece within 4 mm: the closest one is kept, not none
     closest = volume.array_of(near_expected_organs(moved, expected, margin_mm=4.0).image)
     assert (closest[near] == 1).all() and not (closest[far] == 1).any()
+    # distances are in mm along each axis: with 5 mm columns a piece 3 columns away is 15 mm away
+    beside = (slice(8, 12), slice(10, 16), slice(18, 20))
+    wide_columns = (5.0, 2.0, 2.0)
+    wide = near_expected_organs(labels({1: [organ, beside]}, (prostate,), wide_columns),
+                                labels({1: [organ]}, (prostate,), wide_columns), margin_mm=10.0)
+    assert (volume.array_of(wide.image)[beside] == 0).all()
