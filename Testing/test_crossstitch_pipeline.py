@@ -236,6 +236,31 @@ def test_contour_benchmark_keeps_each_pair_for_paired_comparisons_and_the_seed_f
     assert not (tmp_path / "u.png").exists()
 
 
+def test_changed_ct_copies_pairs_with_another_scanners_look_and_keeps_contours_on_the_new_slices(pelvis_data,
+                                                                                                 tmp_path):
+    out = tmp_path / "changed"
+    run = run_benchmark_script("changed_ct.py", "--datalist", pelvis_data, "--out", out, "--offset", 40,
+                               "--noise-hu", 20, "--slice-mm", 6, "--which", "both")
+    assert run.returncode == 0, run.stderr[-2000:]
+    (original,), (changed,) = read_datalist(pelvis_data)["test"], read_datalist(out / "datalist.json")["test"]
+    before, after = sitk.ReadImage(original["fixed"]), sitk.ReadImage(changed["fixed"])
+    assert after.GetSpacing()[2] == 6.0 and after.GetSpacing()[:2] == before.GetSpacing()[:2]
+    assert abs(after.GetSize()[2] * 6.0 - before.GetSize()[2] * before.GetSpacing()[2]) <= 6.0
+    labels = read_labels(changed["fixed_labels"])
+    assert labels.image.GetSize() == after.GetSize()
+    assert [s.name for s in labels.segments] == [s.name for s in read_labels(original["fixed_labels"]).segments]
+    planning_before, planning_after = (sitk.GetArrayFromImage(sitk.ReadImage(entry["moving"])).astype(float)
+                                       for entry in (original, changed))
+    difference = planning_after - planning_before  # same grid: the planning CT keeps its slices
+    soft_tissue = planning_before > -200  # away from the air floor
+    assert abs(np.mean(difference[soft_tissue]) - 40) < 3 and 15 < np.std(difference[soft_tissue]) < 25
+    again = run_benchmark_script("changed_ct.py", "--datalist", pelvis_data, "--out", out, "--noise-hu", 20)
+    assert again.returncode == 2 and "exists" in again.stderr  # nothing overwritten
+    empty = run_benchmark_script("changed_ct.py", "--datalist", pelvis_data, "--split", "nothing", "--out",
+                                 tmp_path / "none")
+    assert empty.returncode == 2 and "no pairs in split 'nothing'" in empty.stderr
+
+
 def test_surface_distance_of_nested_spheres_is_their_radius_difference_in_mm():
     z, y, x = np.mgrid[:40, :60, :60]
     spacing = (2.0, 1.0, 1.0)
