@@ -236,8 +236,7 @@ def test_contour_benchmark_keeps_each_pair_for_paired_comparisons_and_the_seed_f
     assert not (tmp_path / "u.png").exists()
 
 
-def test_changed_ct_copies_pairs_with_another_scanners_look_and_keeps_contours_on_the_new_slices(pelvis_data,
-                                                                                                 tmp_path):
+def test_changed_ct_copies_pairs_with_another_scanners_look_and_keeps_contours_on_the_new_grid(pelvis_data, tmp_path):
     out = tmp_path / "changed"
     run = run_benchmark_script("changed_ct.py", "--datalist", pelvis_data, "--out", out, "--offset", 40,
                                "--noise-hu", 20, "--slice-mm", 6, "--which", "both")
@@ -259,6 +258,18 @@ def test_changed_ct_copies_pairs_with_another_scanners_look_and_keeps_contours_o
     empty = run_benchmark_script("changed_ct.py", "--datalist", pelvis_data, "--split", "nothing", "--out",
                                  tmp_path / "none")
     assert empty.returncode == 2 and "no pairs in split 'nothing'" in empty.stderr
+    turned = run_benchmark_script("changed_ct.py", "--datalist", pelvis_data, "--out", tmp_path / "ras",
+                                  "--orientation", "ras")
+    assert turned.returncode == 0, turned.stderr[-2000:]
+    (reoriented,) = read_datalist(tmp_path / "ras" / "datalist.json")["test"]
+    for key, read in (("fixed", sitk.ReadImage), ("fixed_labels", lambda path: read_labels(path).image)):
+        image, source = read(reoriented[key]), read(original[key])
+        assert sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection()) == "RAS"
+        back = sitk.DICOMOrient(image, "LPS")  # the same voxels where they were
+        assert np.array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(source))
+    wrong = run_benchmark_script("changed_ct.py", "--datalist", pelvis_data, "--out", tmp_path / "w",
+                                 "--orientation", "RAA")
+    assert wrong.returncode == 2 and "not three axis letters" in wrong.stderr
 
 
 def test_surface_distance_of_nested_spheres_is_their_radius_difference_in_mm():

@@ -1,12 +1,13 @@
 """Copies of a contour datalist's pairs whose CTs look as if another scanner or protocol made them: HU
-calibration (scale and offset), more noise, blur, thicker slices. The models will meet pelvis CTs made
-differently from the phantom they were trained on; scoring them on these copies (``contour_benchmark.py
---datalist OUT/datalist.json``) shows how far each kind of change moves them.
+calibration (scale and offset), more noise, blur, thicker slices, another voxel orientation. The models will
+meet pelvis CTs made differently from the phantom they were trained on; scoring them on these copies
+(``contour_benchmark.py --datalist OUT/datalist.json``) shows how far each kind of change moves them.
 
     .venv/bin/python Testing/benchmarks/changed_ct.py --datalist pelvis_full/all_test.json --out noisy \\
         --noise-hu 40 --which both
 
-Only the CTs change; the contours stay (on the daily CT's new grid when its slices are resampled). Every pair
+Only the CTs change. The contours stay where they were, on the daily CT's new grid when its slices are
+resampled or its voxels reordered (an orientation changes the voxel order, not where anything is). Every pair
 of the chosen split is written to the output's ``test`` split.
 """
 
@@ -54,6 +55,12 @@ def with_slice_thickness(image: sitk.Image, slice_mm: float, is_label: bool) -> 
     return volume.resample(image, reference, is_label=is_label)
 
 
+def is_orientation(code: str) -> bool:
+    """Three letters naming each axis once, one of L/R, one of P/A, one of I/S (as DICOMOrient takes)."""
+    return len(code) == 3 and all(letter in "LRPAIS" for letter in code) and sorted(
+        "LRPAIS".index(letter) // 2 for letter in code) == [0, 1, 2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datalist", required=True, help="contour datalist (JSON)")
@@ -64,6 +71,8 @@ def main() -> None:
     parser.add_argument("--noise-hu", type=float, default=0.0, help="standard deviation of added Gaussian noise")
     parser.add_argument("--blur-mm", type=float, default=0.0, help="Gaussian blur, sigma in mm")
     parser.add_argument("--slice-mm", type=float, default=None, help="resample the daily CT to this slice spacing")
+    parser.add_argument("--orientation", default=None,
+                        help="store the daily CT and its contours in this voxel orientation (e.g. RAS)")
     parser.add_argument("--which", choices=["daily", "both"], default="daily",
                         help="change the daily CT only, or the planning CT too (slices: the daily CT only)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed")
@@ -77,6 +86,8 @@ def main() -> None:
         parser.error(str(error))
     if not entries:
         parser.error(f"--split: {arguments.datalist} has no pairs in split {arguments.split!r}")
+    if arguments.orientation and not is_orientation(arguments.orientation.upper()):
+        parser.error(f"--orientation: {arguments.orientation!r} is not three axis letters such as RAS or LPI")
     rng = np.random.default_rng(arguments.seed)
     written, planning_done = [], {}
     changes = (arguments.scale, arguments.offset, arguments.noise_hu, arguments.blur_mm)
@@ -84,8 +95,10 @@ def main() -> None:
         folder = out / f"pair_{number:03d}"
         folder.mkdir(parents=True)
         fixed = changed_ct(volume.read_image(entry["fixed"], "fixed"), *changes, arguments.slice_mm, rng)
+        if arguments.orientation:
+            fixed = sitk.DICOMOrient(fixed, arguments.orientation.upper())
         copy = {**entry, "fixed": str(volume.write_image(fixed, folder / "daily_ct.nii.gz"))}
-        if arguments.slice_mm:
+        if arguments.slice_mm or arguments.orientation:
             labels = read_labels(entry["fixed_labels"], "fixed_labels")
             resampled = LabelMap(volume.resample(labels.image, fixed, is_label=True), labels.segments)
             copy["fixed_labels"] = str(write_labels(resampled, folder / "daily_contours.seg.nrrd"))
