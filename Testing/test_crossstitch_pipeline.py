@@ -236,9 +236,11 @@ def test_contour_benchmark_keeps_each_pair_for_paired_comparisons_and_the_seed_f
     assert not (tmp_path / "u.png").exists()
 
 
-def test_changed_ct_copies_pairs_with_another_scanners_look_and_keeps_contours_on_the_new_grid(pelvis_data, tmp_path):
+def test_changed_ct_copies_pairs_with_another_scanners_look_and_keeps_contours_on_the_new_grid(pelvis_data, tmp_path,
+                                                                                               monkeypatch):
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "changed"
-    run = run_benchmark_script("changed_ct.py", "--datalist", pelvis_data, "--out", out, "--offset", 40,
+    run = run_benchmark_script("changed_ct.py", "--datalist", pelvis_data, "--out", "changed", "--offset", 40,
                                "--noise-hu", 20, "--slice-mm", 6, "--which", "both")
     assert run.returncode == 0, run.stderr[-2000:]
     (original,), (changed,) = read_datalist(pelvis_data)["test"], read_datalist(out / "datalist.json")["test"]

@@ -77,7 +77,7 @@ def main() -> None:
                         help="change the daily CT only, or the planning CT too (slices: the daily CT only)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed")
     arguments = parser.parse_args()
-    out = Path(arguments.out)
+    out = Path(arguments.out).resolve()  # the datalist holds absolute paths
     if out.exists():
         parser.error(f"--out: {out} exists; give a new folder (nothing is overwritten)")
     try:
