@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from conftest import rotation_direction
 from monai.networks.blocks import DVF2DDF, Warp
 
 from synthlab import volume
@@ -114,6 +115,24 @@ def test_diffeomorphic_integration_keeps_a_strong_compression_free_of_folds():
     grid = geometry.model_grid(sitk.Image(size, size, sitk.sitkFloat32), (1.0, 1.0))
     assert geometry.folding_fraction(grid.field_to_mm(velocity[0].numpy())) > 0.01
     assert geometry.folding_fraction(grid.field_to_mm(integrated[0].numpy())) < 0.005
+
+
+@pytest.mark.parametrize("direction", [(-1.0, 0, 0, 0, -1.0, 0, 0, 0, 1.0), rotation_direction(25)],
+                         ids=["RAS-stored", "oblique"])
+def test_folding_is_measured_in_physical_space_whatever_the_grid_direction(direction):
+    z, y, x = np.mgrid[:16, :18, :20].astype(float)
+    along_first_axis = np.zeros((16, 18, 20, 3))
+    along_first_axis[..., 0] = -1.5 * x * 2.0  # mm: the first voxel axis squeezed past zero, folds everywhere
+    along_first_axis[..., 1] = 0.2 * y * 1.0  # a gentle stretch along the second: no folds on its own
+    matrix = np.array(direction).reshape(3, 3)
+    for stretch_only in (False, True):
+        vectors = along_first_axis.copy()
+        if stretch_only:
+            vectors[..., 0] = 0
+        field = sitk.GetImageFromArray(vectors @ matrix.T, isVector=True)  # the same motion in LPS mm
+        field.SetSpacing((2.0, 1.0, 3.0))
+        field.SetDirection(direction)
+        assert geometry.folding_fraction(field) == (0.0 if stretch_only else pytest.approx(1.0, abs=0.15))
 
 
 def test_field_in_voxels_becomes_the_itk_physical_field():

@@ -152,8 +152,16 @@ def warp_image(image: sitk.Image, fixed: sitk.Image, field: sitk.Image, default:
 
 
 def folding_fraction(field: sitk.Image, mask: sitk.Image | None = None) -> float:
-    """Fraction of voxels (inside ``mask`` if given) where the transform's Jacobian determinant is ≤ 0."""
-    determinant = volume.array_of(sitk.DisplacementFieldJacobianDeterminant(
-        sitk.Cast(field, sitk.sitkVectorFloat64)), np.float64)
+    """Fraction of voxels (inside ``mask`` if given) where the transform's Jacobian determinant is ≤ 0.
+
+    ITK's filter differentiates along the voxel axes and ignores the direction cosines, so the vectors are first
+    expressed along the image's own axes (a rotation of coordinates, which leaves the determinant unchanged):
+    fields on flipped or oblique grids (an RAS-stored CT) are measured like those on LPS grids.
+    """
+    dimension = field.GetDimension()
+    direction = np.array(field.GetDirection()).reshape(dimension, dimension)
+    along_axes = sitk.GetImageFromArray(sitk.GetArrayFromImage(field).astype(np.float64) @ direction, isVector=True)
+    along_axes.SetSpacing(field.GetSpacing())
+    determinant = volume.array_of(sitk.DisplacementFieldJacobianDeterminant(along_axes), np.float64)
     inside = volume.array_of(mask, bool) if mask is not None else np.ones_like(determinant, bool)
     return float((determinant[inside] <= 0).mean()) if inside.any() else 0.0
