@@ -7,9 +7,8 @@ scored twice: its propagated contours and its own segmentation of the daily CT.
 Per organ: Dice, MSD, HD95 (mm); folding fraction; seconds a pair, and the ratio of the
 SimpleITK deformable baseline's time to each method's.
 
---daily-noise, --daily-offset and --daily-blur change the daily CT as another scanner or protocol
-would (added noise SD in HU, a calibration offset in HU, a softer kernel as a Gaussian of that many
-mm), to see how much the methods depend on the phantom's own acquisition.
+To see how much the methods depend on the phantom's own acquisition, score them on a copy of the pairs
+made by ``changed_ct.py`` (another scanner's HU calibration, noise, blur, slices or voxel orientation).
 
 The report holds each method's summary under "methods" and its per-pair rows under "cases" (one row a
 pair: "<organ> dice|msd_mm|hd95_mm" and "folding_fraction"), which ``paired_reports.py --metric`` compares.
@@ -87,19 +86,6 @@ def transform_field(transform: sitk.Transform, fixed: sitk.Image) -> sitk.Image:
     return converter.Execute(transform)
 
 
-def shift_acquisition(image: sitk.Image, noise_hu: float, offset_hu: float, blur_mm: float, seed: int) -> sitk.Image:
-    """The image as another acquisition would give it: blurred, offset and noisier (float32 HU)."""
-    shifted = sitk.Cast(image, sitk.sitkFloat32)
-    if blur_mm > 0:
-        shifted = sitk.SmoothingRecursiveGaussian(shifted, blur_mm)
-    array = sitk.GetArrayFromImage(shifted) + offset_hu
-    if noise_hu > 0:
-        array = array + np.random.default_rng(seed).normal(0, noise_hu, array.shape)
-    result = sitk.GetImageFromArray(array.astype(np.float32))
-    result.CopyInformation(image)
-    return result
-
-
 def run_baseline(name: str, fixed, moving, labels: LabelMap) -> tuple[LabelMap, sitk.Image | None]:
     if name == "identity":
         return LabelMap(volume.resample(labels.image, fixed, is_label=True), labels.segments), None
@@ -129,9 +115,6 @@ def main() -> None:
                         help="guide only these organs (comma-separated, or 'none'); default: the model card's")
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--report", type=Path, required=True)
-    parser.add_argument("--daily-noise", type=float, default=0.0, help="added noise SD on the daily CT (HU)")
-    parser.add_argument("--daily-offset", type=float, default=0.0, help="calibration offset of the daily CT (HU)")
-    parser.add_argument("--daily-blur", type=float, default=0.0, help="Gaussian blur of the daily CT (mm)")
     arguments = parser.parse_args()
 
     entries = read_datalist(arguments.datalist)[arguments.split][: arguments.pairs]
@@ -144,9 +127,6 @@ def main() -> None:
     seconds: dict[str, list] = {name: [] for name in reports}
     for index, entry in enumerate(entries):
         fixed, moving = volume.read_image(entry["fixed"]), volume.read_image(entry["moving"])
-        if arguments.daily_noise or arguments.daily_offset or arguments.daily_blur:
-            fixed = shift_acquisition(fixed, arguments.daily_noise, arguments.daily_offset, arguments.daily_blur,
-                                      seed=index)
         labels, truth = read_labels(entry["moving_labels"]), read_labels(entry["fixed_labels"])
         for name in methods + list(models):
             started = time.perf_counter()
