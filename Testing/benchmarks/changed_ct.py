@@ -32,7 +32,7 @@ def changed_ct(image: sitk.Image, scale: float, offset: float, noise_hu: float, 
                slice_mm: float | None, rng: np.random.Generator) -> sitk.Image:
     """The CT after the changes, in that order: slices, blur, calibration, noise."""
     if slice_mm:
-        image = with_slice_thickness(image, slice_mm, is_label=False)
+        image = with_slice_thickness(image, slice_mm)
     image = sitk.Cast(image, sitk.sitkFloat32)
     if blur_mm > 0:
         image = sitk.SmoothingRecursiveGaussian(image, blur_mm)
@@ -42,7 +42,7 @@ def changed_ct(image: sitk.Image, scale: float, offset: float, noise_hu: float, 
     return volume.image_like(np.maximum(values, AIR_HU).astype(np.float32), image)
 
 
-def with_slice_thickness(image: sitk.Image, slice_mm: float, is_label: bool) -> sitk.Image:
+def with_slice_thickness(image: sitk.Image, slice_mm: float) -> sitk.Image:
     """The image resampled to ``slice_mm`` between slices over the same extent; in-plane grid unchanged."""
     spacing = list(image.GetSpacing())
     size = list(image.GetSize())
@@ -52,7 +52,7 @@ def with_slice_thickness(image: sitk.Image, slice_mm: float, is_label: bool) -> 
     reference.SetSpacing(spacing)
     reference.SetOrigin(image.GetOrigin())
     reference.SetDirection(image.GetDirection())
-    return volume.resample(image, reference, is_label=is_label)
+    return volume.resample(image, reference)
 
 
 def is_orientation(code: str) -> bool:
