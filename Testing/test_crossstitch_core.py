@@ -120,10 +120,10 @@ def test_diffeomorphic_integration_keeps_a_strong_compression_free_of_folds():
 @pytest.mark.parametrize("direction", [(-1.0, 0, 0, 0, -1.0, 0, 0, 0, 1.0), rotation_direction(25)],
                          ids=["RAS-stored", "oblique"])
 def test_folding_is_measured_in_physical_space_whatever_the_grid_direction(direction):
-    z, y, x = np.mgrid[:16, :18, :20].astype(float)
+    _, y, x = np.mgrid[:16, :18, :20].astype(float)
     along_first_axis = np.zeros((16, 18, 20, 3))
     along_first_axis[..., 0] = -1.5 * x * 2.0  # mm: the first voxel axis squeezed past zero, folds everywhere
-    along_first_axis[..., 1] = 0.2 * y * 1.0  # a gentle stretch along the second: no folds on its own
+    along_first_axis[..., 1] = 0.2 * y  # mm: a gentle stretch along the second: no folds on its own
     matrix = np.array(direction).reshape(3, 3)
     for stretch_only in (False, True):
         vectors = along_first_axis.copy()
