@@ -260,6 +260,11 @@ def test_changed_ct_copies_pairs_with_another_scanners_look_and_keeps_contours_o
     empty = run_benchmark_script("changed_ct.py", "--datalist", pelvis_data, "--split", "nothing", "--out",
                                  tmp_path / "none")
     assert empty.returncode == 2 and "no pairs in split 'nothing'" in empty.stderr
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"test": [{**original, "moving": str(tmp_path / "gone.nii.gz")}]}))
+    unreadable = run_benchmark_script("changed_ct.py", "--datalist", broken, "--out", tmp_path / "b")
+    assert unreadable.returncode == 2 and "1 file(s) not found, the first" in unreadable.stderr
+    assert "gone.nii.gz" in unreadable.stderr and not (tmp_path / "b").exists()
     turned = run_benchmark_script("changed_ct.py", "--datalist", pelvis_data, "--out", tmp_path / "ras",
                                   "--orientation", "ras")
     assert turned.returncode == 0, turned.stderr[-2000:]

@@ -86,6 +86,10 @@ def main() -> None:
         parser.error(str(error))
     if not entries:
         parser.error(f"--split: {arguments.datalist} has no pairs in split {arguments.split!r}")
+    missing = sorted({entry[key] for entry in entries for key in ("fixed", "moving", "fixed_labels")
+                      if not Path(entry[key]).is_file()})
+    if missing:  # checked before anything is written
+        parser.error(f"--datalist: {len(missing)} file(s) not found, the first {missing[0]}")
     if arguments.orientation and not is_orientation(arguments.orientation.upper()):
         parser.error(f"--orientation: {arguments.orientation!r} is not three axis letters such as RAS or LPI")
     rng = np.random.default_rng(arguments.seed)
