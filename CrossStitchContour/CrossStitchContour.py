@@ -46,6 +46,7 @@ class CrossStitchContourParameterNode:
     organMap: str  # "segment=organ,..." (the --organ-map option); empty: match by name
     warpPlanningCt: bool
     guideOrgans: str  # the --guide-organs option; empty: the model card's choice
+    segmentationWeight: str  # the --segmentation-weight option; empty: the model card's choice
     outputSegmentation: vtkMRMLSegmentationNode
     outputTransform: vtkMRMLGridTransformNode
     outputWarpedCt: vtkMRMLScalarVolumeNode
@@ -107,7 +108,8 @@ class CrossStitchContourLogic(ScriptedLoadableModuleLogic):
         organMap = parse_organ_map(parameters.organMap) if parameters.organMap else None
         return start_contour(current_backend(), parameters.planningCt, parameters.planningSegmentation,
                              parameters.dailyCt, parameters.referenceSegmentation, organMap,
-                             parameters.warpPlanningCt, guide_organs=parameters.guideOrgans)
+                             parameters.warpPlanningCt, guide_organs=parameters.guideOrgans,
+                             segmentation_weight=parameters.segmentationWeight)
 
     def load(self, result, parameters):
         nodes = load_contours(slicer.mrmlScene, result, parameters.dailyCt, parameters.planningSegmentation)

@@ -17,12 +17,17 @@ from synthlab import volume
 from synthlab.crossstitch import geometry, losses
 from synthlab.crossstitch.commands import run_register
 from synthlab.crossstitch.data import PERCENTILE_RANGE
-from synthlab.crossstitch.inference import LoadedModel, near_expected_organs, register_images
+from synthlab.crossstitch.inference import (
+    LoadedModel,
+    fuse_with_segmentation,
+    near_expected_organs,
+    register_images,
+)
 from synthlab.crossstitch.instance import SegmentationGuide, refine_field
 from synthlab.crossstitch.networks import CONFIGURATIONS, CrossStitchUnit, JointNetwork, start_branches_from
 from synthlab.crossstitch.training import RegistrationModule
 from synthlab.errors import InputError
-from synthlab.labels import PELVIS_SEGMENTS, LabelMap
+from synthlab.labels import PELVIS_SEGMENTS, LabelMap, parse_organ_weights
 
 BRAINWEB = Path("/usr/share/doc/insighttoolkit5-examples/examples/Data")
 
@@ -308,3 +313,51 @@ def test_own_segmentation_keeps_only_the_pieces_near_where_each_organ_is_expecte
     wide = near_expected_organs(labels({1: [organ, beside]}, (prostate,), wide_columns),
                                 labels({1: [organ]}, (prostate,), wide_columns), margin_mm=10.0)
     assert (volume.array_of(wide.image)[beside] == 0).all()
+
+
+def test_fused_contour_weighs_the_warped_contour_against_the_models_segmentation_near_the_organ_only():
+    organs = ["prostate", "seminal vesicles", "rectum", "bladder"]
+    values, matched = [1, 4], {"prostate": 1, "bladder": 4}  # planning values; no seminal vesicles segment
+    shape, spacing = (10, 30, 30), (2.0, 2.0, 2.0)
+    warped = np.zeros((2, *shape), np.float32)
+    warped[0][4:6, 5:15, 5:15] = 1  # the warped prostate
+    warped[1][4:6, 20:25, 20:25] = 1  # the warped bladder
+    probabilities = np.zeros((5, *shape), np.float32)
+    probabilities[1][4:6, 5:15, 9:19] = 1  # the network sees the prostate 4 voxels further along x
+    probabilities[1][4:6, 0:3, 27:30] = 1  # and a far piece, more than 20 mm from the warped prostate
+    probabilities[4][4:6, 0:5, 0:5] = 1  # a bladder elsewhere, but the bladder is not weighed in
+    reference = sitk.GetImageFromArray(np.zeros(shape, np.uint16))
+    reference.SetSpacing(spacing)
+
+    def contours(weight: float) -> np.ndarray:
+        fused = fuse_with_segmentation(warped, values, probabilities, organs, matched,
+                                       {"prostate": weight, "seminal vesicles": weight})
+        np.testing.assert_array_equal(fused[1], warped[1])
+        return volume.array_of(geometry.labels_from_masks(fused, values, reference))
+
+    both, warped_only, seen_only = np.s_[4:6, 5:15, 9:15], np.s_[4:6, 5:15, 5:9], np.s_[4:6, 5:15, 15:19]
+    np.testing.assert_array_equal(contours(0.0), volume.array_of(geometry.labels_from_masks(warped, values,
+                                                                                              reference)))
+    for weight, kept, dropped in ((0.4, warped_only, seen_only), (0.6, seen_only, warped_only)):
+        labels = contours(weight)
+        assert (labels[both] == 1).all() and (labels[kept] == 1).all() and (labels[dropped] == 0).all(), weight
+    segments = [PELVIS_SEGMENTS[0], PELVIS_SEGMENTS[3]]
+    near_warped = near_expected_organs(LabelMap(volume.image_like(contours(1.0), reference), segments),
+                                       LabelMap(geometry.labels_from_masks(warped, values, reference), segments))
+    kept = volume.array_of(near_warped.image)
+    assert (kept[4:6, 0:3, 27:30] == 0).all() and (kept[seen_only] == 1).all()  # as inference keeps it
+
+
+def test_segmentation_weights_come_from_the_card_unless_asked_and_must_name_known_organs_between_0_and_1():
+    model = _untrained_model(3)
+    model.card.update(organs=["prostate", "bladder"], inference={"segmentation_weights": {"bladder": 0.7}})
+    assert model.segmentation_weights(None) == {"bladder": 0.7}
+    assert model.segmentation_weights(parse_organ_weights("0.5", model.card["organs"])) == {
+        "prostate": 0.5, "bladder": 0.5}
+    assert model.segmentation_weights(parse_organ_weights("prostate=0.2,bladder=0", model.card["organs"])) == {
+        "prostate": 0.2}  # a weight of 0 leaves that organ's warped contour as it is
+    assert model.segmentation_weights(parse_organ_weights("none", model.card["organs"])) == {}
+    for text, message in (("kidney=0.5", "unknown organ kidney"), ("bladder=1.5", "bladder: 1.5 is not between"),
+                          ("lots", "give one number"), ("bladder=", "give one number")):
+        with pytest.raises(InputError, match=message):
+            model.segmentation_weights(parse_organ_weights(text, model.card["organs"]))

@@ -336,6 +336,24 @@ def test_contour_in_a_sliding_window_with_instance_optimisation(contour_registry
     assert set(today.present_values()) == {1, 2, 3, 4}
 
 
+def test_contour_weighs_in_the_models_own_segmentation_only_for_the_organs_asked(contour_registry, pair, tmp_path):
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "fused").mkdir()
+    plain, plain_out = contour(contour_registry, pair, tmp_path / "plain", "--iterations", 2, "--segmentation-weight",
+                               "none", "--progress", "json")
+    fused, fused_out = contour(contour_registry, pair, tmp_path / "fused", "--iterations", 2, "--segmentation-weight",
+                               "bladder=0.9", "--progress", "json")
+    assert plain.returncode == 0 and fused.returncode == 0, fused.stderr[-2000:]
+    assert "weighing in the model's own segmentation for bladder" in fused.stdout
+    assert json.loads(fused.stdout.splitlines()[-1])["result"]["segmentation_weights"] == {"bladder": 0.9}
+    assert json.loads(plain.stdout.splitlines()[-1])["result"]["segmentation_weights"] == {}
+    plain_values, fused_values = (volume.array_of(read_labels(path).image) for path in (plain_out, fused_out))
+    bladder = next(s.value for s in read_labels(plain_out).segments if s.name == "bladder")
+    others = (plain_values != bladder) & (fused_values != bladder)
+    np.testing.assert_array_equal(plain_values[others], fused_values[others])
+    assert (plain_values == bladder).sum() != (fused_values == bladder).sum()
+
+
 @pytest.mark.parametrize("arguments,message", [
     (["contour", "--out-metrics", "{tmp}/m.json"], "--out-metrics: needs --reference-labels"),
     (["contour", "--organ-map", "nonsense"], "--organ-map: use SEGMENT=ORGAN pairs"),
@@ -344,6 +362,8 @@ def test_contour_in_a_sliding_window_with_instance_optimisation(contour_registry
     (["contour", "--guided", "--iterations", "0"], "--guided/--guide-organs: guides instance optimisation: give"),
     (["contour", "--guide-organs", "rectum", "--iterations", "0"], "--guided/--guide-organs: guides instance"),
     (["contour", "--guide-organs", "rectum,kidney"], "--guide-organs: unknown organ kidney"),
+    (["contour", "--segmentation-weight", "bladder=2"], "--segmentation-weight: bladder: 2.0 is not between 0 and 1"),
+    (["evaluate", "--segmentation-weight", "kidney=0.5"], "--segmentation-weight: unknown organ kidney"),
     (["register", "--out-field", "{tmp}/field.png"], "--out-field: a displacement field needs"),
     (["register", "--model", "optimisation-only", "--moving", str(BRAINWEB / "BrainProtonDensitySlice.png")],
      "--moving: is 2D but --fixed is 3D"),

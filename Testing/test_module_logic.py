@@ -179,13 +179,14 @@ def test_contour_logic_end_to_end_on_phantom_nodes(scene, pair, contour_registry
         server = request.getfixturevalue("live_server")
         backend = RemoteBackend(server["url"], server["token"], poll_seconds=0.2)
     job = start_contour(backend, planning_ct, planning, daily_ct, reference, mapping, warp_planning_ct=True,
-                        iterations=1, guide_organs="rectum, bladder")
+                        iterations=1, guide_organs="rectum, bladder", segmentation_weight="bladder=0.5")
     try:
         nodes = load_contours(scene, job.finish(), daily_ct, planning)
     finally:
         job.cleanup()
     assert mrml.segment_names(nodes.contours) == ["CTV", "seminal vesicles", "rectum", "bladder"]
     assert nodes.contours.GetAttribute("SynthLab.guided_organs") == "rectum,bladder"
+    assert nodes.contours.GetAttribute("SynthLab.segmentation_weights") == "bladder=0.5"
     assert nodes.field.IsA("vtkMRMLGridTransformNode") and nodes.warped.GetImageData() is not None
     table = nodes.metrics
     assert table.GetNumberOfRows() == 4 and table.GetCellText(0, 0) == "CTV"

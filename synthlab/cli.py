@@ -188,6 +188,10 @@ GuidedOption = Annotated[bool, typer.Option("--guided", help="Instance optimisat
 GuideOrgansOption = Annotated[str | None, typer.Option("--guide-organs", help="Guide only these organs "
                                                         "(comma-separated, or 'none'); default: every organ with "
                                                         "--guided, else the model card's choice.")]
+SegmentationWeightOption = Annotated[str | None, typer.Option("--segmentation-weight", help="Weight of the joint "
+                                     "model's own segmentation against the warped planning contour in today's "
+                                     "contours: one number for every organ, ORGAN=WEIGHT pairs (0 to 1), or "
+                                     "'none'; default: the model card's.")]
 WindowOption = Annotated[int | None, typer.Option("--window", help="Sliding-window side in model voxels "
                                                                   "(default: the whole region at once).")]
 
@@ -213,7 +217,7 @@ def contour(
                                                   "'SV=seminal vesicles,Blase=bladder'.")] = None,
     model: ModelOption = None, device: DeviceOption = "auto", iterations: IterationsOption = None,
     window: WindowOption = None, guided: GuidedOption = False, guide_organs: GuideOrgansOption = None,
-    progress: ProgressOption = ProgressMode.bar,
+    segmentation_weight: SegmentationWeightOption = None, progress: ProgressOption = ProgressMode.bar,
 ):
     """Propagate planning contours to today's CT (cross-stitch registration + segmentation)."""
     from synthlab.crossstitch.commands import run_contour
@@ -221,7 +225,8 @@ def contour(
     with ProgressReporter(progress.value) as reporter:
         result = run_contour(fixed, moving, moving_labels, out_labels, out_field, out_warped, out_segmentation,
                              reference_labels, out_metrics, parse_organ_map(organ_map), model, device, iterations,
-                             window, reporter.stage("contour", 0.0, 1.0), guided, parse_organ_list(guide_organs))
+                             window, reporter.stage("contour", 0.0, 1.0), guided, parse_organ_list(guide_organs),
+                             segmentation_weight)
         reporter.update("done", 1.0, f"wrote {out_labels}", result=result)
     for line in result.get("summary", []):
         typer.echo(line, err=progress.value == "json")
@@ -313,14 +318,16 @@ def evaluate_contour(
     report: Annotated[Path, typer.Option("--report", help="JSON report: per pair and mean per organ.")],
     split: Annotated[str, typer.Option("--split", help="Datalist section to score.")] = "test",
     model: ModelOption = None, device: DeviceOption = "auto", iterations: IterationsOption = None,
-    guided: GuidedOption = False, guide_organs: GuideOrgansOption = None, progress: ProgressOption = ProgressMode.bar,
+    guided: GuidedOption = False, guide_organs: GuideOrgansOption = None,
+    segmentation_weight: SegmentationWeightOption = None, progress: ProgressOption = ProgressMode.bar,
 ):
     """Per-organ Dice, mean surface distance and HD95 (mm), and folding, of propagated contours."""
     from synthlab.crossstitch.commands import run_evaluate
 
     with ProgressReporter(progress.value) as reporter:
         summary = run_evaluate(datalist, report, split, model, device, iterations,
-                               reporter.stage("evaluate contour", 0.0, 1.0), guided, parse_organ_list(guide_organs))
+                               reporter.stage("evaluate contour", 0.0, 1.0), guided, parse_organ_list(guide_organs),
+                               segmentation_weight)
         reporter.update("done", 1.0, f"wrote {report}", result={"report": str(report)})
     typer.echo(json.dumps(summary, indent=2), err=progress.value == "json")
 

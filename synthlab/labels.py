@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -122,6 +123,25 @@ def parse_organ_list(text: str | None) -> list[str] | None:
         return None
     names = [name.strip() for name in text.split(",") if name.strip()]
     return [] if [name.lower() for name in names] == ["none"] else names
+
+
+def parse_organ_weights(text: str | None, organs: Sequence[str]) -> dict[str, float] | None:
+    """``"bladder=0.5,rectum=0.3"`` (the ``--segmentation-weight`` form) -> organ -> weight; one number -> that
+    weight for every organ in ``organs``; ``"none"`` -> {}; None -> None."""
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return {}
+    items = [item.split("=", 1) for item in text.split(",") if item.strip()]
+    try:
+        if len(items) == 1 and len(items[0]) == 1:
+            return {organ: float(items[0][0]) for organ in organs}
+        if all(len(item) == 2 for item in items):
+            return {organ.strip(): float(weight) for organ, weight in items}
+    except ValueError:
+        pass
+    raise InputError("--segmentation-weight", f"'{text}': give one number, ORGAN=WEIGHT pairs separated by commas, "
+                                              "or 'none'")
 
 
 def format_organ_map(mapping: dict[str, str]) -> str | None:

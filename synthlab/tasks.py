@@ -66,7 +66,8 @@ TASKS: dict[str, TaskSpec] = {
             outputs={"out_labels": FileSlot(LABEL_SUFFIXES, required=True), "out_field": VOLUME,
                      "out_warped": VOLUME, "out_segmentation": FileSlot(LABEL_SUFFIXES),
                      "out_metrics": FileSlot(JSON_SUFFIXES, is_image=False)},
-            options={"model": str, "organ_map": str, "iterations": int, "window": int, "guide_organs": str}),
+            options={"model": str, "organ_map": str, "iterations": int, "window": int, "guide_organs": str,
+                     "segmentation_weight": str}),
         TaskSpec(
             "tumour", "tumour",
             inputs={"flair": REQUIRED_VOLUME, "t1": VOLUME, "t2": VOLUME, "mask": VOLUME},

@@ -30,13 +30,14 @@ def default_organ_map(planning_segmentation) -> dict[str, str]:
 def start_contour(backend: Backend, planning_ct, planning_segmentation, daily_ct, reference_segmentation=None,
                   organ_map: dict[str, str] | None = None, warp_planning_ct: bool = False,
                   model_id: str | None = None, device: str = "auto", iterations: int | None = None,
-                  guide_organs: str | None = None) -> NodeJob:
+                  guide_organs: str | None = None, segmentation_weight: str | None = None) -> NodeJob:
     """Start propagation of ``planning_segmentation`` (on ``planning_ct``) to ``daily_ct``.
 
     ``organ_map`` (planning segment -> model organ) defaults to matching by name; with a
     ``reference_segmentation`` on the daily CT the job also reports Dice, MSD and HD95.
     ``guide_organs`` (model organs, comma-separated, or ``none``) overrides the model card's choice of organs
-    pulled towards the network's own segmentation.
+    pulled towards the network's own segmentation, and ``segmentation_weight`` (one number, ``organ=weight``
+    pairs, or ``none``) the card's weight of that segmentation in today's contours.
     """
     missing = [label for label, node in (("planning CT", planning_ct), ("planning contours", planning_segmentation),
                                          ("daily CT", daily_ct)) if node is None]
@@ -53,7 +54,8 @@ def start_contour(backend: Backend, planning_ct, planning_segmentation, daily_ct
     outputs = {**OUTPUT_FILES, **(WARPED_FILE if warp_planning_ct else {}),
                **(METRICS_FILE if reference_segmentation is not None else {})}
     params = {"model": model_id, "device": device, "organ_map": format_organ_map(mapping),
-              "iterations": iterations, "guide_organs": (guide_organs or "").strip() or None}
+              "iterations": iterations, "guide_organs": (guide_organs or "").strip() or None,
+              "segmentation_weight": (segmentation_weight or "").strip() or None}
     return NodeJob(backend, "contour", inputs, outputs, params)
 
 
@@ -83,5 +85,8 @@ def load_contours(scene, result: JobResult, daily_ct, planning_segmentation) -> 
         if node is not None:
             mrml.set_provenance(node, task="contour", fixed=name, moving_labels=planning_segmentation.GetName(),
                                 model=result.results.get("model", ""),
-                                guided_organs=",".join(result.results.get("guided_organs", [])) or "none")
+                                guided_organs=",".join(result.results.get("guided_organs", [])) or "none",
+                                segmentation_weights=",".join(
+                                    f"{organ}={weight:g}" for organ, weight in
+                                    result.results.get("segmentation_weights", {}).items()) or "none")
     return nodes

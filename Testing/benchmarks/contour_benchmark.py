@@ -34,7 +34,7 @@ from synthlab.crossstitch.evaluation import contour_metrics, summarise
 from synthlab.crossstitch.geometry import warp_labels
 from synthlab.crossstitch.inference import LoadedModel, propagate_contours
 from synthlab.datalist import read_datalist
-from synthlab.labels import LabelMap, parse_organ_list, read_labels
+from synthlab.labels import LabelMap, parse_organ_list, parse_organ_weights, read_labels
 
 warnings.filterwarnings("ignore")
 
@@ -113,6 +113,9 @@ def main() -> None:
                         help="instance optimisation guided by the joint model's own segmentation, every organ")
     parser.add_argument("--guide-organs", default=None,
                         help="guide only these organs (comma-separated, or 'none'); default: the model card's")
+    parser.add_argument("--segmentation-weight", default=None,
+                        help="weight of the joint model's own segmentation in its contours: one number for every "
+                             "organ, ORGAN=WEIGHT pairs, or 'none'; default: the model card's")
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--report", type=Path, required=True)
     arguments = parser.parse_args()
@@ -133,7 +136,9 @@ def main() -> None:
             if name in models:
                 result = propagate_contours(models[name], fixed, moving, labels, iterations=arguments.iterations,
                                             guide_organs=guidance(models[name], arguments.guided,
-                                                                  parse_organ_list(arguments.guide_organs)))
+                                                                  parse_organ_list(arguments.guide_organs)),
+                                            segmentation_weights=parse_organ_weights(arguments.segmentation_weight,
+                                                                                     models[name].card["organs"]))
                 contours, field = result.contours, result.field
             else:
                 contours, field = run_baseline(name, fixed, moving, labels)

@@ -134,15 +134,24 @@ def displacement_transform(field: sitk.Image) -> sitk.DisplacementFieldTransform
     return sitk.DisplacementFieldTransform(sitk.Cast(field, sitk.sitkVectorFloat64))
 
 
-def warp_labels(labels: sitk.Image, values: Sequence[int], fixed: sitk.Image, field: sitk.Image) -> sitk.Image:
-    """Warp a label map onto the fixed grid through the field, each label smoothly (linear on its mask)."""
+def warp_label_masks(labels: sitk.Image, values: Sequence[int], fixed: sitk.Image, field: sitk.Image) -> np.ndarray:
+    """Each label's mask warped onto the fixed grid through the field, linearly: one soft mask a value."""
     transform = displacement_transform(field)
-    masks = [volume.array_of(sitk.Resample(sitk.Cast(labels == int(v), sitk.sitkFloat32), fixed, transform,
-                                           sitk.sitkLinear, 0.0)) for v in values]
-    threshold = np.full(tuple(reversed(fixed.GetSize())), 0.5, np.float32)  # a label needs more than half
-    winner = np.argmax(np.stack([threshold] + masks), axis=0)
+    return np.stack([volume.array_of(sitk.Resample(sitk.Cast(labels == int(v), sitk.sitkFloat32), fixed, transform,
+                                                   sitk.sitkLinear, 0.0)) for v in values])
+
+
+def labels_from_masks(masks: np.ndarray, values: Sequence[int], fixed: sitk.Image) -> sitk.Image:
+    """The label map of soft masks on the fixed grid: each voxel takes the strongest mask above one half."""
+    threshold = np.full(masks.shape[1:], 0.5, np.float32)  # a label needs more than half
+    winner = np.argmax(np.concatenate([threshold[None], masks]), axis=0)
     lookup = np.array([0] + [int(v) for v in values], dtype=np.uint16)
     return volume.image_like(lookup[winner], fixed)
+
+
+def warp_labels(labels: sitk.Image, values: Sequence[int], fixed: sitk.Image, field: sitk.Image) -> sitk.Image:
+    """Warp a label map onto the fixed grid through the field, each label smoothly (linear on its mask)."""
+    return labels_from_masks(warp_label_masks(labels, values, fixed, field), values, fixed)
 
 
 def warp_image(image: sitk.Image, fixed: sitk.Image, field: sitk.Image, default: float) -> sitk.Image:

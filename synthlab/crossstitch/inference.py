@@ -63,6 +63,19 @@ class LoadedModel(InferenceModel):
                                                f"{', '.join(self.card.get('organs', []))})")
         return names
 
+    def segmentation_weights(self, asked: Mapping[str, float] | None) -> dict[str, float]:
+        """Per organ, the weight of the model's own segmentation against the warped planning contour in the
+        contour it returns (0: the warped contour alone): those asked for, else the card's (none when it has
+        none)."""
+        weights = dict(self.card.get("inference", {}).get("segmentation_weights", {}) if asked is None else asked)
+        for name, weight in weights.items():
+            if name not in self.card.get("organs", []):
+                raise InputError("--segmentation-weight", f"unknown organ {name} (model '{self.model_id}' knows "
+                                                          f"{', '.join(self.card.get('organs', []))})")
+            if not 0 <= weight <= 1:
+                raise InputError("--segmentation-weight", f"{name}: {weight} is not between 0 and 1")
+        return {name: float(weight) for name, weight in weights.items() if weight > 0}
+
     @classmethod
     def from_weights(cls, weights: Mapping[str, torch.Tensor], card: dict, device: torch.device) -> LoadedModel:
         network = JointNetwork(card["configuration"], int(card["spatial_dims"]), len(card.get("organs", [])),
@@ -141,6 +154,7 @@ class ContourResult:
     warped: sitk.Image | None
     segmentation: LabelMap | None  # the network's own segmentation of the daily CT
     guided_organs: list[str]  # organs that instance optimisation pulled towards that segmentation
+    segmentation_weights: dict[str, float]  # organs whose contours weigh in that segmentation, and by how much
 
 
 def _require_dimension(model: LoadedModel, image: sitk.Image, name: str) -> None:
@@ -213,9 +227,13 @@ GUIDANCE_OPTIONS = "--guided/--guide-organs"  # either option asks for guidance;
 def propagate_contours(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image, moving_labels: LabelMap,
                        organ_map: Mapping[str, str] | None = None, iterations: int | None = None, window: int | None = None,
                        warp_ct: bool = False, guide_organs: Sequence[str] | None = None,
+                       segmentation_weights: Mapping[str, float] | None = None,
                        progress: StageProgress | None = None) -> ContourResult:
     """Today's contours: the planning contours warped onto the daily CT by the predicted field. Its instance
-    optimisation pulls the ``guide_organs`` (default: the card's) towards the joint model's own segmentation."""
+    optimisation pulls the ``guide_organs`` (default: the card's) towards the joint model's own segmentation,
+    and each organ in ``segmentation_weights`` (default: the card's) is that weighted mix of the warped contour
+    and the joint model's own segmentation (see :func:`fuse_with_segmentation`), without the pieces that lie
+    far from the warped contour (see :func:`near_expected_organs`)."""
     progress = progress or (lambda *args, **kwargs: None)
     for name, image in (("--fixed", fixed), ("--moving", moving), ("--moving-labels", moving_labels.image)):
         _require_dimension(model, image, name)
@@ -231,32 +249,45 @@ def propagate_contours(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image
         raise InputError(GUIDANCE_OPTIONS, f"model '{model.model_id}' is not a joint registration + segmentation model")
     if guide_organs and not model.iterations(iterations):
         raise InputError(GUIDANCE_OPTIONS, "guides instance optimisation: give --iterations above 0")
+    weights = model.segmentation_weights(segmentation_weights)
+    if weights and not (model.network.predicts_field and model.network.predicts_segmentation):
+        raise InputError("--segmentation-weight", f"model '{model.model_id}' is not a joint registration + "
+                                                  "segmentation model")
     organs = model.card["organs"]
+    matched = match_organs(moving_labels, organs, organ_map)
     progress(0.05, "resampling onto the model grid")
     pair = pair_on_grid(fixed, moving, model.card["spacing"], model.card["intensity"], organs, moving_labels,
                         organ_map=organ_map)
     progress(0.25, "predicting")
     output = predict(model, pair, window)
-    segmentation = None
+    segmentation = probabilities = None
     if "probabilities" in output:
-        segmentation = _segmentation(output["probabilities"], pair, fixed, organs, moving_labels, organ_map)
+        probabilities = _on_fixed_grid(output["probabilities"], pair, fixed)
+        segmentation = _segmentation(probabilities, fixed, organs, moving_labels, matched)
     if "ddf" not in output:
         progress(0.9, "segmentation-only model: the contours are its segmentation")
         planning_on_daily = LabelMap(volume.resample(moving_labels.image, fixed, is_label=True), moving_labels.segments)
         segmentation = near_expected_organs(segmentation, planning_on_daily)
-        return ContourResult(segmentation, None, None, segmentation, [])
+        return ContourResult(segmentation, None, None, segmentation, [], {})
     if "probabilities" not in output or not model.iterations(iterations):
         guided = []
     field = _final_field(model, output["ddf"], pair, fixed, iterations, progress, 0.4, output.get("probabilities"),
                          guided)
     progress(0.75, "warping the planning contours")
     values = [segment.value for segment in moving_labels.segments]
-    contours = LabelMap(geometry.warp_labels(moving_labels.image, values, fixed, field),
-                        list(moving_labels.segments))
+    masks = geometry.warp_label_masks(moving_labels.image, values, fixed, field)
+    segments = list(moving_labels.segments)
+    contours = warped_contours = LabelMap(geometry.labels_from_masks(masks, values, fixed), segments)
+    if weights:
+        progress(0.85, "weighing in the model's own segmentation for " + ", ".join(weights))
+        fused = fuse_with_segmentation(masks, values, probabilities, organs, matched, weights)
+        contours = near_expected_organs(LabelMap(geometry.labels_from_masks(fused, values, fixed), segments),
+                                        warped_contours)
     warped = geometry.warp_image(moving, fixed, field, -1024.0) if warp_ct else None
     if segmentation is not None:
-        segmentation = near_expected_organs(segmentation, contours)
-    return ContourResult(contours, field, warped, segmentation, guided)
+        segmentation = near_expected_organs(segmentation, warped_contours)
+    return ContourResult(contours, field, warped, segmentation, guided,
+                         {organ: weight for organ, weight in weights.items() if organ in matched})
 
 
 def near_expected_organs(segmentation: LabelMap, expected: LabelMap,
@@ -282,10 +313,29 @@ def near_expected_organs(segmentation: LabelMap, expected: LabelMap,
     return LabelMap(volume.image_like(values, segmentation.image), segmentation.segments)
 
 
-def _segmentation(probabilities: np.ndarray, pair: PairArrays, fixed: sitk.Image, organs: Sequence[str],
-                  moving_labels: LabelMap, organ_map: Mapping[str, str] | None) -> LabelMap:
+def _on_fixed_grid(probabilities: np.ndarray, pair: PairArrays, fixed: sitk.Image) -> np.ndarray:
+    """The network's probabilities (background first) resampled from the model grid onto the daily grid."""
+    on_grid = [volume.image_like(p.astype(np.float32), pair.grid.reference) for p in probabilities]
+    return np.stack([volume.array_of(volume.resample(p, fixed)) for p in on_grid])
+
+
+def fuse_with_segmentation(masks: np.ndarray, values: Sequence[int], probabilities: np.ndarray,
+                           organs: Sequence[str], matched: Mapping[str, int], weights: Mapping[str, float]
+                           ) -> np.ndarray:
+    """The warped soft masks (one a planning value in ``values``) where, for each organ in ``weights`` with a
+    planning segment (``matched``: organ → value), the organ's mask becomes ``(1 − w) · warped + w · probability``
+    (channel ``1 + organs.index(organ)`` of ``probabilities``)."""
+    fused = masks.copy()
+    for organ, weight in weights.items():
+        if organ in matched:
+            index = list(values).index(matched[organ])
+            fused[index] = (1 - weight) * masks[index] + weight * probabilities[1 + list(organs).index(organ)]
+    return fused
+
+
+def _segmentation(probabilities: np.ndarray, fixed: sitk.Image, organs: Sequence[str], moving_labels: LabelMap,
+                  matched: Mapping[str, int]) -> LabelMap:
     """The network's organ segmentation on the daily grid, named and coloured like the planning segments."""
-    matched = match_organs(moving_labels, organs, organ_map)
     planning = {segment.value: segment for segment in moving_labels.segments}
     defaults = {segment.name: segment for segment in PELVIS_SEGMENTS}
     segments, lookup = [], np.zeros(len(organs) + 1, np.uint16)
@@ -293,6 +343,4 @@ def _segmentation(probabilities: np.ndarray, pair: PairArrays, fixed: sitk.Image
         source = planning.get(matched.get(organ)) or defaults.get(organ) or Segment(index, organ)
         segments.append(Segment(source.value, source.name, source.color, source.terminology))
         lookup[index] = source.value
-    on_grid = [volume.image_like(p.astype(np.float32), pair.grid.reference) for p in probabilities]
-    resampled = np.stack([volume.array_of(volume.resample(p, fixed)) for p in on_grid])
-    return LabelMap(volume.image_like(lookup[resampled.argmax(0)], fixed), segments)
+    return LabelMap(volume.image_like(lookup[probabilities.argmax(0)], fixed), segments)
