@@ -417,3 +417,5 @@ def test_the_shipped_contour_model_uses_its_cards_instance_optimisation_by_defau
     assert model.iterations(None) == model.card["inference"]["iterations"] and model.iterations(0) == 0
     assert model.guided_organs(None) == model.card["inference"]["guided_organs"]  # the card's choice by default
     assert model.guided_organs([]) == []  # --guide-organs none
+    assert model.segmentation_weights(None) == model.card["inference"]["segmentation_weights"]
+    assert model.segmentation_weights({}) == {}  # --segmentation-weight none
