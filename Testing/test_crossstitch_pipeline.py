@@ -318,6 +318,7 @@ def test_demo_propagates_contours_with_the_registered_model(contour_registry, tm
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())["contour propagation"]
     assert metrics["model"] == "tiny-contour"
+    assert metrics["guided_organs"] == [] and metrics["segmentation_weights"] == {}  # its card asks for neither
     assert set(metrics["propagated"]["organs"]) == {s.name for s in PELVIS_SEGMENTS}
     assert set(metrics["without_propagation"]) == {s.name for s in PELVIS_SEGMENTS}
     assert (tmp_path / "demo" / "contour_propagation" / "daily_contours.seg.nrrd").is_file()

@@ -123,8 +123,9 @@ def contour_step(folder: Path, progress: StageProgress) -> StepOutput:
         colormaps={"displacement_mm": "viridis"},
         captions={"daily_ct": "MSD mm: " + ", ".join(f"{organ} {scores['msd_mm']:.2f}"
                                                      for organ, scores in metrics["organs"].items())},
-        metrics={"model": model.model_id, "inference_seconds": round(seconds, 2), "propagated": metrics,
-                 "without_propagation": identity["organs"]})
+        metrics={"model": model.model_id, "inference_seconds": round(seconds, 2),
+                 "guided_organs": result.guided_organs, "segmentation_weights": result.segmentation_weights,
+                 "propagated": metrics, "without_propagation": identity["organs"]})
 
 
 def tumour_step(folder: Path, progress: StageProgress) -> StepOutput:
