@@ -395,7 +395,7 @@ def test_bad_options_end_in_one_line(contour_registry, pelvis_data, pair, tmp_pa
     assert set(tmp_path.iterdir()) == before
 
 
-def test_guided_refuses_a_model_without_both_branches(contour_registry, pair):
+def test_guidance_and_segmentation_weights_refuse_a_model_without_both_branches(contour_registry, pair):
     from synthlab.crossstitch.inference import LoadedModel, propagate_contours
     from synthlab.crossstitch.networks import JointNetwork
 
@@ -408,6 +408,9 @@ def test_guided_refuses_a_model_without_both_branches(contour_registry, pair):
     with pytest.raises(InputError, match="--guided/--guide-organs: model .* is not a joint registration"):
         propagate_contours(model, fixed, moving, read_labels(pair["moving_labels"]), iterations=2,
                            guide_organs=["rectum"])
+    with pytest.raises(InputError, match="--segmentation-weight: model .* is not a joint registration"):
+        propagate_contours(model, fixed, moving, read_labels(pair["moving_labels"]), iterations=2,
+                           segmentation_weights={"rectum": 0.5})
 
 
 def test_the_shipped_contour_model_uses_its_cards_instance_optimisation_by_default():
