@@ -224,6 +224,12 @@ def _warped_result(fixed: sitk.Image, moving: sitk.Image, field: sitk.Image, pro
 GUIDANCE_OPTIONS = "--guided/--guide-organs"  # either option asks for guidance; errors name both
 
 
+def _require_joint(model: LoadedModel, option: str) -> None:
+    """``option`` needs both a field and a segmentation from the model."""
+    if not (model.network.predicts_field and model.network.predicts_segmentation):
+        raise InputError(option, f"model '{model.model_id}' is not a joint registration + segmentation model")
+
+
 def propagate_contours(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image, moving_labels: LabelMap,
                        organ_map: Mapping[str, str] | None = None, iterations: int | None = None, window: int | None = None,
                        warp_ct: bool = False, guide_organs: Sequence[str] | None = None,
@@ -245,14 +251,13 @@ def propagate_contours(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image
         if segment.value not in moving_labels.present_values():
             raise InputError("--moving-labels", f"segment '{segment.name}' is empty")
     guided = model.guided_organs(guide_organs)
-    if guide_organs and not (model.network.predicts_field and model.network.predicts_segmentation):
-        raise InputError(GUIDANCE_OPTIONS, f"model '{model.model_id}' is not a joint registration + segmentation model")
+    if guide_organs:
+        _require_joint(model, GUIDANCE_OPTIONS)
     if guide_organs and not model.iterations(iterations):
         raise InputError(GUIDANCE_OPTIONS, "guides instance optimisation: give --iterations above 0")
     weights = model.segmentation_weights(segmentation_weights)
-    if weights and not (model.network.predicts_field and model.network.predicts_segmentation):
-        raise InputError("--segmentation-weight", f"model '{model.model_id}' is not a joint registration + "
-                                                  "segmentation model")
+    if weights:
+        _require_joint(model, "--segmentation-weight")
     organs = model.card["organs"]
     matched = match_organs(moving_labels, organs, organ_map)
     progress(0.05, "resampling onto the model grid")
