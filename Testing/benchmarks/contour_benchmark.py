@@ -125,6 +125,9 @@ def main() -> None:
     loaded = [LoadedModel.from_files(path, "cpu") for path in arguments.model]
     models = {f"{model.card['configuration']} ({path.stem})": model for model, path in
               zip(loaded, arguments.model, strict=True)}
+    options = {name: {"guide_organs": guidance(model, arguments.guided, parse_organ_list(arguments.guide_organs)),
+                      "segmentation_weights": parse_organ_weights(arguments.segmentation_weight, model.card["organs"])}
+               for name, model in models.items()}  # read once, before any pair is scored
     reports: dict[str, list] = {name: [] for name in methods + list(models)}
     case_ids = [str(entry["fixed"]) for entry in entries]  # the daily CT names the pair
     seconds: dict[str, list] = {name: [] for name in reports}
@@ -135,10 +138,7 @@ def main() -> None:
             started = time.perf_counter()
             if name in models:
                 result = propagate_contours(models[name], fixed, moving, labels, iterations=arguments.iterations,
-                                            guide_organs=guidance(models[name], arguments.guided,
-                                                                  parse_organ_list(arguments.guide_organs)),
-                                            segmentation_weights=parse_organ_weights(arguments.segmentation_weight,
-                                                                                     models[name].card["organs"]))
+                                            **options[name])
                 contours, field = result.contours, result.field
             else:
                 contours, field = run_baseline(name, fixed, moving, labels)
