@@ -96,6 +96,8 @@ class CrossStitchContourWidget(SynthLabWidget):
         nodes.contours.GetDisplayNode().SetVisibility(True)
         if nodes.metrics is not None:
             self.ui.metricsTableView.setMRMLTableNode(nodes.metrics)
+        if nodes.review_message():
+            slicer.util.warningDisplay(nodes.review_message(), windowTitle="CrossStitchContour")
 
 
 class CrossStitchContourLogic(ScriptedLoadableModuleLogic):

@@ -22,7 +22,7 @@ from synthlab import cli
 from synthlab.crossstitch.fit import FitOptions, fit
 from synthlab.hiersynth.fit import CBVFitOptions, fit_hiersynth
 from synthlab.phantoms import brain, pelvis
-from synthlab.registry import Registry, entry_for
+from synthlab.registry import Registry, entry_for, save_model
 from synthlab.synthtumour.fit import TumourFitOptions, fit_synthtumour
 
 
@@ -110,6 +110,19 @@ def contour_registry(tmp_path_factory, pelvis_data) -> Path:
     registry = Registry(out / "Models.json")
     weights = Path(result["weights"])
     registry.add(entry_for(registry, "tiny-contour", weights, weights.with_suffix(".json"), default=True))
+    return registry.path
+
+
+@pytest.fixture(scope="session")
+def strict_contour_registry(tmp_path_factory, contour_registry) -> Path:
+    """The tiny contour model again, its card trusting its own segmentation nowhere (a 0 mm disagreement limit)."""
+    out = tmp_path_factory.mktemp("strict-model")
+    source = Registry(contour_registry)
+    weights, card = source.load(source.get("tiny-contour"))
+    card["inference"] = {**card.get("inference", {}), "segmentation_disagreement_mm": 0.0}
+    weights_path, card_path = save_model(weights, card, out, "strict-contour")
+    registry = Registry(out / "Models.json")
+    registry.add(entry_for(registry, "strict-contour", weights_path, card_path, default=True))
     return registry.path
 
 

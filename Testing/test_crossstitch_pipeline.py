@@ -13,6 +13,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 from conftest import TINY, quiet, synthlab, synthlab_here
+from scipy import ndimage
 
 from synthlab import volume
 from synthlab.crossstitch.data import match_organs, require_ct
@@ -279,6 +280,35 @@ def test_changed_ct_copies_pairs_with_another_scanners_look_and_keeps_contours_o
     assert wrong.returncode == 2 and "not three axis letters" in wrong.stderr
 
 
+def test_changed_ct_darkens_the_body_centre_like_a_cone_beam_ct_and_fills_the_bladder_with_contrast(pelvis_data,
+                                                                                                   tmp_path):
+    run = run_benchmark_script("changed_ct.py", "--datalist", pelvis_data, "--out", tmp_path / "cbct",
+                               "--cupping-hu", 80, "--bladder-contrast-hu", 300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    (original,), (changed,) = read_datalist(pelvis_data)["test"], read_datalist(tmp_path / "cbct" / "datalist.json")["test"]
+    assert changed["moving"] == original["moving"]  # --which daily: the planning CT is the same file
+    before, after = (sitk.GetArrayFromImage(sitk.ReadImage(entry["fixed"])).astype(float) for entry in (original,
+                                                                                                        changed))
+    labels = read_labels(original["fixed_labels"])
+    bladder = sitk.GetArrayFromImage(labels.image) == next(s.value for s in labels.segments if s.name == "bladder")
+    inside_bladder = ndimage.binary_erosion(bladder, iterations=4)
+    assert np.mean((after - before)[inside_bladder]) > 150  # contrast, less the cupping at the centre
+    body, in_plane = before > -500, np.ones((1, 3, 3), bool)  # cupping is per axial slice
+    edge = body & ~ndimage.binary_erosion(body, in_plane, iterations=2, border_value=0)
+    centre_of_body = ndimage.binary_erosion(body, in_plane, iterations=12) & ~ndimage.binary_dilation(bladder,
+                                                                                                      iterations=3)
+    assert abs(np.mean((after - before)[edge])) < 20  # no cupping at the skin
+    assert np.mean((after - before)[centre_of_body]) < -30  # darker deep inside
+    no_bladder = tmp_path / "no_bladder.seg.nrrd"
+    write_labels(LabelMap(labels.image, [s for s in labels.segments if s.name != "bladder"]), no_bladder)
+    unnamed = tmp_path / "unnamed.json"
+    unnamed.write_text(json.dumps({"test": [{**original, "fixed_labels": str(no_bladder)}]}))
+    refused = run_benchmark_script("changed_ct.py", "--datalist", unnamed, "--out", tmp_path / "n",
+                                   "--bladder-contrast-hu", 300)
+    assert refused.returncode == 2 and "no segment named bladder" in refused.stderr
+    assert not (tmp_path / "n").exists()
+
+
 def test_surface_distance_of_nested_spheres_is_their_radius_difference_in_mm():
     z, y, x = np.mgrid[:40, :60, :60]
     spacing = (2.0, 1.0, 1.0)
@@ -353,6 +383,52 @@ def test_contour_weighs_in_the_models_own_segmentation_only_for_the_organs_asked
     others = (plain_values != bladder) & (fused_values != bladder)
     np.testing.assert_array_equal(plain_values[others], fused_values[others])
     assert (plain_values == bladder).sum() != (fused_values == bladder).sum()
+
+
+def test_an_organ_whose_own_segmentation_strays_from_its_warped_contour_keeps_the_warped_contour(
+        contour_registry, strict_contour_registry, pair, tmp_path):
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "strict").mkdir()
+    plain, plain_out = contour(contour_registry, pair, tmp_path / "plain", "--iterations", 2,
+                               "--segmentation-weight", "none", "--progress", "json")
+    strict, strict_out = contour(strict_contour_registry, pair, tmp_path / "strict", "--iterations", 2,
+                                 "--segmentation-weight", "bladder=0.9", "--progress", "json")
+    assert plain.returncode == 0 and strict.returncode == 0, strict.stderr[-2000:]
+    assert "far from the warped contour for bladder (" in strict.stdout and "kept the warped contour" in strict.stdout
+    result = json.loads(strict.stdout.splitlines()[-1])["result"]
+    assert result["segmentation_weights"] == {}  # asked for, but set aside
+    assert list(result["segmentation_disagreement_mm"]) == ["bladder"]
+    assert result["segmentation_disagreement_mm"]["bladder"] is None or result["segmentation_disagreement_mm"][
+        "bladder"] > 0
+    np.testing.assert_array_equal(volume.array_of(read_labels(plain_out).image),
+                                  volume.array_of(read_labels(strict_out).image))  # the warped contours alone
+
+
+def test_disagreement_is_the_mean_surface_distance_between_the_two_segments_and_sets_far_organs_aside():
+    from synthlab.crossstitch.inference import disagreement_mm, trusted_weights
+
+    grid = np.zeros((30, 40, 40), np.uint16)
+    own, warped = grid.copy(), grid.copy()
+    own[10:20, 10:30, 10:30] = 4
+    warped[10:20, 10:30, 13:33] = 4  # the same box 3 voxels along x
+    image = sitk.GetImageFromArray(own)
+    image.SetSpacing((2.0, 1.0, 1.0))  # x in 2 mm voxels: 6 mm apart along x
+    bladder = [Segment(4, "bladder")]
+    as_labels = [LabelMap(volume.image_like(values, image), bladder) for values in (own, warped)]
+    distance = disagreement_mm(*as_labels, 4)
+    assert 0.5 < distance < 6.0  # only the faces across x are apart, by 6 mm
+    assert distance == pytest.approx(surface_distances(own == 4, warped == 4, (1.0, 1.0, 2.0))["msd_mm"])  # uncropped
+    assert disagreement_mm(as_labels[0], LabelMap(volume.image_like(grid, image), bladder), 4) == float("inf")
+    messages = []
+
+    def record(fraction, message):
+        messages.append(message)
+
+    kept = trusted_weights({"bladder": 0.7, "rectum": 0.5}, {"bladder": distance, "rectum": 0.4}, 1.0, record)
+    assert kept == {"rectum": 0.5} and len(messages) == 1
+    assert "bladder (" in messages[0] and "rectum" not in messages[0]
+    assert trusted_weights({"bladder": 0.7}, {"bladder": distance}, distance, record) == {"bladder": 0.7}
+    assert len(messages) == 1  # nothing set aside, nothing said
 
 
 @pytest.mark.parametrize("arguments,message", [

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from dataclasses import dataclass
 
 from synthlab import mrml
 from synthlab.client import Backend, JobResult
@@ -59,12 +59,27 @@ def start_contour(backend: Backend, planning_ct, planning_segmentation, daily_ct
     return NodeJob(backend, "contour", inputs, outputs, params)
 
 
-@dataclass
+@dataclasses.dataclass
 class ContourNodes:
     contours: object  # vtkMRMLSegmentationNode on the daily CT
     field: object  # vtkMRMLGridTransformNode (daily -> planning)
     warped: object | None = None  # vtkMRMLScalarVolumeNode: planning CT warped onto the daily CT
     metrics: object | None = None  # vtkMRMLTableNode: per-organ Dice, MSD, HD95
+    # organs whose own segmentation was asked for but lay too far from the warped contour: its distance in mm
+    # (None: the model found no such organ); their contours are the warped planning contours alone
+    set_aside: dict = dataclasses.field(default_factory=dict)
+
+    def review_message(self) -> str | None:
+        """What to tell the user to check, or None."""
+        if not self.set_aside:
+            return None
+        return ("Review " + ", ".join(self.set_aside) + ": the model's own segmentation was far from the propagated "
+                "contour (" + ", ".join(_distance_text(organ, mm) for organ, mm in self.set_aside.items()) +
+                "), so only the propagated contour was kept there.")
+
+
+def _distance_text(organ: str, distance_mm: float | None) -> str:
+    return f"{organ}: not found" if distance_mm is None else f"{organ}: {distance_mm:.1f} mm"
 
 
 def load_contours(scene, result: JobResult, daily_ct, planning_segmentation) -> ContourNodes:
@@ -81,6 +96,9 @@ def load_contours(scene, result: JobResult, daily_ct, planning_segmentation) -> 
         rows = {organ: {"Dice": m["dice"], "MSD (mm)": m["msd_mm"], "HD95 (mm)": m["hd95_mm"]}
                 for organ, m in metrics["organs"].items()}
         nodes.metrics = mrml.metrics_table(scene, rows, f"{name} contour metrics")
+    weights = result.results.get("segmentation_weights", {})
+    nodes.set_aside = {organ: distance for organ, distance in result.results.get("segmentation_disagreement_mm",
+                                                                                 {}).items() if organ not in weights}
     for node in (nodes.contours, nodes.field, nodes.warped, nodes.metrics):
         if node is not None:
             mrml.set_provenance(node, task="contour", fixed=name, moving_labels=planning_segmentation.GetName(),
@@ -88,5 +106,6 @@ def load_contours(scene, result: JobResult, daily_ct, planning_segmentation) -> 
                                 guided_organs=",".join(result.results.get("guided_organs", [])) or "none",
                                 segmentation_weights=",".join(
                                     f"{organ}={weight:g}" for organ, weight in
-                                    result.results.get("segmentation_weights", {}).items()) or "none")
+                                    weights.items()) or "none",
+                                segmentation_set_aside=",".join(nodes.set_aside) or "none")
     return nodes

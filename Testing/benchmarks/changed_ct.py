@@ -1,5 +1,6 @@
 """Copies of a contour datalist's pairs whose CTs look as if another scanner or protocol made them: HU
-calibration (scale and offset), more noise, blur, thicker slices, another voxel orientation. The models will
+calibration (scale and offset), more noise, blur, thicker slices, another voxel orientation, the cupping of a
+cone-beam CT, a contrast-filled bladder on the daily CT. The models will
 meet pelvis CTs made differently from the phantom they were trained on; scoring them on these copies
 (``contour_benchmark.py --datalist OUT/datalist.json``) shows how far each kind of change moves them.
 
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 from synthlab import volume
 from synthlab.datalist import read_datalist, write_datalist
@@ -28,18 +30,46 @@ from synthlab.labels import LabelMap, read_labels, write_labels
 AIR_HU = -1024.0
 
 
-def changed_ct(image: sitk.Image, scale: float, offset: float, noise_hu: float, blur_mm: float,
+BODY_HU = -500.0  # above this: inside the patient (or the couch)
+URINE_MARGIN_MM = 6.0  # the bladder's contrast fills its lumen, inside the wall
+
+
+def changed_ct(image: sitk.Image, scale: float, offset: float, noise_hu: float, blur_mm: float, cupping_hu: float,
                slice_mm: float | None, rng: np.random.Generator) -> sitk.Image:
-    """The CT after the changes, in that order: slices, blur, calibration, noise."""
+    """The CT after the changes, in that order: slices, blur, calibration, cupping, noise."""
     if slice_mm:
         image = with_slice_thickness(image, slice_mm)
     image = sitk.Cast(image, sitk.sitkFloat32)
     if blur_mm > 0:
         image = sitk.SmoothingRecursiveGaussian(image, blur_mm)
     values = volume.array_of(image) * scale + offset
+    if cupping_hu > 0:
+        values = values - cupping_hu * cupping_profile(values > BODY_HU, image.GetSpacing()[:2][::-1])
     if noise_hu > 0:
         values = values + rng.normal(0.0, noise_hu, values.shape)
     return volume.image_like(np.maximum(values, AIR_HU).astype(np.float32), image)
+
+
+def cupping_profile(body: np.ndarray, pixel_mm) -> np.ndarray:
+    """Per axial slice, 0 at the body's edge (or the image's, where the body fills it) rising to 1 at its deepest
+    point, as ``1 − (1 − d / d_max)²`` of the depth d: the shape of the cone-beam CT's cupping artefact (scatter
+    and beam hardening darken the centre)."""
+    profile = np.zeros(body.shape, np.float32)
+    for z, inside in enumerate(body):
+        if inside.any():
+            depth = ndimage.distance_transform_edt(np.pad(inside, 1), sampling=pixel_mm)[1:-1, 1:-1]
+            profile[z] = 1 - (1 - depth / depth.max()) ** 2
+    return profile
+
+
+def with_contrast_in_bladder(image: sitk.Image, labels: LabelMap, contrast_hu: float) -> sitk.Image:
+    """The CT with ``contrast_hu`` added inside the bladder segment, more than ``URINE_MARGIN_MM`` from its edge
+    (the urine, not the wall), smoothed over one voxel as a scanner would."""
+    bladder = next(segment.value for segment in labels.segments if segment.name.lower() == "bladder")
+    mask = volume.array_of(volume.resample(labels.image, image, is_label=True), np.uint16) == bladder
+    depth = ndimage.distance_transform_edt(mask, sampling=image.GetSpacing()[::-1])
+    urine = ndimage.gaussian_filter((depth > URINE_MARGIN_MM).astype(np.float32), 1.0)
+    return volume.image_like((volume.array_of(image) + contrast_hu * urine).astype(np.float32), image)
 
 
 def with_slice_thickness(image: sitk.Image, slice_mm: float) -> sitk.Image:
@@ -70,6 +100,10 @@ def main() -> None:
     parser.add_argument("--offset", type=float, default=0.0, help="HU calibration offset")
     parser.add_argument("--noise-hu", type=float, default=0.0, help="standard deviation of added Gaussian noise")
     parser.add_argument("--blur-mm", type=float, default=0.0, help="Gaussian blur, sigma in mm")
+    parser.add_argument("--cupping-hu", type=float, default=0.0,
+                        help="cone-beam CT cupping: HU lost at the body's centre, none at its edge")
+    parser.add_argument("--bladder-contrast-hu", type=float, default=0.0,
+                        help="HU added to the urine of the daily CT (contrast in the bladder; from its contours)")
     parser.add_argument("--slice-mm", type=float, default=None, help="resample the daily CT to this slice spacing")
     parser.add_argument("--orientation", default=None,
                         help="store the daily CT and its contours in this voxel orientation (e.g. RAS)")
@@ -92,13 +126,21 @@ def main() -> None:
         parser.error(f"--datalist: {len(missing)} file(s) not found, the first {missing[0]}")
     if arguments.orientation and not is_orientation(arguments.orientation.upper()):
         parser.error(f"--orientation: {arguments.orientation!r} is not three axis letters such as RAS or LPI")
+    if arguments.bladder_contrast_hu and not all(
+            any(segment.name.lower() == "bladder" for segment in read_labels(entry["fixed_labels"]).segments)
+            for entry in entries):
+        parser.error("--bladder-contrast-hu: some daily contours have no segment named bladder")
     rng = np.random.default_rng(arguments.seed)
     written, planning_done = [], {}
-    changes = (arguments.scale, arguments.offset, arguments.noise_hu, arguments.blur_mm)
+    changes = (arguments.scale, arguments.offset, arguments.noise_hu, arguments.blur_mm, arguments.cupping_hu)
     for number, entry in enumerate(entries):
         folder = out / f"pair_{number:03d}"
         folder.mkdir(parents=True)
-        fixed = changed_ct(volume.read_image(entry["fixed"], "fixed"), *changes, arguments.slice_mm, rng)
+        fixed = volume.read_image(entry["fixed"], "fixed")
+        if arguments.bladder_contrast_hu:
+            fixed = with_contrast_in_bladder(fixed, read_labels(entry["fixed_labels"], "fixed_labels"),
+                                             arguments.bladder_contrast_hu)
+        fixed = changed_ct(fixed, *changes, arguments.slice_mm, rng)
         if arguments.orientation:
             fixed = sitk.DICOMOrient(fixed, arguments.orientation.upper())
         copy = {**entry, "fixed": str(volume.write_image(fixed, folder / "daily_ct.nii.gz"))}

@@ -95,8 +95,11 @@ def run_baseline(name: str, fixed, moving, labels: LabelMap) -> tuple[LabelMap, 
 
 
 def case_row(report: dict) -> dict:
-    """One pair's metrics as flat keys, "<organ> <metric>" and "folding_fraction"."""
+    """One pair's metrics as flat keys, "<organ> <metric>", "folding_fraction" and, for a model that weighed in its
+    own segmentation, "<organ> own_segmentation_distance_mm" (from the warped contour)."""
     row = {f"{organ} {key}": value for organ, metrics in report["organs"].items() for key, value in metrics.items()}
+    row.update({f"{organ} own_segmentation_distance_mm": distance
+                for organ, distance in report.get("segmentation_disagreement_mm", {}).items()})
     if "folding_fraction" in report:
         row["folding_fraction"] = report["folding_fraction"]
     return row
@@ -144,6 +147,8 @@ def main() -> None:
                 contours, field = run_baseline(name, fixed, moving, labels)
             seconds[name].append(time.perf_counter() - started)
             reports[name].append(contour_metrics(contours, truth, field))
+            if name in models:
+                reports[name][-1]["segmentation_disagreement_mm"] = result.segmentation_disagreement_mm
             if name in models and field is not None and result.segmentation is not None:  # a joint model's other output
                 seconds.setdefault(f"{name}, own segmentation", []).append(seconds[name][-1])
                 reports.setdefault(f"{name}, own segmentation", []).append(

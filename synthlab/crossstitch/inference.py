@@ -31,6 +31,7 @@ from synthlab.crossstitch.networks import FILTERS, SIZE_MULTIPLE, JointNetwork
 from synthlab.device import autocast, resolve_device
 from synthlab.errors import InputError
 from synthlab.labels import PELVIS_SEGMENTS, LabelMap, Segment
+from synthlab.metrics import surface_distances
 from synthlab.progress import StageProgress
 from synthlab.registry import InferenceModel
 
@@ -75,6 +76,12 @@ class LoadedModel(InferenceModel):
             if not 0 <= weight <= 1:
                 raise InputError("--segmentation-weight", f"{name}: {weight} is not between 0 and 1")
         return {name: float(weight) for name, weight in weights.items() if weight > 0}
+
+    @property
+    def disagreement_limit_mm(self) -> float:
+        """How far (mean surface distance) an organ's own segmentation may lie from its warped contour and still
+        be weighed in: the card's (no limit when it has none). See :func:`trusted_weights`."""
+        return float(self.card.get("inference", {}).get("segmentation_disagreement_mm", float("inf")))
 
     @classmethod
     def from_weights(cls, weights: Mapping[str, torch.Tensor], card: dict, device: torch.device) -> LoadedModel:
@@ -155,6 +162,13 @@ class ContourResult:
     segmentation: LabelMap | None  # the network's own segmentation of the daily CT
     guided_organs: list[str]  # organs that instance optimisation pulled towards that segmentation
     segmentation_weights: dict[str, float]  # organs whose contours weigh in that segmentation, and by how much
+    # organs asked to weigh in the segmentation: its mean surface distance (mm) from their warped contour
+    segmentation_disagreement_mm: dict[str, float]
+
+    def disagreement_summary(self) -> dict[str, float | None]:
+        """``segmentation_disagreement_mm`` for JSON: rounded to 0.01 mm, None where the model found no organ."""
+        return {organ: round(distance, 2) if np.isfinite(distance) else None
+                for organ, distance in self.segmentation_disagreement_mm.items()}
 
 
 def _require_dimension(model: LoadedModel, image: sitk.Image, name: str) -> None:
@@ -273,7 +287,7 @@ def propagate_contours(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image
         progress(0.9, "segmentation-only model: the contours are its segmentation")
         planning_on_daily = LabelMap(volume.resample(moving_labels.image, fixed, is_label=True), moving_labels.segments)
         segmentation = near_expected_organs(segmentation, planning_on_daily)
-        return ContourResult(segmentation, None, None, segmentation, [], {})
+        return ContourResult(segmentation, None, None, segmentation, [], {}, {})
     if "probabilities" not in output or not model.iterations(iterations):
         guided = []
     field = _final_field(model, output["ddf"], pair, fixed, iterations, progress, 0.4, output.get("probabilities"),
@@ -283,16 +297,42 @@ def propagate_contours(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image
     masks = geometry.warp_label_masks(moving_labels.image, values, fixed, field)
     segments = list(moving_labels.segments)
     contours = warped_contours = LabelMap(geometry.labels_from_masks(masks, values, fixed), segments)
+    if segmentation is not None:
+        segmentation = near_expected_organs(segmentation, warped_contours)
+    weights = {organ: weight for organ, weight in weights.items() if organ in matched}
+    disagreement = {organ: disagreement_mm(segmentation, warped_contours, matched[organ]) for organ in weights}
+    weights = trusted_weights(weights, disagreement, model.disagreement_limit_mm, progress)
     if weights:
         progress(0.85, "weighing in the model's own segmentation for " + ", ".join(weights))
         fused = fuse_with_segmentation(masks, values, probabilities, organs, matched, weights)
         contours = near_expected_organs(LabelMap(geometry.labels_from_masks(fused, values, fixed), segments),
                                         warped_contours)
     warped = geometry.warp_image(moving, fixed, field, -1024.0) if warp_ct else None
-    if segmentation is not None:
-        segmentation = near_expected_organs(segmentation, warped_contours)
-    return ContourResult(contours, field, warped, segmentation, guided,
-                         {organ: weight for organ, weight in weights.items() if organ in matched})
+    return ContourResult(contours, field, warped, segmentation, guided, weights, disagreement)
+
+
+def disagreement_mm(segmentation: LabelMap, warped_contours: LabelMap, value: int) -> float:
+    """Mean surface distance (mm) between the segment ``value`` of the network's own segmentation and of the
+    warped planning contours, measured in the box around both (inf when either is empty)."""
+    own = volume.array_of(segmentation.image, np.uint16) == value
+    warped = volume.array_of(warped_contours.image, np.uint16) == value
+    if not own.any() or not warped.any():
+        return float("inf")
+    box = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in ndimage.find_objects((own | warped).astype(np.uint8))[0])
+    return surface_distances(own[box], warped[box], segmentation.image.GetSpacing()[::-1])["msd_mm"]
+
+
+def trusted_weights(weights: Mapping[str, float], disagreement: Mapping[str, float], limit_mm: float,
+                    progress: StageProgress) -> dict[str, float]:
+    """The weights of the organs whose own segmentation lies within ``limit_mm`` of their warped contour. The
+    others keep the warped contour alone, and the progress stream says so: an organ that looks unlike anything
+    in training (a bladder filled with contrast, say) is segmented wrongly while registration still follows it."""
+    distrusted = [organ for organ in weights if disagreement[organ] > limit_mm]
+    if distrusted:
+        progress(0.8, "the model's own segmentation is far from the warped contour for " + ", ".join(
+            f"{organ} ({disagreement[organ]:.1f} mm)" for organ in distrusted) + f" (over {limit_mm:g} mm): "
+            "kept the warped contour there")
+    return {organ: weight for organ, weight in weights.items() if organ not in distrusted}
 
 
 def near_expected_organs(segmentation: LabelMap, expected: LabelMap,
