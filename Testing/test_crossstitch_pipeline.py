@@ -220,6 +220,15 @@ def test_contour_benchmark_keeps_each_pair_for_paired_comparisons_and_the_seed_f
     assert np.isclose(np.mean([row["prostate msd_mm"] for row in rows]),
                       report["methods"][network]["organs"]["prostate"]["msd_mm"]["mean"], atol=1e-4)
     assert "folding_fraction" in rows[0] and "folding_fraction" not in report["cases"][own][0]
+    assert "bladder own_segmentation_distance_mm" not in rows[0]  # the tiny card weighs in no segmentation
+    strict_path = tmp_path / "strict.json"
+    strict = run_benchmark_script("contour_benchmark.py", "--datalist", every_pair, "--model", weights,
+                                  "--no-baselines", "--pairs", 2, "--segmentation-weight", "0.5",
+                                  "--disagreement-limit-mm", 0, "--report", strict_path)
+    assert strict.returncode == 0, strict.stderr[-2000:]
+    strict_rows = json.loads(strict_path.read_text())["cases"][network]
+    assert all(row["bladder own_segmentation_distance_mm"] > 0 for row in strict_rows)
+    assert [row["bladder msd_mm"] for row in strict_rows] == [row["bladder msd_mm"] for row in rows]  # set aside
     compared = run_benchmark_script("paired_reports.py", "--metric", "prostate msd_mm", f"{report_path}:{network}",
                                     f"{report_path}:{own}")
     assert compared.returncode == 0, compared.stderr

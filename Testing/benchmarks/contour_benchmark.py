@@ -119,6 +119,9 @@ def main() -> None:
     parser.add_argument("--segmentation-weight", default=None,
                         help="weight of the joint model's own segmentation in its contours: one number for every "
                              "organ, ORGAN=WEIGHT pairs, or 'none'; default: the model card's")
+    parser.add_argument("--disagreement-limit-mm", type=float, default=None,
+                        help="set an organ's own segmentation aside beyond this distance from its warped contour; "
+                             "default: the model card's")
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--report", type=Path, required=True)
     arguments = parser.parse_args()
@@ -128,6 +131,9 @@ def main() -> None:
     loaded = [LoadedModel.from_files(path, "cpu") for path in arguments.model]
     models = {f"{model.card['configuration']} ({path.stem})": model for model, path in
               zip(loaded, arguments.model, strict=True)}
+    if arguments.disagreement_limit_mm is not None:
+        for model in loaded:
+            model.card.setdefault("inference", {})["segmentation_disagreement_mm"] = arguments.disagreement_limit_mm
     options = {name: {"guide_organs": guidance(model, arguments.guided, parse_organ_list(arguments.guide_organs)),
                       "segmentation_weights": parse_organ_weights(arguments.segmentation_weight, model.card["organs"])}
                for name, model in models.items()}  # read once, before any pair is scored
