@@ -229,6 +229,11 @@ def test_contour_benchmark_keeps_each_pair_for_paired_comparisons_and_the_seed_f
     strict_rows = json.loads(strict_path.read_text())["cases"][network]
     assert all(row["bladder own_segmentation_distance_mm"] > 0 for row in strict_rows)
     assert [row["bladder msd_mm"] for row in strict_rows] == [row["bladder msd_mm"] for row in rows]  # set aside
+    for weight in ("spleen=0.5", "bladder=2"):
+        refused = run_benchmark_script("contour_benchmark.py", "--datalist", every_pair, "--model", weights,
+                                       "--no-baselines", "--segmentation-weight", weight, "--report", tmp_path / "r.json")
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr and "--segmentation-weight" in refused.stderr
+        assert not (tmp_path / "r.json").exists()
     compared = run_benchmark_script("paired_reports.py", "--metric", "prostate msd_mm", f"{report_path}:{network}",
                                     f"{report_path}:{own}")
     assert compared.returncode == 0, compared.stderr

@@ -3,15 +3,19 @@
 Methods: identity (planning contours left in place), rigid (SimpleITK Euler3D, Mattes MI),
 SimpleITK deformable (rigid, then a B-spline on a 40 mm grid, LBFGSB, 3 levels), and every
 model given with --model (an exported <id>.safetensors with its card beside it); a joint model is
-scored twice: its propagated contours and its own segmentation of the daily CT.
+scored twice: its propagated contours and its own segmentation of the daily CT. Each model runs with its
+card's inference (instance-optimisation steps, guided organs, segmentation weights and their disagreement
+limit) unless an option here says otherwise.
 Per organ: Dice, MSD, HD95 (mm); folding fraction; seconds a pair, and the ratio of the
 SimpleITK deformable baseline's time to each method's.
 
 To see how much the methods depend on the phantom's own acquisition, score them on a copy of the pairs
-made by ``changed_ct.py`` (another scanner's HU calibration, noise, blur, slices or voxel orientation).
+made by ``changed_ct.py`` (another scanner's HU calibration, noise, blur, slices or voxel orientation, a
+cone-beam CT's cupping, a contrast-filled bladder).
 
 The report holds each method's summary under "methods" and its per-pair rows under "cases" (one row a
-pair: "<organ> dice|msd_mm|hd95_mm" and "folding_fraction"), which ``paired_reports.py --metric`` compares.
+pair: "<organ> dice|msd_mm|hd95_mm", "folding_fraction" and, where a model weighed in its own segmentation,
+"<organ> own_segmentation_distance_mm"), which ``paired_reports.py --metric`` compares.
 
     .venv/bin/python Testing/benchmarks/contour_benchmark.py --datalist D/datalist.json \
         --model out/contour-crossstitch-3d.safetensors --pairs 5 --report report.json
@@ -34,6 +38,7 @@ from synthlab.crossstitch.evaluation import contour_metrics, summarise
 from synthlab.crossstitch.geometry import warp_labels
 from synthlab.crossstitch.inference import LoadedModel, propagate_contours
 from synthlab.datalist import read_datalist
+from synthlab.errors import InputError
 from synthlab.labels import LabelMap, parse_organ_list, parse_organ_weights, read_labels
 
 warnings.filterwarnings("ignore")
@@ -111,7 +116,8 @@ def main() -> None:
     parser.add_argument("--model", type=Path, action="append", default=[], help="exported weights (repeatable)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--pairs", type=int, default=None, help="score only the first N pairs")
-    parser.add_argument("--iterations", type=int, default=0, help="instance optimisation steps for the models")
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="instance optimisation steps for the models; default: each model card's")
     parser.add_argument("--guided", action="store_true",
                         help="instance optimisation guided by the joint model's own segmentation, every organ")
     parser.add_argument("--guide-organs", default=None,
@@ -134,9 +140,13 @@ def main() -> None:
     if arguments.disagreement_limit_mm is not None:
         for model in loaded:
             model.card.setdefault("inference", {})["segmentation_disagreement_mm"] = arguments.disagreement_limit_mm
-    options = {name: {"guide_organs": guidance(model, arguments.guided, parse_organ_list(arguments.guide_organs)),
-                      "segmentation_weights": parse_organ_weights(arguments.segmentation_weight, model.card["organs"])}
-               for name, model in models.items()}  # read once, before any pair is scored
+    try:  # read once, before any pair is scored
+        options = {name: {"guide_organs": guidance(model, arguments.guided, parse_organ_list(arguments.guide_organs)),
+                          "segmentation_weights": model.segmentation_weights(
+                              parse_organ_weights(arguments.segmentation_weight, model.card["organs"]))}
+                   for name, model in models.items()}
+    except InputError as error:
+        parser.error(str(error))
     reports: dict[str, list] = {name: [] for name in methods + list(models)}
     case_ids = [str(entry["fixed"]) for entry in entries]  # the daily CT names the pair
     seconds: dict[str, list] = {name: [] for name in reports}
