@@ -253,7 +253,8 @@ def propagate_contours(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image
     optimisation pulls the ``guide_organs`` (default: the card's) towards the joint model's own segmentation,
     and each organ in ``segmentation_weights`` (default: the card's) is that weighted mix of the warped contour
     and the joint model's own segmentation (see :func:`fuse_with_segmentation`), without the pieces that lie
-    far from the warped contour (see :func:`near_expected_organs`)."""
+    far from the warped contour (see :func:`near_expected_organs`), unless that segmentation is further from the
+    warped contour than the card allows (see :func:`trusted_weights`)."""
     progress = progress or (lambda *args, **kwargs: None)
     for name, image in (("--fixed", fixed), ("--moving", moving), ("--moving-labels", moving_labels.image)):
         _require_dimension(model, image, name)
