@@ -55,6 +55,12 @@ def image() -> sitk.Image:
     return make_image()
 
 
+def run_benchmark_script(script: str, *arguments) -> subprocess.CompletedProcess:
+    """One of Testing/benchmarks' scripts, run as its users run it."""
+    path = Path(__file__).parent / "benchmarks" / script
+    return subprocess.run([sys.executable, str(path), *map(str, arguments)], capture_output=True, text=True)
+
+
 def synthlab_env(registry: Path) -> dict[str, str]:
     """Environment for a synthlab subprocess that uses the models in ``registry``."""
     return {"SYNTHLAB_MODELS": str(registry)}

@@ -4,15 +4,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from conftest import TINY, quiet, synthlab, synthlab_here
+from conftest import TINY, quiet, run_benchmark_script, synthlab, synthlab_here
 from scipy import ndimage
 
 from synthlab import volume
@@ -196,12 +194,6 @@ def test_evaluate_contour_reports_each_organ(contour_registry, pelvis_data, tmp_
     assert report["summary"]["pairs"] == len(report["pairs"]) >= 1
     assert set(report["summary"]["organs"]) == {s.name for s in PELVIS_SEGMENTS}
     assert {"dice", "msd_mm", "hd95_mm"} <= set(report["summary"]["organs"]["prostate"])
-
-
-def run_benchmark_script(script: str, *arguments) -> subprocess.CompletedProcess:
-    """One of Testing/benchmarks' scripts, run as its users run it."""
-    path = Path(__file__).parent / "benchmarks" / script
-    return subprocess.run([sys.executable, str(path), *map(str, arguments)], capture_output=True, text=True)
 
 
 def test_contour_benchmark_keeps_each_pair_for_paired_comparisons_and_the_seed_figure(contour_registry, pelvis_data,

@@ -14,7 +14,7 @@ import pytest
 import pytorch_lightning as pl
 import SimpleITK as sitk
 import torch
-from conftest import TINY_TUMOUR, synthlab, synthlab_env, synthlab_here
+from conftest import TINY_TUMOUR, run_benchmark_script, synthlab, synthlab_env, synthlab_here
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
@@ -652,3 +652,40 @@ def test_pseudo_label_check_scores_each_label_against_its_cases_true_tumour(brai
     missing = subprocess.run(command, capture_output=True, text=True)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert "case_0001.npz is missing" in missing.stderr.strip().splitlines()[-1]
+
+
+def test_changed_mri_copies_cases_with_thicker_slices_another_orientation_bias_and_noise(brain_data, tmp_path):
+    source = read_datalist(brain_data / "datalist.json")
+    case = source["training"][0]
+    thick = run_benchmark_script("changed_mri.py", "--datalist", brain_data / "datalist.json", "--split", "training",
+                                 "--out", tmp_path / "thick", "--slice-mm", 5, "--orientation", "ras")
+    assert thick.returncode == 0, thick.stderr[-2000:]
+    changed = read_datalist(tmp_path / "thick" / "datalist.json")
+    assert changed["validation"] == source["validation"]  # the other splits as they were
+    copy = changed["training"][0]
+    images = {key: sitk.ReadImage(str(copy[key])) for key in ("t1", "flair", "adc", "cbv", "mask", "label")}
+    for image in images.values():  # one grid for the whole case
+        assert image.GetSpacing()[2] == 5.0 and image.GetSize() == images["flair"].GetSize()
+        assert sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection()) == "RAS"
+    before = sitk.GetArrayFromImage(sitk.ReadImage(str(case["label"])))
+    after = sitk.GetArrayFromImage(images["label"])
+    assert set(np.unique(after)) <= set(np.unique(before))  # labels by nearest neighbour, none invented
+    noisy = run_benchmark_script("changed_mri.py", "--datalist", brain_data / "datalist.json", "--split", "training",
+                                 "--out", tmp_path / "noisy", "--bias", 0.3, "--noise", 0.1)
+    assert noisy.returncode == 0, noisy.stderr[-2000:]
+    copy = read_datalist(tmp_path / "noisy" / "datalist.json")["training"][0]
+    flair_before, flair_after, adc_before, adc_after, brain = (
+        sitk.GetArrayFromImage(sitk.ReadImage(str(entry[key]))) for entry, key in
+        [(case, "flair"), (copy, "flair"), (case, "adc"), (copy, "adc"), (case, "mask")])
+    brain = brain > 0
+    assert np.array_equal(adc_before, adc_after)  # a computed map keeps its values
+    ratio = flair_after[brain] / np.maximum(flair_before[brain], 1e-6)
+    assert np.std(flair_after[brain] - flair_before[brain]) > 0.05 * np.median(flair_before[brain])
+    assert np.percentile(ratio, 90) - np.percentile(ratio, 10) > 0.2  # the bias field
+    assert not np.any(flair_after[~brain])  # still zero outside the brain
+    again = run_benchmark_script("changed_mri.py", "--datalist", brain_data / "datalist.json", "--out",
+                                 tmp_path / "noisy", "--noise", 0.1)
+    assert again.returncode == 2 and "exists" in again.stderr
+    wrong = run_benchmark_script("changed_mri.py", "--datalist", brain_data / "datalist.json", "--out",
+                                 tmp_path / "w", "--orientation", "RAA")
+    assert wrong.returncode == 2 and "not three axis letters" in wrong.stderr and not (tmp_path / "w").exists()

@@ -72,8 +72,9 @@ def with_contrast_in_bladder(image: sitk.Image, labels: LabelMap, contrast_hu: f
     return volume.image_like((volume.array_of(image) + contrast_hu * urine).astype(np.float32), image)
 
 
-def with_slice_thickness(image: sitk.Image, slice_mm: float) -> sitk.Image:
-    """The image resampled to ``slice_mm`` between slices over the same extent; in-plane grid unchanged."""
+def with_slice_thickness(image: sitk.Image, slice_mm: float, is_label: bool = False) -> sitk.Image:
+    """The image resampled to ``slice_mm`` between slices over the same extent (labels by nearest neighbour);
+    in-plane grid unchanged."""
     spacing = list(image.GetSpacing())
     size = list(image.GetSize())
     size[2] = max(1, int(round(size[2] * spacing[2] / slice_mm)))
@@ -82,7 +83,7 @@ def with_slice_thickness(image: sitk.Image, slice_mm: float) -> sitk.Image:
     reference.SetSpacing(spacing)
     reference.SetOrigin(image.GetOrigin())
     reference.SetDirection(image.GetDirection())
-    return volume.resample(image, reference)
+    return volume.resample(image, reference, is_label=is_label)
 
 
 def is_orientation(code: str) -> bool:
