@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from copies import checked_copy, with_slice_thickness
 from scipy import ndimage
 
 from synthlab import volume
-from synthlab.datalist import read_datalist, write_datalist
-from synthlab.errors import InputError
+from synthlab.datalist import write_datalist
 from synthlab.labels import LabelMap, read_labels, write_labels
 
 AIR_HU = -1024.0
@@ -72,26 +71,6 @@ def with_contrast_in_bladder(image: sitk.Image, labels: LabelMap, contrast_hu: f
     return volume.image_like((volume.array_of(image) + contrast_hu * urine).astype(np.float32), image)
 
 
-def with_slice_thickness(image: sitk.Image, slice_mm: float, is_label: bool = False) -> sitk.Image:
-    """The image resampled to ``slice_mm`` between slices over the same extent (labels by nearest neighbour);
-    in-plane grid unchanged."""
-    spacing = list(image.GetSpacing())
-    size = list(image.GetSize())
-    size[2] = max(1, int(round(size[2] * spacing[2] / slice_mm)))
-    spacing[2] = slice_mm
-    reference = sitk.Image(size, sitk.sitkUInt8)
-    reference.SetSpacing(spacing)
-    reference.SetOrigin(image.GetOrigin())
-    reference.SetDirection(image.GetDirection())
-    return volume.resample(image, reference, is_label=is_label)
-
-
-def is_orientation(code: str) -> bool:
-    """Three letters naming each axis once, one of L/R, one of P/A, one of I/S (as DICOMOrient takes)."""
-    return len(code) == 3 and all(letter in "LRPAIS" for letter in code) and sorted(
-        "LRPAIS".index(letter) // 2 for letter in code) == [0, 1, 2]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datalist", required=True, help="contour datalist (JSON)")
@@ -112,21 +91,8 @@ def main() -> None:
                         help="change the daily CT only, or the planning CT too (slices: the daily CT only)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed")
     arguments = parser.parse_args()
-    out = Path(arguments.out).resolve()  # the datalist holds absolute paths
-    if out.exists():
-        parser.error(f"--out: {out} exists; give a new folder (nothing is overwritten)")
-    try:
-        entries = read_datalist(arguments.datalist).get(arguments.split)
-    except InputError as error:
-        parser.error(str(error))
-    if not entries:
-        parser.error(f"--split: {arguments.datalist} has no pairs in split {arguments.split!r}")
-    missing = sorted({entry[key] for entry in entries for key in ("fixed", "moving", "fixed_labels")
-                      if not Path(entry[key]).is_file()})
-    if missing:  # checked before anything is written
-        parser.error(f"--datalist: {len(missing)} file(s) not found, the first {missing[0]}")
-    if arguments.orientation and not is_orientation(arguments.orientation.upper()):
-        parser.error(f"--orientation: {arguments.orientation!r} is not three axis letters such as RAS or LPI")
+    out, splits = checked_copy(parser, arguments, ("fixed", "moving", "fixed_labels"), "pairs")
+    entries = splits[arguments.split]
     if arguments.bladder_contrast_hu and not all(
             any(segment.name.lower() == "bladder" for segment in read_labels(entry["fixed_labels"]).segments)
             for entry in entries):

@@ -19,11 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from changed_ct import is_orientation, with_slice_thickness
+from copies import checked_copy, with_slice_thickness
 
 from synthlab import volume
-from synthlab.datalist import read_datalist, write_datalist
-from synthlab.errors import InputError
+from synthlab.datalist import write_datalist
 from synthlab.phantoms.fields import bias_field
 
 MR_CONTRASTS = ("t1", "t2", "flair")
@@ -67,23 +66,9 @@ def main() -> None:
                         help="Gaussian noise on the MR contrasts, SD as a fraction of the brain's median signal")
     parser.add_argument("--seed", type=int, default=0, help="bias and noise seed")
     arguments = parser.parse_args()
-    out = Path(arguments.out).resolve()  # the datalist holds absolute paths
-    if out.exists():
-        parser.error(f"--out: {out} exists; give a new folder (nothing is overwritten)")
-    try:
-        splits = read_datalist(arguments.datalist)
-    except InputError as error:
-        parser.error(str(error))
-    entries = splits.get(arguments.split)
-    if not entries:
-        parser.error(f"--split: {arguments.datalist} has no cases in split {arguments.split!r}")
+    out, splits = checked_copy(parser, arguments, (*IMAGES, *MASKS), "cases")
+    entries = splits[arguments.split]
     orientation = arguments.orientation.upper() if arguments.orientation else None
-    if orientation and not is_orientation(orientation):
-        parser.error(f"--orientation: {arguments.orientation!r} is not three axis letters such as RAS or LPI")
-    missing = sorted({entry[key] for entry in entries for key in (*IMAGES, *MASKS)
-                      if key in entry and not Path(entry[key]).is_file()})
-    if missing:  # checked before anything is written
-        parser.error(f"--datalist: {len(missing)} file(s) not found, the first {missing[0]}")
     if (arguments.bias or arguments.noise) and not all("mask" in entry for entry in entries):
         parser.error("--bias/--noise: every case needs its brain mask in the datalist")
     rng = np.random.default_rng(arguments.seed)
