@@ -27,8 +27,6 @@ from synthlab.datalist import write_datalist
 from synthlab.labels import LabelMap, read_labels, write_labels
 
 AIR_HU = -1024.0
-
-
 BODY_HU = -500.0  # above this: inside the patient (or the couch)
 URINE_MARGIN_MM = 6.0  # the bladder's contrast fills its lumen, inside the wall
 
