@@ -400,10 +400,12 @@ def test_an_organ_whose_own_segmentation_strays_from_its_warped_contour_keeps_th
     strict, strict_out = contour(strict_contour_registry, pair, tmp_path / "strict", "--iterations", 2,
                                  "--segmentation-weight", "bladder=0.9", "--progress", "json")
     assert plain.returncode == 0 and strict.returncode == 0, strict.stderr[-2000:]
-    assert "far from the warped contour for bladder (" in strict.stdout and "kept the warped contour" in strict.stdout
+    assert "set aside the model's own segmentation for bladder (from the warped contour" in strict.stdout
+    assert "kept the warped contour" in strict.stdout
     result = json.loads(strict.stdout.splitlines()[-1])["result"]
     assert result["segmentation_weights"] == {}  # asked for, but set aside
-    assert list(result["segmentation_disagreement_mm"]) == ["bladder"]
+    assert list(result["segmentation_disagreement_mm"]) == list(result["segmentation_uncertain_band_mm"]) == [
+        "bladder"]
     assert result["segmentation_disagreement_mm"]["bladder"] is None or result["segmentation_disagreement_mm"][
         "bladder"] > 0
     np.testing.assert_array_equal(volume.array_of(read_labels(plain_out).image),
@@ -411,7 +413,7 @@ def test_an_organ_whose_own_segmentation_strays_from_its_warped_contour_keeps_th
 
 
 def test_disagreement_is_the_mean_surface_distance_between_the_two_segments_and_sets_far_organs_aside():
-    from synthlab.crossstitch.inference import disagreement_mm, trusted_weights
+    from synthlab.crossstitch.inference import SegmentationCheck, disagreement_mm, trusted_weights
 
     grid = np.zeros((30, 40, 40), np.uint16)
     own, warped = grid.copy(), grid.copy()
@@ -430,11 +432,28 @@ def test_disagreement_is_the_mean_surface_distance_between_the_two_segments_and_
     def record(fraction, message):
         messages.append(message)
 
-    kept = trusted_weights({"bladder": 0.7, "rectum": 0.5}, {"bladder": distance, "rectum": 0.4}, 1.0, record)
-    assert kept == {"rectum": 0.5} and len(messages) == 1
-    assert "bladder (" in messages[0] and "rectum" not in messages[0]
-    assert trusted_weights({"bladder": 0.7}, {"bladder": distance}, distance, record) == {"bladder": 0.7}
-    assert len(messages) == 1  # nothing set aside, nothing said
+    far = SegmentationCheck("from the warped contour", {"bladder": distance, "rectum": 0.4}, 1.0)
+    unsure = SegmentationCheck("unsure band", {"bladder": 1.0, "rectum": 5.0}, 3.0)
+    assert trusted_weights({"bladder": 0.7, "rectum": 0.5}, [far], record) == {"rectum": 0.5}
+    assert "bladder (from the warped contour" in messages[0] and "rectum" not in messages[0]
+    assert trusted_weights({"bladder": 0.7, "rectum": 0.5}, [far, unsure], record) == {}
+    assert "rectum (unsure band 5.0 mm, over 3)" in messages[1]
+    relaxed = SegmentationCheck("from the warped contour", far.values_mm, distance)
+    assert trusted_weights({"bladder": 0.7}, [relaxed], record) == {"bladder": 0.7}
+    assert len(messages) == 2  # nothing set aside, nothing said
+
+
+def test_the_unsure_band_is_about_a_voxel_for_a_sharp_organ_and_wider_for_a_blurred_one():
+    from synthlab.crossstitch.inference import uncertain_band_mm
+
+    z, y, x = np.mgrid[:40, :40, :40]
+    distance = np.sqrt((z - 20.0) ** 2 + (y - 20.0) ** 2 + (x - 20.0) ** 2)
+    sharp = 1 / (1 + np.exp((distance - 12) / 0.3))  # a confident sphere of radius 12 voxels
+    blurred = 1 / (1 + np.exp((distance - 12) / 3.0))  # the same sphere, unsure over several voxels
+    assert uncertain_band_mm(sharp, 4.0) < 6.0  # about one 4 mm voxel
+    assert uncertain_band_mm(blurred, 4.0) > 3 * uncertain_band_mm(sharp, 4.0)
+    assert uncertain_band_mm(blurred, (2.0, 2.0, 2.0)) == pytest.approx(uncertain_band_mm(blurred, 4.0) / 2)
+    assert uncertain_band_mm(np.zeros((10, 10, 10)), 4.0) == float("inf")
 
 
 @pytest.mark.parametrize("arguments,message", [

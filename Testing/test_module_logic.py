@@ -208,7 +208,7 @@ def test_contour_panel_names_the_organs_whose_own_segmentation_was_set_aside(sce
     assert list(nodes.set_aside) == ["rectum"]
     assert nodes.contours.GetAttribute("SynthLab.segmentation_set_aside") == "rectum"
     assert nodes.contours.GetAttribute("SynthLab.segmentation_weights") == "none"
-    assert nodes.review_message().startswith("Review rectum: the model's own segmentation was far")
+    assert nodes.review_message().startswith("Review rectum: the model's own segmentation was too far")
 
 
 def test_contour_guidance_for_an_organ_the_model_does_not_know_is_a_clear_error(scene, pair, contour_registry):

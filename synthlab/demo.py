@@ -125,7 +125,7 @@ def contour_step(folder: Path, progress: StageProgress) -> StepOutput:
                                                      for organ, scores in metrics["organs"].items())},
         metrics={"model": model.model_id, "inference_seconds": round(seconds, 2),
                  "guided_organs": result.guided_organs, "segmentation_weights": result.segmentation_weights,
-                 "segmentation_disagreement_mm": result.disagreement_summary(),
+                 **result.checks_summary(),
                  "propagated": metrics, "without_propagation": identity["organs"]})
 
 

@@ -65,17 +65,18 @@ class ContourNodes:
     field: object  # vtkMRMLGridTransformNode (daily -> planning)
     warped: object | None = None  # vtkMRMLScalarVolumeNode: planning CT warped onto the daily CT
     metrics: object | None = None  # vtkMRMLTableNode: per-organ Dice, MSD, HD95
-    # organs whose own segmentation was asked for but lay too far from the warped contour: its distance in mm
-    # (None: the model found no such organ); their contours are the warped planning contours alone
+    # organs whose own segmentation was asked for but set aside (too far from the warped contour, or too unsure):
+    # its distance in mm (None: the model found no such organ); their contours are the warped planning contours
     set_aside: dict = dataclasses.field(default_factory=dict)
 
     def review_message(self) -> str | None:
         """What to tell the user to check, or None."""
         if not self.set_aside:
             return None
-        return ("Review " + ", ".join(self.set_aside) + ": the model's own segmentation was far from the propagated "
-                "contour (" + ", ".join(_distance_text(organ, mm) for organ, mm in self.set_aside.items()) +
-                "), so only the propagated contour was kept there.")
+        return ("Review " + ", ".join(self.set_aside) + ": the model's own segmentation was too far from the "
+                "propagated contour or too unsure (" + ", ".join(_distance_text(organ, mm) for organ, mm in
+                                                                 self.set_aside.items()) +
+                " from it), so only the propagated contour was kept there.")
 
 
 def _distance_text(organ: str, distance_mm: float | None) -> str:

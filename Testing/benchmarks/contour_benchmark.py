@@ -15,7 +15,7 @@ cone-beam CT's cupping, a contrast-filled bladder).
 
 The report holds each method's summary under "methods" and its per-pair rows under "cases" (one row a
 pair: "<organ> dice|msd_mm|hd95_mm", "folding_fraction" and, where a model weighed in its own segmentation,
-"<organ> own_segmentation_distance_mm"), which ``paired_reports.py --metric`` compares.
+"<organ> own_segmentation_distance_mm" and "..._band_mm"), which ``paired_reports.py --metric`` compares.
 
     .venv/bin/python Testing/benchmarks/contour_benchmark.py --datalist D/datalist.json \
         --model out/contour-crossstitch-3d.safetensors --pairs 5 --report report.json
@@ -101,10 +101,12 @@ def run_baseline(name: str, fixed, moving, labels: LabelMap) -> tuple[LabelMap, 
 
 def case_row(report: dict) -> dict:
     """One pair's metrics as flat keys, "<organ> <metric>", "folding_fraction" and, for a model that weighed in its
-    own segmentation, "<organ> own_segmentation_distance_mm" (from the warped contour)."""
+    own segmentation, "<organ> own_segmentation_distance_mm" (from the warped contour) and
+    "<organ> own_segmentation_band_mm" (the width of its unsure band)."""
     row = {f"{organ} {key}": value for organ, metrics in report["organs"].items() for key, value in metrics.items()}
-    row.update({f"{organ} own_segmentation_distance_mm": distance
-                for organ, distance in report.get("segmentation_disagreement_mm", {}).items()})
+    for key, name in (("segmentation_disagreement_mm", "own_segmentation_distance_mm"),
+                      ("segmentation_uncertain_band_mm", "own_segmentation_band_mm")):
+        row.update({f"{organ} {name}": value for organ, value in report.get(key, {}).items()})
     if "folding_fraction" in report:
         row["folding_fraction"] = report["folding_fraction"]
     return row
@@ -128,6 +130,9 @@ def main() -> None:
     parser.add_argument("--disagreement-limit-mm", type=float, default=None,
                         help="set an organ's own segmentation aside beyond this distance from its warped contour; "
                              "default: the model card's")
+    parser.add_argument("--uncertain-band-limit-mm", type=float, default=None,
+                        help="set an organ's own segmentation aside when its unsure band is wider than this; "
+                             "default: the model card's")
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--report", type=Path, required=True)
     arguments = parser.parse_args()
@@ -137,9 +142,10 @@ def main() -> None:
     loaded = [LoadedModel.from_files(path, "cpu") for path in arguments.model]
     models = {f"{model.card['configuration']} ({path.stem})": model for model, path in
               zip(loaded, arguments.model, strict=True)}
-    if arguments.disagreement_limit_mm is not None:
-        for model in loaded:
-            model.card.setdefault("inference", {})["segmentation_disagreement_mm"] = arguments.disagreement_limit_mm
+    for key, limit in (("segmentation_disagreement_mm", arguments.disagreement_limit_mm),
+                       ("segmentation_uncertain_band_mm", arguments.uncertain_band_limit_mm)):
+        for model in loaded if limit is not None else []:
+            model.card.setdefault("inference", {})[key] = limit
     try:  # read once, before any pair is scored
         options = {name: {"guide_organs": guidance(model, arguments.guided, parse_organ_list(arguments.guide_organs)),
                           "segmentation_weights": model.segmentation_weights(
@@ -164,7 +170,8 @@ def main() -> None:
             seconds[name].append(time.perf_counter() - started)
             reports[name].append(contour_metrics(contours, truth, field))
             if name in models:
-                reports[name][-1]["segmentation_disagreement_mm"] = result.segmentation_disagreement_mm
+                reports[name][-1].update(segmentation_disagreement_mm=result.segmentation_disagreement_mm,
+                                         segmentation_uncertain_band_mm=result.segmentation_uncertain_band_mm)
             if name in models and field is not None and result.segmentation is not None:  # a joint model's other output
                 seconds.setdefault(f"{name}, own segmentation", []).append(seconds[name][-1])
                 reports.setdefault(f"{name}, own segmentation", []).append(

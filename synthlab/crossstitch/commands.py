@@ -74,7 +74,7 @@ def run_contour(fixed_path: Path, moving_path: Path, labels_path: Path, out_labe
     summary = [f"{s.name}: {result.contours.volume_ml(s.name):.1f} ml" for s in result.contours.segments]
     output = {**written, "model": model.model_id, "seconds": round(seconds, 2), "summary": summary,
               "guided_organs": result.guided_organs, "segmentation_weights": result.segmentation_weights,
-              "segmentation_disagreement_mm": result.disagreement_summary()}
+              **result.checks_summary()}
     if metrics is not None:
         output["metrics"] = metrics
         summary += [f"{name}: Dice {m['dice']:.3f}, MSD {m['msd_mm']:.2f} mm, HD95 {m['hd95_mm']:.2f} mm"

@@ -77,11 +77,15 @@ class LoadedModel(InferenceModel):
                 raise InputError("--segmentation-weight", f"{name}: {weight} is not between 0 and 1")
         return {name: float(weight) for name, weight in weights.items() if weight > 0}
 
-    @property
-    def disagreement_limit_mm(self) -> float:
-        """How far (mean surface distance) an organ's own segmentation may lie from its warped contour and still
-        be weighed in: the card's (no limit when it has none). See :func:`trusted_weights`."""
-        return float(self.card.get("inference", {}).get("segmentation_disagreement_mm", float("inf")))
+    def segmentation_checks(self, disagreement_mm: Mapping[str, float], uncertain_band_mm: Mapping[str, float]
+                            ) -> list[SegmentationCheck]:
+        """The two checks an organ's own segmentation must pass to be weighed in, with the card's limits (none
+        when it has none): its distance from the warped contour, and the width of its unsure band."""
+        limits = self.card.get("inference", {})
+        return [SegmentationCheck("from the warped contour", dict(disagreement_mm),
+                                  float(limits.get("segmentation_disagreement_mm", float("inf")))),
+                SegmentationCheck("unsure band", dict(uncertain_band_mm),
+                                  float(limits.get("segmentation_uncertain_band_mm", float("inf"))))]
 
     @classmethod
     def from_weights(cls, weights: Mapping[str, torch.Tensor], card: dict, device: torch.device) -> LoadedModel:
@@ -149,6 +153,19 @@ def refine(ddf: np.ndarray, pair: PairArrays, device: torch.device, photometric:
 
 
 @dataclass
+class SegmentationCheck:
+    """One per-organ measure of the model's own segmentation (mm) and the most it may be for the organ to be
+    weighed into the contours."""
+
+    what: str
+    values_mm: dict[str, float]
+    limit_mm: float
+
+    def failing(self, organ: str) -> bool:
+        return self.values_mm[organ] > self.limit_mm
+
+
+@dataclass
 class RegistrationResult:
     field: sitk.Image  # ITK convention on the fixed grid
     warped: sitk.Image  # moving image on the fixed grid
@@ -162,13 +179,16 @@ class ContourResult:
     segmentation: LabelMap | None  # the network's own segmentation of the daily CT
     guided_organs: list[str]  # organs that instance optimisation pulled towards that segmentation
     segmentation_weights: dict[str, float]  # organs whose contours weigh in that segmentation, and by how much
-    # organs asked to weigh in the segmentation: its mean surface distance (mm) from their warped contour
+    # organs asked to weigh in the segmentation: its mean surface distance (mm) from their warped contour, and
+    # the width (mm) of the band around the organ where the network is unsure (probability 0.2–0.8)
     segmentation_disagreement_mm: dict[str, float]
+    segmentation_uncertain_band_mm: dict[str, float]
 
-    def disagreement_summary(self) -> dict[str, float | None]:
-        """``segmentation_disagreement_mm`` for JSON: rounded to 0.01 mm, None where the model found no organ."""
-        return {organ: round(distance, 2) if np.isfinite(distance) else None
-                for organ, distance in self.segmentation_disagreement_mm.items()}
+    def checks_summary(self) -> dict[str, dict[str, float | None]]:
+        """Both measures for JSON: rounded to 0.01 mm, None where the model found no organ."""
+        return {name: {organ: round(value, 2) if np.isfinite(value) else None for organ, value in values.items()}
+                for name, values in (("segmentation_disagreement_mm", self.segmentation_disagreement_mm),
+                                     ("segmentation_uncertain_band_mm", self.segmentation_uncertain_band_mm))}
 
 
 def _require_dimension(model: LoadedModel, image: sitk.Image, name: str) -> None:
@@ -288,7 +308,7 @@ def propagate_contours(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image
         progress(0.9, "segmentation-only model: the contours are its segmentation")
         planning_on_daily = LabelMap(volume.resample(moving_labels.image, fixed, is_label=True), moving_labels.segments)
         segmentation = near_expected_organs(segmentation, planning_on_daily)
-        return ContourResult(segmentation, None, None, segmentation, [], {}, {})
+        return ContourResult(segmentation, None, None, segmentation, [], {}, {}, {})
     if "probabilities" not in output or not model.iterations(iterations):
         guided = []
     field = _final_field(model, output["ddf"], pair, fixed, iterations, progress, 0.4, output.get("probabilities"),
@@ -302,14 +322,16 @@ def propagate_contours(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image
         segmentation = near_expected_organs(segmentation, warped_contours)
     weights = {organ: weight for organ, weight in weights.items() if organ in matched}
     disagreement = {organ: disagreement_mm(segmentation, warped_contours, matched[organ]) for organ in weights}
-    weights = trusted_weights(weights, disagreement, model.disagreement_limit_mm, progress)
+    band = {organ: uncertain_band_mm(output["probabilities"][1 + organs.index(organ)], model.card["spacing"])
+            for organ in weights}
+    weights = trusted_weights(weights, model.segmentation_checks(disagreement, band), progress)
     if weights:
         progress(0.85, "weighing in the model's own segmentation for " + ", ".join(weights))
         fused = fuse_with_segmentation(masks, values, probabilities, organs, matched, weights)
         contours = near_expected_organs(LabelMap(geometry.labels_from_masks(fused, values, fixed), segments),
                                         warped_contours)
     warped = geometry.warp_image(moving, fixed, field, -1024.0) if warp_ct else None
-    return ContourResult(contours, field, warped, segmentation, guided, weights, disagreement)
+    return ContourResult(contours, field, warped, segmentation, guided, weights, disagreement, band)
 
 
 def disagreement_mm(segmentation: LabelMap, warped_contours: LabelMap, value: int) -> float:
@@ -323,16 +345,30 @@ def disagreement_mm(segmentation: LabelMap, warped_contours: LabelMap, value: in
     return surface_distances(own[box], warped[box], segmentation.image.GetSpacing()[::-1])["msd_mm"]
 
 
-def trusted_weights(weights: Mapping[str, float], disagreement: Mapping[str, float], limit_mm: float,
+def uncertain_band_mm(probability: np.ndarray, spacing_mm: float | Sequence[float]) -> float:
+    """How wide (mm) the band is where the network is unsure of an organ (probability 0.2–0.8): its voxels per
+    voxel of the organ's boundary (probability above one half), times the voxel size; inf when there is no organ.
+    About one voxel or less for an organ the network knows, whatever its size."""
+    inside = probability > 0.5
+    boundary = inside & ~ndimage.binary_erosion(inside)
+    if not boundary.any():
+        return float("inf")
+    voxel_mm = float(np.prod(np.broadcast_to(spacing_mm, (probability.ndim,)))) ** (1 / probability.ndim)
+    return float(((probability > 0.2) & (probability < 0.8)).sum() / boundary.sum() * voxel_mm)
+
+
+def trusted_weights(weights: Mapping[str, float], checks: Sequence[SegmentationCheck],
                     progress: StageProgress) -> dict[str, float]:
-    """The weights of the organs whose own segmentation lies within ``limit_mm`` of their warped contour. The
-    others keep the warped contour alone, and the progress stream says so: an organ that looks unlike anything
-    in training (a bladder filled with contrast, say) is segmented wrongly while registration still follows it."""
-    distrusted = [organ for organ in weights if disagreement[organ] > limit_mm]
+    """The weights of the organs whose own segmentation passes every check. The others keep the warped contour
+    alone, and the progress stream says so: an organ that looks unlike anything in training (a bladder filled
+    with contrast, say) is segmented wrongly, and unsurely, while registration still follows it."""
+    failed = {organ: [check for check in checks if check.failing(organ)] for organ in weights}
+    distrusted = [organ for organ, failures in failed.items() if failures]
     if distrusted:
-        progress(0.8, "the model's own segmentation is far from the warped contour for " + ", ".join(
-            f"{organ} ({disagreement[organ]:.1f} mm)" for organ in distrusted) + f" (over {limit_mm:g} mm): "
-            "kept the warped contour there")
+        progress(0.8, "set aside the model's own segmentation for " + "; ".join(
+            f"{organ} (" + ", ".join(f"{check.what} {check.values_mm[organ]:.1f} mm, over {check.limit_mm:g}"
+                                     for check in failed[organ]) + ")" for organ in distrusted)
+            + ": kept the warped contour there")
     return {organ: weight for organ, weight in weights.items() if organ not in distrusted}
 
 
