@@ -74,13 +74,13 @@ class ContourNodes:
         if not self.set_aside:
             return None
         return ("Review " + ", ".join(self.set_aside) + ": the model's own segmentation was too far from the "
-                "propagated contour or too unsure (" + ", ".join(_distance_text(organ, mm) for organ, mm in
-                                                                 self.set_aside.items()) +
-                " from it), so only the propagated contour was kept there.")
+                "propagated contour or too unsure, so only the propagated contour was kept there. Its distance from "
+                "the propagated contour: " + ", ".join(_distance_text(organ, mm) for organ, mm in
+                                                      self.set_aside.items()) + ".")
 
 
 def _distance_text(organ: str, distance_mm: float | None) -> str:
-    return f"{organ}: not found" if distance_mm is None else f"{organ}: {distance_mm:.1f} mm"
+    return f"{organ} not found" if distance_mm is None else f"{organ} {distance_mm:.1f} mm"
 
 
 def load_contours(scene, result: JobResult, daily_ct, planning_segmentation) -> ContourNodes:
