@@ -686,6 +686,11 @@ def test_changed_mri_copies_cases_with_thicker_slices_another_orientation_bias_a
     again = run_benchmark_script("changed_mri.py", "--datalist", brain_data / "datalist.json", "--out",
                                  tmp_path / "noisy", "--noise", 0.1)
     assert again.returncode == 2 and "exists" in again.stderr
+    maskless = tmp_path / "maskless.json"
+    maskless.write_text(json.dumps({"test": [{key: str(value) for key, value in case.items() if key != "mask"}]}))
+    refused = run_benchmark_script("changed_mri.py", "--datalist", maskless, "--out", tmp_path / "m", "--noise", 0.1)
+    assert refused.returncode == 2 and "every case needs its brain mask" in refused.stderr
+    assert not (tmp_path / "m").exists()
     wrong = run_benchmark_script("changed_mri.py", "--datalist", brain_data / "datalist.json", "--out",
                                  tmp_path / "w", "--orientation", "RAA")
     assert wrong.returncode == 2 and "not three axis letters" in wrong.stderr and not (tmp_path / "w").exists()

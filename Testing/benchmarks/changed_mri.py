@@ -76,12 +76,11 @@ def main() -> None:
     for number, entry in enumerate(entries):
         folder = out / f"{number:03d}_{entry.get('case', 'case')}"  # case names may repeat across sources
         folder.mkdir(parents=True)
-        mask = volume.array_of(sitk.ReadImage(entry["mask"])) > 0 if "mask" in entry else None
+        # read as stored: a healthy case's tumour labels are empty
+        stored = {key: sitk.ReadImage(entry[key]) for key in (*IMAGES, *MASKS) if key in entry}
+        mask = volume.array_of(stored["mask"]) > 0 if "mask" in stored else None
         copy = dict(entry)
-        for key in (*IMAGES, *MASKS):
-            if key not in entry:
-                continue
-            image = sitk.ReadImage(entry[key])  # as stored: a healthy case's tumour labels are empty
+        for key, image in stored.items():
             if key in MR_CONTRASTS and (arguments.bias or arguments.noise):
                 image = changed_contrast(image, mask, arguments.bias, arguments.noise, rng)
             image = regridded(image, arguments.slice_mm, orientation, is_label=key in MASKS)

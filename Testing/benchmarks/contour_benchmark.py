@@ -4,8 +4,8 @@ Methods: identity (planning contours left in place), rigid (SimpleITK Euler3D, M
 SimpleITK deformable (rigid, then a B-spline on a 40 mm grid, LBFGSB, 3 levels), and every
 model given with --model (an exported <id>.safetensors with its card beside it); a joint model is
 scored twice: its propagated contours and its own segmentation of the daily CT. Each model runs with its
-card's inference (instance-optimisation steps, guided organs, segmentation weights and their disagreement
-limit) unless an option here says otherwise.
+card's inference (instance-optimisation steps, guided organs, segmentation weights and the two limits that
+set an organ's own segmentation aside) unless an option here says otherwise.
 Per organ: Dice, MSD, HD95 (mm); folding fraction; seconds a pair, and the ratio of the
 SimpleITK deformable baseline's time to each method's.
 
