@@ -121,11 +121,12 @@ def contour_registry(tmp_path_factory, pelvis_data) -> Path:
 
 @pytest.fixture(scope="session")
 def strict_contour_registry(tmp_path_factory, contour_registry) -> Path:
-    """The tiny contour model again, its card trusting its own segmentation nowhere (a 0 mm disagreement limit)."""
+    """The tiny contour model again, its card trusting its own segmentation nowhere (a 0 mm disagreement limit) and
+    correcting the patient's set-up first."""
     out = tmp_path_factory.mktemp("strict-model")
     source = Registry(contour_registry)
     weights, card = source.load(source.get("tiny-contour"))
-    card["inference"] = {**card.get("inference", {}), "segmentation_disagreement_mm": 0.0}
+    card["inference"] = {**card.get("inference", {}), "segmentation_disagreement_mm": 0.0, "setup_correction": True}
     weights_path, card_path = save_model(weights, card, out, "strict-contour")
     registry = Registry(out / "Models.json")
     registry.add(entry_for(registry, "strict-contour", weights_path, card_path, default=True))

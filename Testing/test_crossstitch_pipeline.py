@@ -17,6 +17,7 @@ from synthlab import volume
 from synthlab.crossstitch.data import match_organs, require_ct
 from synthlab.crossstitch.fit import FitOptions, fit
 from synthlab.crossstitch.geometry import displacement_transform
+from synthlab.crossstitch.setup import SetupCorrection, estimate_setup
 from synthlab.datalist import read_datalist
 from synthlab.errors import InputError
 from synthlab.labels import PELVIS_SEGMENTS, LabelMap, Segment, read_labels, write_labels
@@ -194,6 +195,12 @@ def test_evaluate_contour_reports_each_organ(contour_registry, pelvis_data, tmp_
     assert report["summary"]["pairs"] == len(report["pairs"]) >= 1
     assert set(report["summary"]["organs"]) == {s.name for s in PELVIS_SEGMENTS}
     assert {"dice", "msd_mm", "hd95_mm"} <= set(report["summary"]["organs"]["prostate"])
+    assert all(pair["setup_correction"] is None for pair in report["pairs"])  # the tiny model's card asks for none
+    corrected = synthlab_here("evaluate", "contour", "--datalist", pelvis_data, "--report", tmp_path / "setup.json",
+                              "--setup-correction", "--progress", "none", env={"SYNTHLAB_MODELS": str(contour_registry)})
+    assert corrected.returncode == 0, corrected.stderr[-2000:]
+    pairs = json.loads((tmp_path / "setup.json").read_text())["pairs"]
+    assert all(len(pair["setup_correction"]["translation_mm"]) == 3 for pair in pairs)
 
 
 def test_contour_benchmark_keeps_each_pair_for_paired_comparisons_and_the_seed_figure(contour_registry, pelvis_data,
@@ -315,6 +322,25 @@ def test_changed_ct_darkens_the_body_centre_like_a_cone_beam_ct_and_fills_the_bl
     assert not (tmp_path / "n").exists()
 
 
+def test_changed_ct_moves_the_daily_ct_and_its_contours_together_as_a_patient_lying_further_off(pelvis_data,
+                                                                                                tmp_path):
+    run = run_benchmark_script("changed_ct.py", "--datalist", pelvis_data, "--out", tmp_path / "moved",
+                               "--setup-shift-mm", "12,-8,5", "--setup-rotation-deg", "0,0,3")
+    assert run.returncode == 0, run.stderr[-2000:]
+    (original,), (changed,) = read_datalist(pelvis_data)["test"], read_datalist(tmp_path / "moved" / "datalist.json")["test"]
+    ct_before, ct_after = sitk.ReadImage(original["fixed"]), sitk.ReadImage(changed["fixed"])
+    assert np.array_equal(sitk.GetArrayFromImage(ct_after), sitk.GetArrayFromImage(ct_before))  # not resampled
+    centre = np.mean(volume.physical_bounds(ct_before), axis=0)
+    patient = sitk.Euler3DTransform(centre.tolist(), 0.0, 0.0, np.radians(3.0), [12.0, -8.0, 5.0])
+    for key, read in (("fixed", sitk.ReadImage), ("fixed_labels", lambda path: read_labels(path).image)):
+        before, after = read(original[key]), read(changed[key])
+        corner = before.TransformIndexToPhysicalPoint([3, 5, 2])
+        assert np.allclose(after.TransformIndexToPhysicalPoint([3, 5, 2]), patient.TransformPoint(corner), atol=1e-4)
+    assert changed["moving"] == original["moving"] and changed["moving_labels"] == original["moving_labels"]
+    wrong = run_benchmark_script("changed_ct.py", "--datalist", pelvis_data, "--out", tmp_path / "w",
+                                 "--setup-shift-mm", "12,-8")
+    assert wrong.returncode == 2 and "give three numbers" in wrong.stderr and not (tmp_path / "w").exists()
+
 def test_surface_distance_of_nested_spheres_is_their_radius_difference_in_mm():
     z, y, x = np.mgrid[:40, :60, :60]
     spacing = (2.0, 1.0, 1.0)
@@ -398,7 +424,7 @@ def test_an_organ_whose_own_segmentation_strays_from_its_warped_contour_keeps_th
     plain, plain_out = contour(contour_registry, pair, tmp_path / "plain", "--iterations", 2,
                                "--segmentation-weight", "none", "--progress", "json")
     strict, strict_out = contour(strict_contour_registry, pair, tmp_path / "strict", "--iterations", 2,
-                                 "--segmentation-weight", "bladder=0.9", "--progress", "json")
+                                 "--segmentation-weight", "bladder=0.9", "--no-setup-correction", "--progress", "json")
     assert plain.returncode == 0 and strict.returncode == 0, strict.stderr[-2000:]
     assert "set aside the model's own segmentation for bladder (from the warped contour" in strict.stdout
     assert "kept the warped contour" in strict.stdout
@@ -524,3 +550,55 @@ def test_the_shipped_contour_model_uses_its_cards_instance_optimisation_by_defau
     assert model.guided_organs([]) == []  # --guide-organs none
     assert model.segmentation_weights(None) == model.card["inference"]["segmentation_weights"]
     assert model.segmentation_weights({}) == {}  # --segmentation-weight none
+
+
+def _rigid(centre, degrees, shift_mm) -> sitk.Euler3DTransform:
+    return sitk.Euler3DTransform(list(centre), *np.radians(degrees), list(shift_mm))
+
+
+def test_setup_correction_finds_a_known_patient_shift_on_bone_and_puts_fields_back_on_the_daily_grid(pair):
+    planning = volume.read_image(pair["fixed"])
+    centre = np.mean(volume.physical_bounds(planning), axis=0)
+    known = _rigid(centre, (3.0, -2.0, 4.0), (12.0, -9.0, 6.0))  # daily point -> planning point
+    daily = SetupCorrection(sitk.Euler3DTransform(known.GetInverse())).moved(planning)  # the patient lay elsewhere
+    assert np.array_equal(volume.array_of(daily), volume.array_of(planning))  # only the geometry changed
+    found = estimate_setup(daily, planning)
+    points = np.random.default_rng(0).uniform(-40, 40, (50, 3)) + centre
+    errors = [np.linalg.norm(np.subtract(found.transform.TransformPoint(p.tolist()), known.TransformPoint(p.tolist())))
+              for p in points]
+    assert max(errors) < 0.5
+    assert found.summary()["rotation_deg"] == pytest.approx([3.0, -2.0, 4.0], abs=0.2)
+    assert estimate_setup(planning, planning).describe().startswith("0.0 mm")
+    moved = found.moved(daily)  # the daily CT in the planning frame: back where the planning CT is
+    assert np.allclose(moved.GetOrigin(), planning.GetOrigin(), atol=0.5)
+    # a field made on the moved grid, back on the daily grid: each voxel's planning point minus its own place
+    field = volume.image_like(np.full((*reversed(daily.GetSize()), 3), (1.0, -2.0, 0.5)), moved, is_vector=True)
+    on_daily = found.field_on(field, daily)
+    assert volume.same_grid(on_daily, daily)
+    index = [5, 7, 3]
+    x = np.array(daily.TransformIndexToPhysicalPoint(index))
+    planning_point = np.add(moved.TransformIndexToPhysicalPoint(index), (1.0, -2.0, 0.5))
+    assert np.allclose(x + on_daily[index], planning_point, atol=1e-3)
+    labels = sitk.Cast(moved > 0, sitk.sitkUInt8)
+    assert volume.same_grid(SetupCorrection.back_on(labels, daily), daily)
+
+
+def test_contours_follow_a_patient_lying_further_off_only_with_setup_correction(contour_registry, pair, tmp_path):
+    daily, truth = volume.read_image(pair["fixed"]), read_labels(pair["fixed_labels"])
+    centre = np.mean(volume.physical_bounds(daily), axis=0)
+    patient = SetupCorrection(_rigid(centre, (0, 0, 3.0), (15.0, 10.0, -9.0)))
+    shifted = {**pair, "fixed": volume.write_image(patient.moved(daily), tmp_path / "shifted.nii.gz")}
+    write_labels(LabelMap(patient.moved(truth.image), truth.segments), tmp_path / "truth.seg.nrrd")
+    dice = {}
+    for option in ("--no-setup-correction", "--setup-correction"):
+        folder = tmp_path / option.strip("-")
+        folder.mkdir()
+        result, _ = contour(contour_registry, shifted, folder, option, "--reference-labels",
+                            tmp_path / "truth.seg.nrrd", "--progress", "json")
+        assert result.returncode == 0, result.stderr
+        output = json.loads(result.stdout.splitlines()[-1])["result"]
+        dice[option] = np.mean([m["dice"] for m in output["metrics"]["organs"].values()])
+        correction = output["setup_correction"]
+        assert (correction is None) == (option == "--no-setup-correction")
+    assert np.linalg.norm(correction["translation_mm"]) > 10
+    assert dice["--setup-correction"] > dice["--no-setup-correction"] + 0.2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -188,6 +189,7 @@ def test_contour_logic_end_to_end_on_phantom_nodes(scene, pair, contour_registry
     assert nodes.contours.GetAttribute("SynthLab.guided_organs") == "rectum,bladder"
     assert nodes.contours.GetAttribute("SynthLab.segmentation_weights") == "bladder=0.5"
     assert nodes.contours.GetAttribute("SynthLab.segmentation_set_aside") == "none" and nodes.review_message() is None
+    assert nodes.contours.GetAttribute("SynthLab.setup_correction") == "none"  # the tiny model's card asks for none
     assert nodes.field.IsA("vtkMRMLGridTransformNode") and nodes.warped.GetImageData() is not None
     table = nodes.metrics
     assert table.GetNumberOfRows() == 4 and table.GetCellText(0, 0) == "CTV"
@@ -208,6 +210,8 @@ def test_contour_panel_names_the_organs_whose_own_segmentation_was_set_aside(sce
     assert list(nodes.set_aside) == ["rectum"]
     assert nodes.contours.GetAttribute("SynthLab.segmentation_set_aside") == "rectum"
     assert nodes.contours.GetAttribute("SynthLab.segmentation_weights") == "none"
+    assert re.fullmatch(r"translation \S+, \S+, \S+ mm; rotation \S+, \S+, \S+ degrees",
+                        nodes.field.GetAttribute("SynthLab.setup_correction"))  # this card corrects the set-up
     assert nodes.review_message().startswith("Review rectum: the model's own segmentation was too far")
 
 

@@ -192,6 +192,9 @@ SegmentationWeightOption = Annotated[str | None, typer.Option("--segmentation-we
                                      "model's own segmentation against the warped planning contour in today's "
                                      "contours: one number for every organ, ORGAN=WEIGHT pairs (0 to 1), or "
                                      "'none'; default: the model card's.")]
+SetupCorrectionOption = Annotated[bool | None, typer.Option("--setup-correction/--no-setup-correction", help="Match "
+                                 "the two CTs' bone rigidly first (the patient's set-up), then register what is "
+                                 "left; default: the model card's choice.")]
 WindowOption = Annotated[int | None, typer.Option("--window", help="Sliding-window side in model voxels "
                                                                   "(default: the whole region at once).")]
 
@@ -217,7 +220,8 @@ def contour(
                                                   "'SV=seminal vesicles,Blase=bladder'.")] = None,
     model: ModelOption = None, device: DeviceOption = "auto", iterations: IterationsOption = None,
     window: WindowOption = None, guided: GuidedOption = False, guide_organs: GuideOrgansOption = None,
-    segmentation_weight: SegmentationWeightOption = None, progress: ProgressOption = ProgressMode.bar,
+    segmentation_weight: SegmentationWeightOption = None, setup_correction: SetupCorrectionOption = None,
+    progress: ProgressOption = ProgressMode.bar,
 ):
     """Propagate planning contours to today's CT (cross-stitch registration + segmentation)."""
     from synthlab.crossstitch.commands import run_contour
@@ -226,7 +230,7 @@ def contour(
         result = run_contour(fixed, moving, moving_labels, out_labels, out_field, out_warped, out_segmentation,
                              reference_labels, out_metrics, parse_organ_map(organ_map), model, device, iterations,
                              window, reporter.stage("contour", 0.0, 1.0), guided, parse_organ_list(guide_organs),
-                             segmentation_weight)
+                             segmentation_weight, setup_correction)
         reporter.update("done", 1.0, f"wrote {out_labels}", result=result)
     for line in result.get("summary", []):
         typer.echo(line, err=progress.value == "json")
@@ -319,7 +323,8 @@ def evaluate_contour(
     split: Annotated[str, typer.Option("--split", help="Datalist section to score.")] = "test",
     model: ModelOption = None, device: DeviceOption = "auto", iterations: IterationsOption = None,
     guided: GuidedOption = False, guide_organs: GuideOrgansOption = None,
-    segmentation_weight: SegmentationWeightOption = None, progress: ProgressOption = ProgressMode.bar,
+    segmentation_weight: SegmentationWeightOption = None, setup_correction: SetupCorrectionOption = None,
+    progress: ProgressOption = ProgressMode.bar,
 ):
     """Per-organ Dice, mean surface distance and HD95 (mm), and folding, of propagated contours."""
     from synthlab.crossstitch.commands import run_evaluate
@@ -327,7 +332,7 @@ def evaluate_contour(
     with ProgressReporter(progress.value) as reporter:
         summary = run_evaluate(datalist, report, split, model, device, iterations,
                                reporter.stage("evaluate contour", 0.0, 1.0), guided, parse_organ_list(guide_organs),
-                               segmentation_weight)
+                               segmentation_weight, setup_correction)
         reporter.update("done", 1.0, f"wrote {report}", result={"report": str(report)})
     typer.echo(json.dumps(summary, indent=2), err=progress.value == "json")
 

@@ -124,8 +124,7 @@ def contour_step(folder: Path, progress: StageProgress) -> StepOutput:
         captions={"daily_ct": "MSD mm: " + ", ".join(f"{organ} {scores['msd_mm']:.2f}"
                                                      for organ, scores in metrics["organs"].items())},
         metrics={"model": model.model_id, "inference_seconds": round(seconds, 2),
-                 "guided_organs": result.guided_organs, "segmentation_weights": result.segmentation_weights,
-                 **result.checks_summary(),
+                 **result.inference_summary(),
                  "propagated": metrics, "without_propagation": identity["organs"]})
 
 

@@ -83,6 +83,14 @@ def _distance_text(organ: str, distance_mm: float | None) -> str:
     return f"{organ} not found" if distance_mm is None else f"{organ} {distance_mm:.1f} mm"
 
 
+def setup_text(setup: dict | None) -> str:
+    """The rigid set-up correction the backend found first (its JSON), for people; "none" when it ran none."""
+    if not setup:
+        return "none"
+    return ("translation " + ", ".join(f"{v:.1f}" for v in setup["translation_mm"]) + " mm; rotation "
+            + ", ".join(f"{v:.1f}" for v in setup["rotation_deg"]) + " degrees")
+
+
 def load_contours(scene, result: JobResult, daily_ct, planning_segmentation) -> ContourNodes:
     """Daily contours (planning names and colours, on the daily CT), the displacement field, and the optional
     warped planning CT and metrics table, as nodes."""
@@ -108,5 +116,6 @@ def load_contours(scene, result: JobResult, daily_ct, planning_segmentation) -> 
                                 segmentation_weights=",".join(
                                     f"{organ}={weight:g}" for organ, weight in
                                     weights.items()) or "none",
-                                segmentation_set_aside=",".join(nodes.set_aside) or "none")
+                                segmentation_set_aside=",".join(nodes.set_aside) or "none",
+                                setup_correction=setup_text(result.results.get("setup_correction")))
     return nodes

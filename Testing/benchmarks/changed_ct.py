@@ -1,6 +1,6 @@
 """Copies of a contour datalist's pairs whose CTs look as if another scanner or protocol made them: HU
 calibration (scale and offset), more noise, blur, thicker slices, another voxel orientation, the cupping of a
-cone-beam CT, a contrast-filled bladder on the daily CT. The models will
+cone-beam CT, a contrast-filled bladder on the daily CT, a patient lying further off on the couch. The models will
 meet pelvis CTs made differently from the phantom they were trained on; scoring them on these copies
 (``contour_benchmark.py --datalist OUT/datalist.json``) shows how far each kind of change moves them.
 
@@ -8,7 +8,8 @@ meet pelvis CTs made differently from the phantom they were trained on; scoring 
         --noise-hu 40 --which both
 
 Only the CTs change. The contours stay where they were, on the daily CT's new grid when its slices are
-resampled or its voxels reordered (an orientation changes the voxel order, not where anything is). Every pair
+resampled or its voxels reordered (an orientation changes the voxel order, not where anything is), except
+after a set-up change: the daily CT and its contours then move together (their voxels are not resampled). Every pair
 of the chosen split is written to the output's ``test`` split.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -23,6 +25,7 @@ from copies import checked_copy, with_slice_thickness
 from scipy import ndimage
 
 from synthlab import volume
+from synthlab.crossstitch.setup import SetupCorrection
 from synthlab.datalist import write_datalist
 from synthlab.labels import LabelMap, read_labels, write_labels
 
@@ -69,6 +72,21 @@ def with_contrast_in_bladder(image: sitk.Image, labels: LabelMap, contrast_hu: f
     return volume.image_like((volume.array_of(image) + contrast_hu * urine).astype(np.float32), image)
 
 
+def with_setup_error(image: sitk.Image, shift_mm: Sequence[float], rotation_deg: Sequence[float],
+                     centre: Sequence[float]) -> sitk.Image:
+    """The image as if the patient lay ``shift_mm`` (LPS) further and turned by ``rotation_deg`` about x, y, z
+    around ``centre``: the same voxels, a new origin and direction."""
+    patient = sitk.Euler3DTransform(list(centre), *np.radians(rotation_deg), list(shift_mm))
+    return SetupCorrection(patient).moved(image)
+
+
+def _three_numbers(text: str) -> list[float]:
+    values = [float(v) for v in text.split(",")]
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"{text!r}: give three numbers separated by commas")
+    return values
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datalist", required=True, help="contour datalist (JSON)")
@@ -85,6 +103,11 @@ def main() -> None:
     parser.add_argument("--slice-mm", type=float, default=None, help="resample the daily CT to this slice spacing")
     parser.add_argument("--orientation", default=None,
                         help="store the daily CT and its contours in this voxel orientation (e.g. RAS)")
+    parser.add_argument("--setup-shift-mm", type=_three_numbers, default=None,
+                        help="the patient lies this far off on the daily CT (x,y,z LPS mm): the daily CT and its "
+                             "contours move")
+    parser.add_argument("--setup-rotation-deg", type=_three_numbers, default=None,
+                        help="and turned by these angles about x,y,z (degrees, about the daily CT's centre)")
     parser.add_argument("--which", choices=["daily", "both"], default="daily",
                         help="change the daily CT only, or the planning CT too (slices: the daily CT only)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed")
@@ -96,23 +119,30 @@ def main() -> None:
             for entry in entries):
         parser.error("--bladder-contrast-hu: some daily contours have no segment named bladder")
     rng = np.random.default_rng(arguments.seed)
+    setup_error = None
+    if arguments.setup_shift_mm or arguments.setup_rotation_deg:
+        setup_error = (arguments.setup_shift_mm or [0.0] * 3, arguments.setup_rotation_deg or [0.0] * 3)
     written, planning_done = [], {}
     changes = (arguments.scale, arguments.offset, arguments.noise_hu, arguments.blur_mm, arguments.cupping_hu)
     for number, entry in enumerate(entries):
         folder = out / f"pair_{number:03d}"
         folder.mkdir(parents=True)
         fixed = volume.read_image(entry["fixed"], "fixed")
+        labels = read_labels(entry["fixed_labels"], "fixed_labels")
         if arguments.bladder_contrast_hu:
-            fixed = with_contrast_in_bladder(fixed, read_labels(entry["fixed_labels"], "fixed_labels"),
-                                             arguments.bladder_contrast_hu)
+            fixed = with_contrast_in_bladder(fixed, labels, arguments.bladder_contrast_hu)
         fixed = changed_ct(fixed, *changes, arguments.slice_mm, rng)
         if arguments.orientation:
             fixed = sitk.DICOMOrient(fixed, arguments.orientation.upper())
-        copy = {**entry, "fixed": str(volume.write_image(fixed, folder / "daily_ct.nii.gz"))}
         if arguments.slice_mm or arguments.orientation:
-            labels = read_labels(entry["fixed_labels"], "fixed_labels")
-            resampled = LabelMap(volume.resample(labels.image, fixed, is_label=True), labels.segments)
-            copy["fixed_labels"] = str(write_labels(resampled, folder / "daily_contours.seg.nrrd"))
+            labels = LabelMap(volume.resample(labels.image, fixed, is_label=True), labels.segments)
+        if setup_error:
+            centre = np.mean(volume.physical_bounds(fixed), axis=0)
+            labels = LabelMap(with_setup_error(labels.image, *setup_error, centre), labels.segments)
+            fixed = with_setup_error(fixed, *setup_error, centre)
+        copy = {**entry, "fixed": str(volume.write_image(fixed, folder / "daily_ct.nii.gz"))}
+        if arguments.slice_mm or arguments.orientation or setup_error:
+            copy["fixed_labels"] = str(write_labels(labels, folder / "daily_contours.seg.nrrd"))
         if arguments.which == "both":
             if entry["moving"] not in planning_done:
                 planning = changed_ct(volume.read_image(entry["moving"], "moving"), *changes, None, rng)

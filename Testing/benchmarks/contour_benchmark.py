@@ -5,7 +5,7 @@ SimpleITK deformable (rigid, then a B-spline on a 40 mm grid, LBFGSB, 3 levels),
 model given with --model (an exported <id>.safetensors with its card beside it); a joint model is
 scored twice: its propagated contours and its own segmentation of the daily CT. Each model runs with its
 card's inference (instance-optimisation steps, guided organs, segmentation weights and the two limits that
-set an organ's own segmentation aside) unless an option here says otherwise.
+set an organ's own segmentation aside, the set-up correction) unless an option here says otherwise.
 Per organ: Dice, MSD, HD95 (mm); folding fraction; seconds a pair, and the ratio of the
 SimpleITK deformable baseline's time to each method's.
 
@@ -133,6 +133,9 @@ def main() -> None:
     parser.add_argument("--uncertain-band-limit-mm", type=float, default=None,
                         help="set an organ's own segmentation aside when its unsure band is wider than this; "
                              "default: the model card's")
+    parser.add_argument("--setup-correction", action=argparse.BooleanOptionalAction, default=None,
+                        help="match the two CTs' bone rigidly before the network (the patient's set-up); default: "
+                             "the model card's")
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--report", type=Path, required=True)
     arguments = parser.parse_args()
@@ -163,7 +166,7 @@ def main() -> None:
             started = time.perf_counter()
             if name in models:
                 result = propagate_contours(models[name], fixed, moving, labels, iterations=arguments.iterations,
-                                            **options[name])
+                                            setup_correction=arguments.setup_correction, **options[name])
                 contours, field = result.contours, result.field
             else:
                 contours, field = run_baseline(name, fixed, moving, labels)

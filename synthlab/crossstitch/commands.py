@@ -40,7 +40,8 @@ def run_contour(fixed_path: Path, moving_path: Path, labels_path: Path, out_labe
                 out_warped: Path | None, out_segmentation: Path | None, reference_path: Path | None,
                 out_metrics: Path | None, organ_map: Mapping[str, str], model_id: str | None, device: str,
                 iterations: int | None, window: int | None, progress: StageProgress, guided: bool = False,
-                guide_organs: Sequence[str] | None = None, segmentation_weight: str | None = None) -> dict:
+                guide_organs: Sequence[str] | None = None, segmentation_weight: str | None = None,
+                setup_correction: bool | None = None) -> dict:
     volume.check_outputs({"--fixed": fixed_path, "--moving": moving_path, "--moving-labels": labels_path,
                     "--reference-labels": reference_path},
                    {"--out-labels": out_labels, "--out-field": out_field, "--out-warped": out_warped,
@@ -59,7 +60,7 @@ def run_contour(fixed_path: Path, moving_path: Path, labels_path: Path, out_labe
     result = propagate_contours(model, fixed, moving, labels, organ_map, iterations, window,
                                 warp_ct=out_warped is not None, guide_organs=guidance(model, guided, guide_organs),
                                 segmentation_weights=parse_organ_weights(segmentation_weight, model.card["organs"]),
-                                progress=progress)
+                                setup_correction=setup_correction, progress=progress)
     seconds = time.perf_counter() - started
     metrics = contour_metrics(result.contours, reference, result.field, organ_map) if reference is not None else None
     progress(0.95, "writing outputs")
@@ -73,8 +74,9 @@ def run_contour(fixed_path: Path, moving_path: Path, labels_path: Path, out_labe
         written["out_segmentation"] = str(write_labels(result.segmentation, out_segmentation))
     summary = [f"{s.name}: {result.contours.volume_ml(s.name):.1f} ml" for s in result.contours.segments]
     output = {**written, "model": model.model_id, "seconds": round(seconds, 2), "summary": summary,
-              "guided_organs": result.guided_organs, "segmentation_weights": result.segmentation_weights,
-              **result.checks_summary()}
+              **result.inference_summary()}
+    if result.setup is not None:
+        summary.append(f"set-up correction: {result.setup.describe()}")
     if metrics is not None:
         output["metrics"] = metrics
         summary += [f"{name}: Dice {m['dice']:.3f}, MSD {m['msd_mm']:.2f} mm, HD95 {m['hd95_mm']:.2f} mm"
@@ -116,7 +118,8 @@ def run_register(fixed_path: Path, moving_path: Path, out_warped: Path, out_fiel
 
 def evaluate_pairs(model: LoadedModel, entries: list[dict], iterations: int | None, progress: StageProgress,
                    guide_organs: Sequence[str] | None = None,
-                   segmentation_weights: Mapping[str, float] | None = None) -> dict:
+                   segmentation_weights: Mapping[str, float] | None = None,
+                   setup_correction: bool | None = None) -> dict:
     """Propagate and score every (fixed, moving) pair; per-pair reports and their summary."""
     reports = []
     for index, entry in enumerate(entries):
@@ -126,10 +129,11 @@ def evaluate_pairs(model: LoadedModel, entries: list[dict], iterations: int | No
         labels = read_labels(entry["moving_labels"], "moving_labels")
         started = time.perf_counter()
         result = propagate_contours(model, fixed, moving, labels, iterations=iterations, guide_organs=guide_organs,
-                                    segmentation_weights=segmentation_weights)
+                                    segmentation_weights=segmentation_weights, setup_correction=setup_correction)
         seconds = time.perf_counter() - started
         report = contour_metrics(result.contours, read_labels(entry["fixed_labels"], "fixed_labels"), result.field)
-        reports.append({"fixed": entry["fixed"], "seconds": round(seconds, 3), **report})
+        reports.append({"fixed": entry["fixed"], "seconds": round(seconds, 3), **report,
+                        "setup_correction": result.setup.summary() if result.setup else None})
     summary = summarise(reports)
     summary["seconds_per_pair"] = round(sum(r["seconds"] for r in reports) / max(1, len(reports)), 3)
     return {"model": model.model_id, "summary": summary, "pairs": reports}
@@ -137,7 +141,7 @@ def evaluate_pairs(model: LoadedModel, entries: list[dict], iterations: int | No
 
 def run_evaluate(datalist: Path, report: Path, split: str, model_id: str | None, device: str, iterations: int | None,
                  progress: StageProgress, guided: bool = False, guide_organs: Sequence[str] | None = None,
-                 segmentation_weight: str | None = None) -> dict:
+                 segmentation_weight: str | None = None, setup_correction: bool | None = None) -> dict:
     entries = read_datalist(datalist).get(split)
     if not entries:
         raise InputError("--split", f"the datalist has no '{split}' pairs")
@@ -146,7 +150,7 @@ def run_evaluate(datalist: Path, report: Path, split: str, model_id: str | None,
         raise InputError("--datalist", f"contour evaluation needs {', '.join(missing)} in every pair")
     model = load_model("contour", model_id, device)
     result = evaluate_pairs(model, entries, iterations, progress, guidance(model, guided, guide_organs),
-                            parse_organ_weights(segmentation_weight, model.card["organs"]))
+                            parse_organ_weights(segmentation_weight, model.card["organs"]), setup_correction)
     with volume.atomic_output(report) as temporary:
         temporary.write_text(json.dumps(result, indent=2) + "\n")
     return result["summary"]

@@ -13,6 +13,7 @@ image's own grid, for images of any modality.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from synthlab.crossstitch import geometry
 from synthlab.crossstitch.data import PERCENTILE_RANGE, PairArrays, match_organs, pair_on_grid, require_ct
 from synthlab.crossstitch.instance import SegmentationGuide, refine_field
 from synthlab.crossstitch.networks import FILTERS, SIZE_MULTIPLE, JointNetwork
+from synthlab.crossstitch.setup import SetupCorrection, estimate_setup
 from synthlab.device import autocast, resolve_device
 from synthlab.errors import InputError
 from synthlab.labels import PELVIS_SEGMENTS, LabelMap, Segment
@@ -53,6 +55,11 @@ class LoadedModel(InferenceModel):
     def iterations(self, asked: int | None) -> int:
         """Instance-optimisation steps: those asked for, else the card's default (0 when it has none)."""
         return int(self.card.get("inference", {}).get("iterations", 0)) if asked is None else asked
+
+    def setup_correction(self, asked: bool | None) -> bool:
+        """Whether a rigid bone match corrects the patient's set-up before the network: as asked, else the card's
+        choice (off when it has none)."""
+        return bool(self.card.get("inference", {}).get("setup_correction", False)) if asked is None else asked
 
     def guided_organs(self, asked: Sequence[str] | None) -> list[str]:
         """Organs whose contours instance optimisation pulls towards the model's own segmentation: those
@@ -183,12 +190,16 @@ class ContourResult:
     # the width (mm) of the band around the organ where the network is unsure (probability 0.2–0.8)
     segmentation_disagreement_mm: dict[str, float]
     segmentation_uncertain_band_mm: dict[str, float]
+    setup: SetupCorrection | None = None  # the rigid set-up correction found first, when one was asked for
 
-    def checks_summary(self) -> dict[str, dict[str, float | None]]:
-        """Both measures for JSON: rounded to 0.01 mm, None where the model found no organ."""
-        return {name: {organ: round(value, 2) if np.isfinite(value) else None for organ, value in values.items()}
-                for name, values in (("segmentation_disagreement_mm", self.segmentation_disagreement_mm),
-                                     ("segmentation_uncertain_band_mm", self.segmentation_uncertain_band_mm))}
+    def inference_summary(self) -> dict:
+        """How the contours were made, for JSON: guided organs, segmentation weights, the set-up correction (None
+        when none ran) and both measures of the own segmentation (0.01 mm; None where the model found no organ)."""
+        checks = {name: {organ: round(value, 2) if np.isfinite(value) else None for organ, value in values.items()}
+                  for name, values in (("segmentation_disagreement_mm", self.segmentation_disagreement_mm),
+                                       ("segmentation_uncertain_band_mm", self.segmentation_uncertain_band_mm))}
+        return {"guided_organs": self.guided_organs, "segmentation_weights": self.segmentation_weights,
+                "setup_correction": self.setup.summary() if self.setup else None, **checks}
 
 
 def _require_dimension(model: LoadedModel, image: sitk.Image, name: str) -> None:
@@ -267,14 +278,15 @@ def _require_joint(model: LoadedModel, option: str) -> None:
 def propagate_contours(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image, moving_labels: LabelMap,
                        organ_map: Mapping[str, str] | None = None, iterations: int | None = None, window: int | None = None,
                        warp_ct: bool = False, guide_organs: Sequence[str] | None = None,
-                       segmentation_weights: Mapping[str, float] | None = None,
+                       segmentation_weights: Mapping[str, float] | None = None, setup_correction: bool | None = None,
                        progress: StageProgress | None = None) -> ContourResult:
     """Today's contours: the planning contours warped onto the daily CT by the predicted field. Its instance
     optimisation pulls the ``guide_organs`` (default: the card's) towards the joint model's own segmentation,
     and each organ in ``segmentation_weights`` (default: the card's) is that weighted mix of the warped contour
     and the joint model's own segmentation (see :func:`fuse_with_segmentation`), without the pieces that lie
     far from the warped contour (see :func:`near_expected_organs`), unless that segmentation is further from the
-    warped contour than the card allows (see :func:`trusted_weights`)."""
+    warped contour than the card allows (see :func:`trusted_weights`). With ``setup_correction`` (default: the
+    card's), a rigid match on bone first brings the daily CT into the planning CT's frame (see :mod:`setup`)."""
     progress = progress or (lambda *args, **kwargs: None)
     for name, image in (("--fixed", fixed), ("--moving", moving), ("--moving-labels", moving_labels.image)):
         _require_dimension(model, image, name)
@@ -293,8 +305,35 @@ def propagate_contours(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image
     weights = model.segmentation_weights(segmentation_weights)
     if weights:
         _require_joint(model, "--segmentation-weight")
+    matched = match_organs(moving_labels, model.card["organs"], organ_map)
+    if not model.setup_correction(setup_correction):
+        return _propagate(model, fixed, moving, moving_labels, matched, organ_map, iterations, window, warp_ct, guided,
+                          weights, progress)
+    progress(0.02, "matching the planning CT's bone to the daily CT's (set-up correction)")
+    setup = estimate_setup(fixed, moving)
+    progress(0.04, f"set-up correction: {setup.describe()}")
+    result = _propagate(model, setup.moved(fixed), moving, moving_labels, matched, organ_map, iterations, window,
+                        warp_ct, guided, weights, progress)
+    return _back_on_daily(result, setup, fixed)
+
+
+def _back_on_daily(result: ContourResult, setup: SetupCorrection, daily: sitk.Image) -> ContourResult:
+    """A result made on the daily CT moved into the planning frame, on the daily CT's own grid."""
+    def labels(label_map: LabelMap | None) -> LabelMap | None:
+        return None if label_map is None else LabelMap(setup.back_on(label_map.image, daily), label_map.segments)
+
+    return dataclasses.replace(
+        result, contours=labels(result.contours), segmentation=labels(result.segmentation),
+        warped=None if result.warped is None else setup.back_on(result.warped, daily),
+        field=None if result.field is None else setup.field_on(result.field, daily), setup=setup)
+
+
+def _propagate(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image, moving_labels: LabelMap,
+               matched: Mapping[str, int], organ_map: Mapping[str, str] | None, iterations: int | None,
+               window: int | None, warp_ct: bool, guided: list[str], weights: dict[str, float],
+               progress: StageProgress) -> ContourResult:
+    """:func:`propagate_contours` once its inputs are checked, on the fixed image's grid as it is given."""
     organs = model.card["organs"]
-    matched = match_organs(moving_labels, organs, organ_map)
     progress(0.05, "resampling onto the model grid")
     pair = pair_on_grid(fixed, moving, model.card["spacing"], model.card["intensity"], organs, moving_labels,
                         organ_map=organ_map)
