@@ -550,6 +550,7 @@ def test_the_shipped_contour_model_uses_its_cards_instance_optimisation_by_defau
     assert model.guided_organs([]) == []  # --guide-organs none
     assert model.segmentation_weights(None) == model.card["inference"]["segmentation_weights"]
     assert model.segmentation_weights({}) == {}  # --segmentation-weight none
+    assert model.setup_correction(None) is True and model.setup_correction(False) is False  # the card's, or asked
 
 
 def _rigid(centre, degrees, shift_mm) -> sitk.Euler3DTransform:
