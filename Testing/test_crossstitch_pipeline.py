@@ -570,6 +570,10 @@ def test_setup_correction_finds_a_known_patient_shift_on_bone_and_puts_fields_ba
     assert max(errors) < 0.5
     assert found.summary()["rotation_deg"] == pytest.approx([3.0, -2.0, 4.0], abs=0.2)
     assert estimate_setup(planning, planning).describe().startswith("0.0 mm")
+    far = _rigid(centre, (0.0, 0.0, 0.0), (0.0, -90.0, 0.0))  # scans whose frames lie 9 cm apart
+    found_far = estimate_setup(SetupCorrection(sitk.Euler3DTransform(far.GetInverse())).moved(planning), planning)
+    assert np.allclose(found_far.transform.TransformPoint(centre.tolist()), far.TransformPoint(centre.tolist()),
+                       atol=0.5)
     moved = found.moved(daily)  # the daily CT in the planning frame: back where the planning CT is
     assert np.allclose(moved.GetOrigin(), planning.GetOrigin(), atol=0.5)
     # a field made on the moved grid, back on the daily grid: each voxel's planning point minus its own place

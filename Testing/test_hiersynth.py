@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from conftest import quiet, synthlab, synthlab_env, synthlab_here
+from conftest import quiet, run_benchmark_script, synthlab, synthlab_env, synthlab_here
 from safetensors.torch import load_file
 
 from synthlab.brain import BrainArrays
@@ -398,7 +397,6 @@ def test_bad_training_options_get_one_line(brain_data, tmp_path, arguments, mess
 
 
 def test_paired_reports_compares_two_models_case_by_case(tmp_path):
-    script = Path(__file__).parent / "benchmarks" / "paired_reports.py"
     rows = [{"case": f"case_{i}", "ssim_brain": 0.7 + 0.01 * i, "psnr": 23.0, "ssim_tumour": 0.5} for i in range(4)]
     steps = (0.01, 0.02, 0.03, -0.02)
     better = [{**row, "ssim_brain": row["ssim_brain"] + step} for row, step in zip(rows, steps, strict=True)]
@@ -406,8 +404,7 @@ def test_paired_reports_compares_two_models_case_by_case(tmp_path):
     (tmp_path / "b.json").write_text(json.dumps({"cases": {"new": better, "other": rows[::-1]}}))
 
     def compare(b: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, str(script), f"{tmp_path / 'a.json'}:old", f"{tmp_path / 'b.json'}:{b}"],
-                              capture_output=True, text=True)
+        return run_benchmark_script("paired_reports.py", f"{tmp_path / 'a.json'}:old", f"{tmp_path / 'b.json'}:{b}")
 
     brain = next(line for line in compare("new").stdout.splitlines() if line.startswith("ssim_brain"))
     assert "B − A +0.0100 ± 0.0108" in brain and "B higher on 3 of 4" in brain  # mean 0.01, SD 0.0216 over 4
@@ -416,7 +413,6 @@ def test_paired_reports_compares_two_models_case_by_case(tmp_path):
 
 
 def test_paired_reports_summarises_several_seeds(tmp_path):
-    script = Path(__file__).parent / "benchmarks" / "paired_reports.py"
     rows = [{"case": f"case_{i}", "ssim_brain": 0.7, "psnr": 23.0, "ssim_tumour": 0.5} for i in range(3)]
     seed_steps = {"s0": (0.03, 0.03, 0.03), "s1": (-0.01, -0.01, 0.02)}
     report = {"base": rows, **{seed: [{**row, "ssim_tumour": 0.5 + step} for row, step in zip(rows, steps, strict=True)]
@@ -425,8 +421,7 @@ def test_paired_reports_summarises_several_seeds(tmp_path):
     path = tmp_path / "r.json"
 
     def compare(*models: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, str(script), *(f"{path}:{model}" for model in models)],
-                              capture_output=True, text=True)
+        return run_benchmark_script("paired_reports.py", *(f"{path}:{model}" for model in models))
 
     lines = compare("base", "s0", "base", "s1").stdout.splitlines()
     summary = next(line for line in lines if line.startswith("ssim_tumour [over 2 pairs]"))
@@ -449,21 +444,19 @@ def test_high_rcbv_counts_compare_each_tumour_with_the_high_grade_cut(tmp_path):
             {"case": "low", "tumour_rcbv": 1.1, "true_tumour_rcbv": 1.3}]
     assert high_rcbv_counts(rows) == {"high_rcbv_tumours": 2, "high_rcbv_found": 1, "high_rcbv_false": 1}
     (tmp_path / "r.json").write_text(json.dumps({"cases": {"m": rows}}))
-    script = Path(__file__).parent / "benchmarks" / "high_rcbv.py"
-    run = subprocess.run([sys.executable, str(script), f"{tmp_path / 'r.json'}:m"], capture_output=True, text=True)
+    run = run_benchmark_script("high_rcbv.py", f"{tmp_path / 'r.json'}:m")
     assert run.returncode == 0, run.stderr
     assert "mean tumour rCBV 1.50 (true 1.65, 4 tumours); above 1.75: 1 of the 2 truly above, and 1 truly below" in (
         run.stdout)
 
 
 def test_cbv_figure_shows_each_model_beside_the_truth_in_the_tumour(brain_data, cbv_registry, tmp_path):
-    script = Path(__file__).parent / "benchmarks" / "cbv_figure.py"
     weights = cbv_registry.parent / "tiny-cbv.safetensors"
 
     def figure(*arguments: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, str(script), "--datalist", str(brain_data / "datalist.json"), "--split",
-                               "training", "--model", f"a={weights}", "--model", f"b={weights}", "--out",
-                               str(tmp_path / "f.png"), *arguments], capture_output=True, text=True)
+        return run_benchmark_script("cbv_figure.py", "--datalist", brain_data / "datalist.json", "--split", "training",
+                                    "--model", f"a={weights}", "--model", f"b={weights}", "--out", tmp_path / "f.png",
+                                    *arguments)
 
     drawn = figure("--cases", "2")
     assert drawn.returncode == 0, drawn.stderr[-2000:]
@@ -476,8 +469,8 @@ def test_cbv_figure_shows_each_model_beside_the_truth_in_the_tumour(brain_data, 
     healthy = tmp_path / "healthy.json"  # a split with no tumour case to draw
     healthy.write_text(json.dumps({"training": [e for e in read_datalist(brain_data / "datalist.json")["training"]
                                                 if not e["tumour"]]}))
-    no_tumour = subprocess.run([sys.executable, str(script), "--datalist", str(healthy), "--split", "training",
-                                "--model", f"a={weights}", "--out", str(tmp_path / "g.png")], capture_output=True, text=True)
+    no_tumour = run_benchmark_script("cbv_figure.py", "--datalist", healthy, "--split", "training", "--model",
+                                     f"a={weights}", "--out", tmp_path / "g.png")
     assert no_tumour.returncode == 2 and "no case of this split has a tumour label" in no_tumour.stderr
     assert not (tmp_path / "g.png").exists()
 

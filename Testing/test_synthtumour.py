@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -584,10 +582,9 @@ def test_evaluate_tumour_refuses_a_split_without_labelled_tumours(brain_data, tu
 
 def test_tumour_benchmark_refuses_two_seniors_with_one_row_name(tmp_path):
     """Two weights files with the same name would share one row, and one result would silently hide the other."""
-    script = Path(__file__).parent / "benchmarks" / "tumour_benchmark.py"
     arguments = ["--datalist", tmp_path / "datalist.json", "--junior", tmp_path / "junior.safetensors",
                  "--senior", tmp_path / "a" / "junior.safetensors", tmp_path / "b" / "junior.safetensors"]
-    result = subprocess.run([sys.executable, str(script), *map(str, arguments)], capture_output=True, text=True)
+    result = run_benchmark_script("tumour_benchmark.py", *arguments)
     assert result.returncode == 2
     assert "NAME=weights.safetensors" in result.stderr.strip().splitlines()[-1]
 
@@ -638,10 +635,8 @@ def test_pseudo_label_check_scores_each_label_against_its_cases_true_tumour(brai
                      for entry in unlabelled[:2])
     np.savez_compressed(run / "pseudo_labels" / "case_0000.npz", label=first)
     np.savez_compressed(run / "pseudo_labels" / "case_0001.npz", label=np.zeros_like(second))
-    script = Path(__file__).parent / "benchmarks" / "pseudo_label_quality.py"
-    command = [sys.executable, str(script), "--run", str(run), "--unlabelled", str(brain_data / "unlabelled.json"),
-               "--labelled", str(brain_data / "datalist.json")]
-    result = subprocess.run(command, capture_output=True, text=True)
+    arguments = ["--run", run, "--unlabelled", brain_data / "unlabelled.json", "--labelled", brain_data / "datalist.json"]
+    result = run_benchmark_script("pseudo_label_quality.py", *arguments)
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"{len(unlabelled)} cases" in result.stdout
     case = [f"{Path(entry['flair']).parent.parent.name}/{Path(entry['flair']).parent.name}" for entry in unlabelled]
@@ -649,7 +644,7 @@ def test_pseudo_label_check_scores_each_label_against_its_cases_true_tumour(brai
             if line.split(" | ")[0].strip("| ") in case}
     assert rows[case[0]] == ["1.000", "1.00", "1.000"] and rows[case[1]] == ["0.000", "0.00", "0.000"]
     (run / "pseudo_labels" / "case_0001.npz").unlink()
-    missing = subprocess.run(command, capture_output=True, text=True)
+    missing = run_benchmark_script("pseudo_label_quality.py", *arguments)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert "case_0001.npz is missing" in missing.stderr.strip().splitlines()[-1]
 

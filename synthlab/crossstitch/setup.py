@@ -98,13 +98,17 @@ def _bone(image: sitk.Image) -> sitk.Image:
     return sitk.BinShrink(sitk.Clamp(sitk.Cast(image, sitk.sitkFloat32), sitk.sitkFloat32, low, high) - low, factors)
 
 
-def estimate_setup(fixed: sitk.Image, moving: sitk.Image) -> SetupCorrection:
-    """The rigid transform that best lays the planning CT's bone on the daily CT's (mean squares of the HU in
-    the bone window, coarse to fine), or the identity when the match is no better than the CTs as they are."""
-    dimension = fixed.GetDimension()
-    low, high = volume.physical_bounds(fixed)
-    initial = _rigid(dimension)
-    initial.SetCenter(((low + high) / 2).tolist())
+def _bone_centre(bone: sitk.Image) -> np.ndarray | None:
+    """The centre of mass of the bone (LPS mm), None when the image has none."""
+    weights = volume.array_of(bone)
+    if not weights.any():
+        return None
+    index = [float(np.average(np.arange(n), weights=weights.sum(axis=tuple(a for a in range(weights.ndim) if a != axis))))
+             for axis, n in enumerate(weights.shape)]
+    return np.array(bone.TransformContinuousIndexToPhysicalPoint(index[::-1]))
+
+
+def _registration() -> sitk.ImageRegistrationMethod:
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMeanSquares()
     method.SetMetricSamplingStrategy(method.RANDOM)
@@ -116,15 +120,41 @@ def estimate_setup(fixed: sitk.Image, moving: sitk.Image) -> SetupCorrection:
     method.SetShrinkFactorsPerLevel(list(SHRINK_FACTORS))
     method.SetSmoothingSigmasPerLevel(list(SMOOTHING_MM))
     method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
-    method.SetInitialTransform(initial, inPlace=False)
+    return method
+
+
+def _metric(method: sitk.ImageRegistrationMethod, transform: sitk.Transform, fixed_bone: sitk.Image,
+            moving_bone: sitk.Image) -> float:
+    method.SetInitialTransform(transform, inPlace=False)
+    return method.MetricEvaluate(fixed_bone, moving_bone)
+
+
+def estimate_setup(fixed: sitk.Image, moving: sitk.Image) -> SetupCorrection:
+    """The rigid transform that best lays the planning CT's bone on the daily CT's (mean squares of the HU in
+    the bone window, coarse to fine), started twice: from the CTs as they are, and with the centres of their bone
+    laid on each other (for scans whose frames lie far apart). The identity when neither match is better than
+    the CTs as they are."""
+    dimension = fixed.GetDimension()
     fixed_bone, moving_bone = _bone(fixed), _bone(moving)
-    before = method.MetricEvaluate(fixed_bone, moving_bone)
-    found = method.Execute(fixed_bone, moving_bone)
-    method.SetInitialTransform(found, inPlace=False)
-    after = method.MetricEvaluate(fixed_bone, moving_bone)
-    if not after < before:
-        return SetupCorrection.identity(dimension)
-    rigid = _rigid(dimension)
-    rigid.SetCenter(initial.GetCenter())
-    rigid.SetParameters(sitk.CompositeTransform(found).GetNthTransform(0).GetParameters())
-    return SetupCorrection(rigid)
+    low, high = volume.physical_bounds(fixed)
+    as_they_are = _rigid(dimension)
+    as_they_are.SetCenter(((low + high) / 2).tolist())
+    starts = [as_they_are]
+    centres = _bone_centre(fixed_bone), _bone_centre(moving_bone)
+    if centres[0] is not None and centres[1] is not None:
+        by_bone = _rigid(dimension)
+        by_bone.SetCenter(centres[0].tolist())
+        by_bone.SetTranslation((centres[1] - centres[0]).tolist())
+        starts.append(by_bone)
+    method = _registration()
+    best, best_value = SetupCorrection.identity(dimension), _metric(method, as_they_are, fixed_bone, moving_bone)
+    for start in starts:
+        method.SetInitialTransform(start, inPlace=False)
+        found = _rigid(dimension)
+        found.SetCenter(start.GetCenter())
+        found.SetParameters(sitk.CompositeTransform(method.Execute(fixed_bone, moving_bone)).GetNthTransform(0)
+                            .GetParameters())
+        value = _metric(method, found, fixed_bone, moving_bone)
+        if value < best_value:
+            best, best_value = SetupCorrection(found), value
+    return best
