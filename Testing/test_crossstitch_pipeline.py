@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from conftest import TINY, quiet, run_benchmark_script, synthlab, synthlab_here
+from conftest import TINY, make_image, quiet, run_benchmark_script, synthlab, synthlab_here
 from scipy import ndimage
 
 from synthlab import volume
@@ -586,6 +586,21 @@ def test_setup_correction_finds_a_known_patient_shift_on_bone_and_puts_fields_ba
     assert np.allclose(x + on_daily[index], planning_point, atol=1e-3)
     labels = sitk.Cast(moved > 0, sitk.sitkUInt8)
     assert volume.same_grid(SetupCorrection.back_on(labels, daily), daily)
+
+
+def test_setup_candidates_are_judged_over_the_whole_daily_ct_so_slipping_the_scans_apart_never_wins():
+    from synthlab.crossstitch.setup import _mismatch, _registration
+
+    bone = np.zeros((20, 40, 40), np.float32)
+    bone[8:12, 10:14, 8:12] = bone[8:12, 10:14, 28:32] = 800.0  # two femoral heads
+    daily = volume.image_like(bone, make_image((40, 40, 20), (4.0, 4.0, 4.0), (0.0, 0.0, 0.0)))
+    planning = volume.image_like(bone * 1.1, daily)  # the same bone, scanned a little brighter
+    identity, apart = sitk.Euler3DTransform(), sitk.Euler3DTransform()
+    apart.SetTranslation((150.0, 0.0, 0.0))  # lays the planning scan's empty edge over the daily scan's edge
+    method = _registration()
+    method.SetInitialTransform(apart, inPlace=False)
+    assert method.MetricEvaluate(daily, planning) < _mismatch(identity, daily, planning)  # where they overlap
+    assert _mismatch(apart, daily, planning) > _mismatch(identity, daily, planning)  # over the whole daily CT
 
 
 def test_contours_follow_a_patient_lying_further_off_only_with_setup_correction(contour_registry, pair, tmp_path):
