@@ -1,5 +1,7 @@
 """CrossStitchContour: propagate planning contours to today's CT (joint registration + segmentation)."""
 
+from typing import Annotated
+
 import qt
 import slicer
 from CrossStitchContourLib.contour_task import default_organ_map, load_contours, start_contour
@@ -10,7 +12,7 @@ from slicer import (
     vtkMRMLTableNode,
 )
 from slicer.i18n import tr as _
-from slicer.parameterNodeWrapper import parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, Default, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic
 from SynthLabCommonLib.backend import current_backend
 from SynthLabCommonLib.widget import SynthLabModuleTest, SynthLabWidget
@@ -37,6 +39,9 @@ class CrossStitchContour(ScriptedLoadableModule):
             "unsupervised end-to-end deformable registration networks.")
 
 
+SETUP_CORRECTION = {"model default": None, "on": True, "off": False}
+
+
 @parameterNodeWrapper
 class CrossStitchContourParameterNode:
     planningCt: vtkMRMLScalarVolumeNode
@@ -47,6 +52,8 @@ class CrossStitchContourParameterNode:
     warpPlanningCt: bool
     guideOrgans: str  # the --guide-organs option; empty: the model card's choice
     segmentationWeight: str  # the --segmentation-weight option; empty: the model card's choice
+    # the rigid match on bone before the network (--setup-correction / --no-setup-correction)
+    setupCorrection: Annotated[str, Choice(list(SETUP_CORRECTION)), Default("model default")]
     outputSegmentation: vtkMRMLSegmentationNode
     outputTransform: vtkMRMLGridTransformNode
     outputWarpedCt: vtkMRMLScalarVolumeNode
@@ -111,7 +118,8 @@ class CrossStitchContourLogic(ScriptedLoadableModuleLogic):
         return start_contour(current_backend(), parameters.planningCt, parameters.planningSegmentation,
                              parameters.dailyCt, parameters.referenceSegmentation, organMap,
                              parameters.warpPlanningCt, guide_organs=parameters.guideOrgans,
-                             segmentation_weight=parameters.segmentationWeight)
+                             segmentation_weight=parameters.segmentationWeight,
+                             setup_correction=SETUP_CORRECTION[parameters.setupCorrection])
 
     def load(self, result, parameters):
         nodes = load_contours(slicer.mrmlScene, result, parameters.dailyCt, parameters.planningSegmentation)

@@ -162,6 +162,9 @@ def test_tumour_panel_summary_says_when_nothing_was_found():
     assert TumourNodes(None, 12.34).summary == "Tumour volume: 12.3 ml"
 
 
+SETUP_TEXT = r"translation \S+, \S+, \S+ mm; rotation \S+, \S+, \S+ degrees"
+
+
 @pytest.mark.parametrize("where", ["local", "remote"])
 def test_contour_logic_end_to_end_on_phantom_nodes(scene, pair, contour_registry, where, request):
     """Phantom CTs and contours as nodes, a user's organ mapping, a real backend (subprocess or server), results
@@ -180,7 +183,8 @@ def test_contour_logic_end_to_end_on_phantom_nodes(scene, pair, contour_registry
         server = request.getfixturevalue("live_server")
         backend = RemoteBackend(server["url"], server["token"], poll_seconds=0.2)
     job = start_contour(backend, planning_ct, planning, daily_ct, reference, mapping, warp_planning_ct=True,
-                        iterations=1, guide_organs="rectum, bladder", segmentation_weight="bladder=0.5")
+                        iterations=1, guide_organs="rectum, bladder", segmentation_weight="bladder=0.5",
+                        setup_correction=True)
     try:
         nodes = load_contours(scene, job.finish(), daily_ct, planning)
     finally:
@@ -189,7 +193,7 @@ def test_contour_logic_end_to_end_on_phantom_nodes(scene, pair, contour_registry
     assert nodes.contours.GetAttribute("SynthLab.guided_organs") == "rectum,bladder"
     assert nodes.contours.GetAttribute("SynthLab.segmentation_weights") == "bladder=0.5"
     assert nodes.contours.GetAttribute("SynthLab.segmentation_set_aside") == "none" and nodes.review_message() is None
-    assert nodes.contours.GetAttribute("SynthLab.setup_correction") == "none"  # the tiny model's card asks for none
+    assert re.fullmatch(SETUP_TEXT, nodes.contours.GetAttribute("SynthLab.setup_correction"))  # asked for
     assert nodes.field.IsA("vtkMRMLGridTransformNode") and nodes.warped.GetImageData() is not None
     table = nodes.metrics
     assert table.GetNumberOfRows() == 4 and table.GetCellText(0, 0) == "CTV"
@@ -210,9 +214,15 @@ def test_contour_panel_names_the_organs_whose_own_segmentation_was_set_aside(sce
     assert list(nodes.set_aside) == ["rectum"]
     assert nodes.contours.GetAttribute("SynthLab.segmentation_set_aside") == "rectum"
     assert nodes.contours.GetAttribute("SynthLab.segmentation_weights") == "none"
-    assert re.fullmatch(r"translation \S+, \S+, \S+ mm; rotation \S+, \S+, \S+ degrees",
-                        nodes.field.GetAttribute("SynthLab.setup_correction"))  # this card corrects the set-up
+    assert re.fullmatch(SETUP_TEXT, nodes.field.GetAttribute("SynthLab.setup_correction"))  # this card's default
     assert nodes.review_message().startswith("Review rectum: the model's own segmentation was too far")
+    off = start_contour(LocalBackend(env=synthlab_env(strict_contour_registry)), planning_ct, planning, daily_ct,
+                        organ_map=default_organ_map(planning), iterations=1, setup_correction=False)
+    try:
+        assert load_contours(scene, off.finish(), daily_ct, planning).field.GetAttribute(
+            "SynthLab.setup_correction") == "none"
+    finally:
+        off.cleanup()
 
 
 def test_contour_guidance_for_an_organ_the_model_does_not_know_is_a_clear_error(scene, pair, contour_registry):

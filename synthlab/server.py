@@ -308,7 +308,7 @@ def _check_params(spec: TaskSpec, params: dict) -> tuple[dict, dict[str, str], s
             allowed = ", ".join(["outputs", "session", *spec.options])
             raise HTTPException(400, f"params: unknown option '{name}' for {spec.name} (allowed: {allowed})")
         accepted = (int, float) if kind is float else kind  # JSON writes 1.0 as 1
-        if value is not None and (isinstance(value, bool) or not isinstance(value, accepted)):
+        if value is not None and ((isinstance(value, bool) and kind is not bool) or not isinstance(value, accepted)):
             raise HTTPException(400, f"params: option '{name}' must be {kind.__name__}")
         options[name] = value
     return options, _check_outputs(spec, wanted), session_id

@@ -30,14 +30,16 @@ def default_organ_map(planning_segmentation) -> dict[str, str]:
 def start_contour(backend: Backend, planning_ct, planning_segmentation, daily_ct, reference_segmentation=None,
                   organ_map: dict[str, str] | None = None, warp_planning_ct: bool = False,
                   model_id: str | None = None, device: str = "auto", iterations: int | None = None,
-                  guide_organs: str | None = None, segmentation_weight: str | None = None) -> NodeJob:
+                  guide_organs: str | None = None, segmentation_weight: str | None = None,
+                  setup_correction: bool | None = None) -> NodeJob:
     """Start propagation of ``planning_segmentation`` (on ``planning_ct``) to ``daily_ct``.
 
     ``organ_map`` (planning segment -> model organ) defaults to matching by name; with a
     ``reference_segmentation`` on the daily CT the job also reports Dice, MSD and HD95.
     ``guide_organs`` (model organs, comma-separated, or ``none``) overrides the model card's choice of organs
     pulled towards the network's own segmentation, and ``segmentation_weight`` (one number, ``organ=weight``
-    pairs, or ``none``) the card's weight of that segmentation in today's contours.
+    pairs, or ``none``) the card's weight of that segmentation in today's contours. ``setup_correction`` (True or
+    False; None: the card's choice) turns the rigid match on bone before the network on or off.
     """
     missing = [label for label, node in (("planning CT", planning_ct), ("planning contours", planning_segmentation),
                                          ("daily CT", daily_ct)) if node is None]
@@ -55,7 +57,8 @@ def start_contour(backend: Backend, planning_ct, planning_segmentation, daily_ct
                **(METRICS_FILE if reference_segmentation is not None else {})}
     params = {"model": model_id, "device": device, "organ_map": format_organ_map(mapping),
               "iterations": iterations, "guide_organs": (guide_organs or "").strip() or None,
-              "segmentation_weight": (segmentation_weight or "").strip() or None}
+              "segmentation_weight": (segmentation_weight or "").strip() or None,
+              "setup_correction": setup_correction is True or None, "no_setup_correction": setup_correction is False or None}
     return NodeJob(backend, "contour", inputs, outputs, params)
 
 
