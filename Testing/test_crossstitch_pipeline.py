@@ -322,8 +322,8 @@ def test_changed_ct_darkens_the_body_centre_like_a_cone_beam_ct_and_fills_the_bl
     assert not (tmp_path / "n").exists()
 
 
-def test_changed_ct_moves_the_daily_ct_and_its_contours_together_as_a_patient_lying_further_off(pelvis_data,
-                                                                                                tmp_path):
+def test_changed_ct_moves_the_daily_ct_and_its_contours_as_a_patient_lying_further_off_or_cuts_them_short(
+        pelvis_data, tmp_path):
     run = run_benchmark_script("changed_ct.py", "--datalist", pelvis_data, "--out", tmp_path / "moved",
                                "--setup-shift-mm", "12,-8,5", "--setup-rotation-deg", "0,0,3")
     assert run.returncode == 0, run.stderr[-2000:]
@@ -337,6 +337,15 @@ def test_changed_ct_moves_the_daily_ct_and_its_contours_together_as_a_patient_ly
         corner = before.TransformIndexToPhysicalPoint([3, 5, 2])
         assert np.allclose(after.TransformIndexToPhysicalPoint([3, 5, 2]), patient.TransformPoint(corner), atol=1e-4)
     assert changed["moving"] == original["moving"] and changed["moving_labels"] == original["moving_labels"]
+    short = run_benchmark_script("changed_ct.py", "--datalist", pelvis_data, "--out", tmp_path / "fov",
+                                 "--field-of-view-mm", "120,90,60")
+    assert short.returncode == 0, short.stderr[-2000:]
+    (cut,) = read_datalist(tmp_path / "fov" / "datalist.json")["test"]
+    cut_ct, cut_labels = sitk.ReadImage(cut["fixed"]), read_labels(cut["fixed_labels"])
+    assert np.allclose(np.array(cut_ct.GetSize()) * cut_ct.GetSpacing(), (120, 90, 60), atol=2 * max(cut_ct.GetSpacing()))
+    assert volume.same_grid(cut_labels.image, cut_ct) and cut_labels.present_values()  # the organs are inside
+    voxel = [s // 2 for s in cut_ct.GetSize()]
+    assert cut_ct[voxel] == ct_before[ct_before.TransformPhysicalPointToIndex(cut_ct.TransformIndexToPhysicalPoint(voxel))]
     wrong = run_benchmark_script("changed_ct.py", "--datalist", pelvis_data, "--out", tmp_path / "w",
                                  "--setup-shift-mm", "12,-8")
     assert wrong.returncode == 2 and "give three numbers" in wrong.stderr and not (tmp_path / "w").exists()

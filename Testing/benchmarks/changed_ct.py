@@ -1,6 +1,7 @@
 """Copies of a contour datalist's pairs whose CTs look as if another scanner or protocol made them: HU
 calibration (scale and offset), more noise, blur, thicker slices, another voxel orientation, the cupping of a
-cone-beam CT, a contrast-filled bladder on the daily CT, a patient lying further off on the couch. The models will
+cone-beam CT and its short field of view, a contrast-filled bladder on the daily CT, a patient lying further off on
+the couch. The models will
 meet pelvis CTs made differently from the phantom they were trained on; scoring them on these copies
 (``contour_benchmark.py --datalist OUT/datalist.json``) shows how far each kind of change moves them.
 
@@ -9,7 +10,8 @@ meet pelvis CTs made differently from the phantom they were trained on; scoring 
 
 Only the CTs change. The contours stay where they were, on the daily CT's new grid when its slices are
 resampled or its voxels reordered (an orientation changes the voxel order, not where anything is), except
-after a set-up change: the daily CT and its contours then move together (their voxels are not resampled). Every pair
+after a set-up change: the daily CT and its contours then move together (their voxels are not resampled). A
+field of view crops both. Every pair
 of the chosen split is written to the output's ``test`` split.
 """
 
@@ -80,6 +82,18 @@ def with_setup_error(image: sitk.Image, shift_mm: Sequence[float], rotation_deg:
     return SetupCorrection(patient).moved(image)
 
 
+def cropped_to_field_of_view(image: sitk.Image, labels: LabelMap, field_mm: Sequence[float]) -> sitk.Image:
+    """The image cut to a box of ``field_mm`` (x, y, z) about the centre of the contours (a cone-beam CT's short
+    field of view); the box stays inside the image."""
+    inside = volume.array_of(volume.resample(labels.image, image, is_label=True), np.uint16) > 0
+    centre = np.argwhere(inside).mean(axis=0)[::-1]  # x, y, z voxels
+    size = np.array(image.GetSize())
+    half = np.round(np.asarray(field_mm) / np.array(image.GetSpacing()) / 2).astype(int)
+    low = np.clip(np.round(centre).astype(int) - half, 0, size)
+    high = np.clip(np.round(centre).astype(int) + half, 0, size)
+    return image[int(low[0]):int(high[0]), int(low[1]):int(high[1]), int(low[2]):int(high[2])]
+
+
 def _three_numbers(text: str) -> list[float]:
     values = [float(v) for v in text.split(",")]
     if len(values) != 3:
@@ -108,6 +122,9 @@ def main() -> None:
                              "contours move")
     parser.add_argument("--setup-rotation-deg", type=_three_numbers, default=None,
                         help="and turned by these angles about x,y,z (degrees, about the daily CT's centre)")
+    parser.add_argument("--field-of-view-mm", type=_three_numbers, default=None,
+                        help="cut the daily CT and its contours to a box of x,y,z mm about the contours' centre "
+                             "(a cone-beam CT's field of view)")
     parser.add_argument("--which", choices=["daily", "both"], default="daily",
                         help="change the daily CT only, or the planning CT too (slices: the daily CT only)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed")
@@ -140,8 +157,11 @@ def main() -> None:
             centre = np.mean(volume.physical_bounds(fixed), axis=0)
             labels = LabelMap(with_setup_error(labels.image, *setup_error, centre), labels.segments)
             fixed = with_setup_error(fixed, *setup_error, centre)
+        if arguments.field_of_view_mm:
+            fixed = cropped_to_field_of_view(fixed, labels, arguments.field_of_view_mm)
+            labels = LabelMap(volume.resample(labels.image, fixed, is_label=True), labels.segments)
         copy = {**entry, "fixed": str(volume.write_image(fixed, folder / "daily_ct.nii.gz"))}
-        if arguments.slice_mm or arguments.orientation or setup_error:
+        if arguments.slice_mm or arguments.orientation or setup_error or arguments.field_of_view_mm:
             copy["fixed_labels"] = str(write_labels(labels, folder / "daily_contours.seg.nrrd"))
         if arguments.which == "both":
             if entry["moving"] not in planning_done:
