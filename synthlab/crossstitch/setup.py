@@ -48,7 +48,8 @@ class SetupCorrection:
 
     @property
     def translation_mm(self) -> np.ndarray:
-        """Where the daily CT's rotation centre lies on the planning CT, minus where it lies on the daily CT."""
+        """How far the anatomy at the rotation centre (the daily CT's centre, for a found set-up) lies on the planning
+        CT from where it lies on the daily CT."""
         return np.array(self.transform.GetTranslation())
 
     @property
@@ -123,6 +124,16 @@ def _registration() -> sitk.ImageRegistrationMethod:
     return method
 
 
+def _about(transform: sitk.Transform, centre) -> sitk.Transform:
+    """The same rigid transform with its rotation centre at ``centre`` (its translation then says where that point
+    goes)."""
+    recentred = _rigid(transform.GetDimension())
+    recentred.SetCenter(centre)
+    recentred.SetParameters(transform.GetParameters())
+    recentred.SetTranslation(np.subtract(transform.TransformPoint(centre), centre).tolist())
+    return recentred
+
+
 def _mismatch(transform: sitk.Transform, fixed_bone: sitk.Image, moving_bone: sitk.Image) -> float:
     """Mean squared difference of the bone over the whole daily CT, the planning CT's bone taken as none beyond its
     scan (the registration's own metric counts only where the scans overlap, so it favours slipping apart)."""
@@ -155,6 +166,7 @@ def estimate_setup(fixed: sitk.Image, moving: sitk.Image) -> SetupCorrection:
         found.SetCenter(start.GetCenter())
         found.SetParameters(sitk.CompositeTransform(method.Execute(fixed_bone, moving_bone)).GetNthTransform(0)
                             .GetParameters())
+        found = _about(found, as_they_are.GetCenter())  # reported the same way whichever start won
         value = _mismatch(found, fixed_bone, moving_bone)
         if value < best_value:
             best, best_value = SetupCorrection(found), value
