@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import SimpleITK as sitk
-from copies import checked_copy, with_slice_thickness
+from copies import checked_copy, copy_parser, with_slice_thickness
 from scipy import ndimage
 
 from synthlab import volume
@@ -102,10 +102,7 @@ def _three_numbers(text: str) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datalist", required=True, help="contour datalist (JSON)")
-    parser.add_argument("--split", default="test", help="the split whose pairs are copied")
-    parser.add_argument("--out", required=True, help="new folder for the changed CTs and datalist.json")
+    parser = copy_parser(__doc__.splitlines()[0], "contour", "pairs")
     parser.add_argument("--scale", type=float, default=1.0, help="HU calibration: HU × scale + offset")
     parser.add_argument("--offset", type=float, default=0.0, help="HU calibration offset")
     parser.add_argument("--noise-hu", type=float, default=0.0, help="standard deviation of added Gaussian noise")

@@ -13,13 +13,12 @@ are kept as they were (the intensity baseline's threshold is still chosen on unc
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from copies import checked_copy, with_slice_thickness
+from copies import checked_copy, copy_parser, with_slice_thickness
 
 from synthlab import volume
 from synthlab.datalist import write_datalist
@@ -54,10 +53,7 @@ def regridded(image: sitk.Image, slice_mm: float | None, orientation: str | None
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datalist", required=True, help="brain datalist (JSON)")
-    parser.add_argument("--split", default="test", help="the split whose cases are copied with the changes")
-    parser.add_argument("--out", required=True, help="new folder for the changed cases and datalist.json")
+    parser = copy_parser(__doc__.splitlines()[0], "brain", "cases")
     parser.add_argument("--slice-mm", type=float, default=None, help="resample every image to this slice spacing")
     parser.add_argument("--orientation", default=None, help="store every image in this voxel orientation (e.g. RAS)")
     parser.add_argument("--bias", type=float, default=0.0,

@@ -13,6 +13,16 @@ from synthlab.datalist import read_datalist
 from synthlab.errors import InputError
 
 
+def copy_parser(description: str, kind: str, items: str) -> argparse.ArgumentParser:
+    """A parser with the options every changed copy takes: the ``kind`` datalist, the split whose ``items`` are
+    copied, and the new output folder."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--datalist", required=True, help=f"{kind} datalist (JSON)")
+    parser.add_argument("--split", default="test", help=f"the split whose {items} are copied")
+    parser.add_argument("--out", required=True, help=f"new folder for the changed {items} and datalist.json")
+    return parser
+
+
 def checked_copy(parser: argparse.ArgumentParser, arguments: argparse.Namespace, file_keys: tuple[str, ...],
                  noun: str) -> tuple[Path, dict[str, list[dict]]]:
     """The absolute output folder and the datalist's splits, once ``--out`` is known to be new, ``--split`` to hold
