@@ -32,7 +32,8 @@ class CrossStitchContour(ScriptedLoadableModule):
             "Adaptive radiotherapy re-contouring: propagates planning contours (prostate, seminal vesicles, "
             "rectum, bladder) to the daily CT with a joint registration and segmentation network whose two "
             "branches are linked by cross-stitch units, and returns the deformed contours and the displacement "
-            "field for review.")
+            "field for review. A rigid match on bone first corrects how the patient lies today (set-up "
+            "correction; the field includes it).")
         self.parent.acknowledgementText = _(
             "Method: Elmahdy et al., joint registration and segmentation via multi-task learning with "
             "cross-stitch units for adaptive radiotherapy of prostate cancer; registration core after "
