@@ -108,6 +108,8 @@ def test_contour_request_returns_the_same_contours_as_the_command_line(server, p
     ("text file", 415, "unsupported format"),
     ("unknown option", 400, "unknown option 'colour'"),
     ("wrong option type", 400, "iterations"),
+    ("true for a number", 400, "iterations"),
+    ("text for true/false", 400, "setup_correction"),
     ("bad JSON", 400, "not valid JSON"),
     ("unknown output", 400, "unknown output"),
     ("wrong output format", 400, "out_field"),
@@ -126,6 +128,7 @@ def test_bad_requests_get_their_4xx_and_leave_nothing(server, pair, case, status
     else:
         data["params"] = {
             "unknown option": '{"colour": "red"}', "wrong option type": '{"iterations": "many"}',
+            "true for a number": '{"iterations": true}', "text for true/false": '{"setup_correction": "yes"}',
             "bad JSON": "{oops", "unknown output": '{"outputs": {"out_cbv": ".nrrd"}}',
             "wrong output format": '{"outputs": {"out_field": ".png"}}', "unknown session": '{"session": "nope"}',
         }[case]

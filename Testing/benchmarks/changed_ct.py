@@ -136,6 +136,7 @@ def main() -> None:
     setup_error = None
     if arguments.setup_shift_mm or arguments.setup_rotation_deg:
         setup_error = (arguments.setup_shift_mm or [0.0] * 3, arguments.setup_rotation_deg or [0.0] * 3)
+    contours_change = bool(arguments.slice_mm or arguments.orientation or setup_error or arguments.field_of_view_mm)
     written, planning_done = [], {}
     changes = (arguments.scale, arguments.offset, arguments.noise_hu, arguments.blur_mm, arguments.cupping_hu)
     for number, entry in enumerate(entries):
@@ -158,7 +159,7 @@ def main() -> None:
             fixed = cropped_to_field_of_view(fixed, labels, arguments.field_of_view_mm)
             labels = LabelMap(volume.resample(labels.image, fixed, is_label=True), labels.segments)
         copy = {**entry, "fixed": str(volume.write_image(fixed, folder / "daily_ct.nii.gz"))}
-        if arguments.slice_mm or arguments.orientation or setup_error or arguments.field_of_view_mm:
+        if contours_change:
             copy["fixed_labels"] = str(write_labels(labels, folder / "daily_contours.seg.nrrd"))
         if arguments.which == "both":
             if entry["moving"] not in planning_done:
