@@ -16,7 +16,7 @@ from monai.networks.blocks import DVF2DDF, Warp
 from synthlab import volume
 from synthlab.crossstitch import geometry, losses
 from synthlab.crossstitch.commands import run_register
-from synthlab.crossstitch.data import PERCENTILE_RANGE
+from synthlab.crossstitch.data import PERCENTILE_RANGE, PairArrays
 from synthlab.crossstitch.inference import (
     LoadedModel,
     fuse_with_segmentation,
@@ -25,7 +25,7 @@ from synthlab.crossstitch.inference import (
 )
 from synthlab.crossstitch.instance import SegmentationGuide, refine_field
 from synthlab.crossstitch.networks import CONFIGURATIONS, CrossStitchUnit, JointNetwork, start_branches_from
-from synthlab.crossstitch.training import RegistrationModule
+from synthlab.crossstitch.training import PatchDataset, RegistrationModule
 from synthlab.errors import InputError
 from synthlab.labels import PELVIS_SEGMENTS, LabelMap, parse_organ_weights
 
@@ -88,6 +88,10 @@ def test_a_joint_network_starts_from_single_task_networks():
     assert torch.allclose(joint.stitch_up[0].alpha[0, 1], torch.tensor(0.1))
     with pytest.raises(ValueError, match="no registration branch"):
         start_branches_from(single["segmentation-only"], single["registration-only"].state_dict())
+    trained = JointNetwork("crossstitch", 2, organs=2, filters=(4, 8, 8))
+    trained.stitch_up[0].alpha.data.uniform_(-1, 1)
+    start_branches_from(joint, trained.state_dict())  # a joint model goes on with its own units
+    assert torch.equal(joint.stitch_up[0].alpha, trained.stitch_up[0].alpha)
 
 
 @pytest.mark.parametrize("configuration", ["crossstitch", "loss-joined"])
@@ -177,6 +181,47 @@ def test_model_grid_is_a_multiple_of_four_and_covers_the_region():
     assert (grid_low <= low + 1e-6).all() and (grid_high >= high - 1e-6).all()
     with pytest.raises(InputError, match="3D"):
         geometry.model_grid(image, (3.0, 3.0))
+
+
+def test_a_cut_field_of_view_blanks_the_fixed_scan_beyond_a_box_and_leaves_the_rest_whole():
+    rng = np.random.default_rng(0)
+    shape = (20, 24, 24)
+    organs = (rng.random((2, *shape)) > 0.5).astype(np.float32)
+    pair = PairArrays(None, rng.uniform(0.4, 1, shape).astype(np.float32),
+                      rng.uniform(0.4, 1, shape).astype(np.float32), organs, organs.copy())
+    kept_slices = []
+    cuts = PatchDataset([pair], shape, augment=True, samples_per_epoch=20, field_of_view_cuts=1.0)
+    for item in (cuts[index] for index in range(len(cuts))):
+        scanned = item["field_of_view"][0].bool()
+        along = [scanned.any(dim=tuple(a for a in range(3) if a != axis)) for axis in range(3)]
+        assert torch.equal(scanned, along[0][:, None, None] & along[1][None, :, None] & along[2][None, None, :])
+        assert all(int(kept.sum()) == int(kept.nonzero().max() - kept.nonzero().min()) + 1 for kept in along)
+        rows = along[0]
+        assert (item["fixed"][0][~scanned] == 0).all() and (item["fixed"][0][scanned] > 0).all()
+        assert (item["moving"] > 0).all()  # the planning scan is whole
+        assert item["fixed_organs"].sum() == organs.sum()  # its contours keep the full truth
+        kept_slices.append(int(rows.sum()))
+    assert min(kept_slices) >= 0.4 * shape[0] - 1 and max(kept_slices) <= 0.85 * shape[0] + 1
+    assert len(set(kept_slices)) > 2  # a random cut each time
+    uncut = PatchDataset([pair], shape, augment=True, field_of_view_cuts=0.0)[0]
+    assert "field_of_view" not in uncut and not PatchDataset([pair], shape, False, field_of_view_cuts=1.0
+                                                              ).field_of_view_cuts
+
+
+@pytest.mark.parametrize("kind", losses.PHOTOMETRIC_LOSSES)
+def test_photometric_loss_counts_only_the_scanned_voxels(kind):
+    torch.manual_seed(0)
+    fixed = torch.rand(1, 1, 24, 24, 24)
+    warped = fixed.clone()
+    warped[..., 12:] = torch.rand(1, 1, 24, 24, 12)  # differs beyond the cut only
+    scanned = torch.zeros_like(fixed)
+    scanned[..., :12] = 1
+    loss = losses.PhotometricLoss(kind)
+    assert loss(warped, fixed, torch.ones_like(fixed)) == pytest.approx(float(loss(warped, fixed)))
+    assert loss(warped, fixed, scanned) < loss(warped, fixed) - 0.05
+    far_from_the_cut = torch.zeros_like(fixed)
+    far_from_the_cut[..., :7] = 1  # beyond NCC's 9-voxel window of the cut
+    assert loss(warped, fixed, far_from_the_cut) == pytest.approx(float(loss(fixed, fixed, far_from_the_cut)))
 
 
 def test_edge_aware_smoothness_lets_the_field_bend_at_image_edges():

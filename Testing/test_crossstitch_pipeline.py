@@ -65,11 +65,11 @@ def test_joint_training_starts_from_single_task_models(tmp_path, pelvis_data):
 def test_training_runs_under_ddp_with_two_cpu_processes(tmp_path, pelvis_data):
     result = synthlab("train", "crossstitch", "--datalist", pelvis_data, "--out", tmp_path, "--steps", 2,
                       "--spacing", 8, "--patch", 16, "--batch-size", 1, "--devices", 2, "--accelerator", "cpu",
-                      "--progress", "json")
+                      "--field-of-view-cuts", 0.5, "--progress", "json")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "distributed_backend=gloo" in result.stderr or "GLOBAL_RANK: 1" in result.stderr + result.stdout
     card = json.loads((tmp_path / "contour-crossstitch-3d.json").read_text())
-    assert card["training"]["steps"] == 2
+    assert card["training"]["steps"] == 2 and card["training"]["field_of_view_cuts"] == 0.5
     assert (tmp_path / "contour-crossstitch-3d.safetensors").stat().st_size > 0
 
 
@@ -509,6 +509,7 @@ def test_the_unsure_band_is_about_a_voxel_for_a_sharp_organ_and_wider_for_a_blur
     (["train", "--devices", "0"], "--devices: must be at least 1 (got 0)"),
     (["train", "--stitch-rate-scale", "0"], "--stitch-rate-scale: must be above 0 (got 0)"),
     (["train", "--start-from", "{tmp}/nowhere.safetensors"], "--start-from: no model file"),
+    (["train", "--field-of-view-cuts", "1.5"], "--field-of-view-cuts: must be between 0 and 1 (got 1.5)"),
     (["train register", "--datalist", "{tmp}/unpaired.json"], "--datalist: every training pair needs 'fixed'"),
 ])
 def test_bad_options_end_in_one_line(contour_registry, pelvis_data, pair, tmp_path, arguments, message):

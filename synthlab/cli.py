@@ -398,7 +398,9 @@ def train_crossstitch(
     learning_rate: Annotated[float, typer.Option("--learning-rate", help="RAdam step size.")] = 5e-4,
     start_from: Annotated[list[Path] | None, typer.Option("--start-from", help="A registration-only or "
                           "segmentation-only model (.safetensors) whose branch starts this one; repeat for "
-                          "both.")] = None,
+                          "both. A joint model starts both branches (and its cross-stitch units).")] = None,
+    field_of_view_cuts: Annotated[float, typer.Option("--field-of-view-cuts", help="Share (0-1) of training "
+                                  "patches whose daily CT is cut short, as a cone-beam CT's field of view.")] = 0.0,
     stitch_rate_scale: Annotated[float, typer.Option("--stitch-rate-scale", help="The cross-stitch units' "
                                                      "step size as a multiple of --learning-rate.")] = 1.0,
     devices: DevicesOption = 1, accelerator: AcceleratorOption = "auto", seed: int = 0,
@@ -414,10 +416,13 @@ def train_crossstitch(
         raise InputError("--start-from", f"no model file {missing[0]}")
     if stitch_rate_scale <= 0:
         raise InputError("--stitch-rate-scale", f"must be above 0 (got {stitch_rate_scale:g})")
+    if not 0 <= field_of_view_cuts <= 1:
+        raise InputError("--field-of-view-cuts", f"must be between 0 and 1 (got {field_of_view_cuts:g})")
     options = FitOptions("contour", configuration.value, 3, spacing, patch, batch_size, steps, minutes,
                          learned_weights, diffeomorphic, "ncc", True, devices, accelerator, seed, model_id,
                          learning_rate=learning_rate, start_from=tuple(start_from or ()),
-                         stitch_rate_scale=stitch_rate_scale, workers=_loader_workers(workers))
+                         stitch_rate_scale=stitch_rate_scale, workers=_loader_workers(workers),
+                         field_of_view_cuts=field_of_view_cuts)
     with ProgressReporter(progress.value) as reporter:
         result = fit(datalist, out, options, reporter.stage("train crossstitch", 0.0, 1.0))
         if result:

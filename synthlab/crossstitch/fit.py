@@ -57,6 +57,7 @@ class FitOptions:
     start_from: tuple[Path, ...] = ()  # single-task models whose branches start the joint model
     stitch_rate_scale: float = 1.0  # the cross-stitch units' step size, as a multiple of learning_rate
     workers: int = 0  # background processes making training patches
+    field_of_view_cuts: float = 0.0  # share of training patches whose fixed scan is cut short
 
 
 def patch_shape(options: FitOptions) -> tuple[int, ...]:
@@ -126,7 +127,8 @@ def fit(datalist: Path, out: Path, options: FitOptions, progress: StageProgress)
         learned_task_weights=options.learned_task_weights, filters=options.filters,
         learning_rate=options.learning_rate, stitch_rate_scale=options.stitch_rate_scale)
     samples = max(len(train_pairs), 16 * options.batch_size)
-    train_loader = training_loader(PatchDataset(train_pairs, patch_shape(options), True, samples, options.seed),
+    train_loader = training_loader(PatchDataset(train_pairs, patch_shape(options), True, samples, options.seed,
+                                                options.field_of_view_cuts),
                                    options.batch_size, options.workers, shuffle=True)
     validation_loader = DataLoader(PatchDataset(validation_pairs, None, False), batch_size=1)
     trainer, best = make_trainer(out, options.steps, options.max_minutes, options.devices, options.accelerator,
@@ -148,7 +150,7 @@ def fit(datalist: Path, out: Path, options: FitOptions, progress: StageProgress)
         "patch": list(patch_shape(options)), "batch_size": options.batch_size, "optimiser": f"RAdam lr {options.learning_rate:g}",
         "learned_task_weights": options.learned_task_weights, "training_pairs": len(train_pairs),
         "started_from": [str(path) for path in options.start_from],
-        "stitch_rate_scale": options.stitch_rate_scale},
+        "stitch_rate_scale": options.stitch_rate_scale, "field_of_view_cuts": options.field_of_view_cuts},
         metrics={"validation_score": float(best.best_model_score) if best.best_model_score is not None else None})
     weights_path, card_path = save_model(weights, card, out, model_id)
     progress(1.0, f"wrote {weights_path.name}")

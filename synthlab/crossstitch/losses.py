@@ -32,20 +32,23 @@ def edge_aware_smoothness(ddf: torch.Tensor, fixed: torch.Tensor, edge_scale: fl
 
 
 class PhotometricLoss(nn.Module):
-    """Dissimilarity of the warped moving image to the fixed image: local NCC (window 9) or L2."""
+    """Dissimilarity of the warped moving image to the fixed image: local NCC (window 9) or L2, averaged over
+    the voxels of ``mask`` when one is given (where the fixed image was scanned)."""
 
     def __init__(self, kind: str = "ncc", spatial_dims: int = 3, window: int = 9):
         super().__init__()
         if kind not in PHOTOMETRIC_LOSSES:
             raise ValueError(f"photometric loss must be one of {PHOTOMETRIC_LOSSES}, not '{kind}'")
         self.kind = kind
-        self.ncc = LocalNormalizedCrossCorrelationLoss(spatial_dims=spatial_dims, kernel_size=window) \
-            if kind == "ncc" else None
+        self.ncc = LocalNormalizedCrossCorrelationLoss(spatial_dims=spatial_dims, kernel_size=window,
+                                                       reduction="none") if kind == "ncc" else None
 
-    def forward(self, warped: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
-        if self.ncc is not None:
-            return self.ncc(warped, fixed)
-        return (warped - fixed).pow(2).mean()
+    def forward(self, warped: torch.Tensor, fixed: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        per_voxel = self.ncc(warped, fixed) if self.ncc is not None else (warped - fixed).pow(2)
+        if mask is None:
+            return per_voxel.mean()
+        mask = mask.expand_as(per_voxel)
+        return (per_voxel * mask).sum() / mask.sum().clamp(min=1)
 
 
 class TaskWeights(nn.Module):

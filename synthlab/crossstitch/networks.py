@@ -148,7 +148,9 @@ def start_branches_from(network: JointNetwork, weights: dict[str, torch.Tensor],
 
     The cross-stitch recipe of Misra et al. (2016): start each branch from a network trained on its task
     alone and the units near identity (``keep`` on the diagonal), so that joint training begins from
-    both single-task results. Returns the branches loaded; a branch this network lacks is an error.
+    both single-task results. Weights of a cross-stitch model bring their own units, which then carry on
+    as they are (training goes on from that model). Returns the branches loaded; a branch this network
+    lacks is an error.
     """
     loaded = []
     for name in ("registration", "segmentation"):
@@ -163,7 +165,12 @@ def start_branches_from(network: JointNetwork, weights: dict[str, torch.Tensor],
         loaded.append(name)
     if not loaded:
         raise ValueError("the weights hold neither a registration nor a segmentation branch")
-    for units in (network.stitch_down, network.stitch_up):
+    for name in ("stitch_down", "stitch_up"):
+        units, prefix = getattr(network, name), f"{name}."
+        unit_weights = {k.removeprefix(prefix): v for k, v in weights.items() if k.startswith(prefix)}
+        if units is not None and unit_weights:
+            units.load_state_dict(unit_weights)
+            continue
         for unit in units or []:
             unit.alpha.data = CrossStitchUnit(unit.alpha.shape[-1], keep).alpha.data.to(unit.alpha)
     return loaded

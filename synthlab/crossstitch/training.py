@@ -3,7 +3,12 @@
 Pairs are resampled onto their model grid once and kept in memory; each step
 takes a random patch, may swap fixed and moving (both have contours), perturbs
 intensities, and deforms the moving scan with a random smooth field so the
-network sees more motion than the phantom drew. Losses (METHODS.md §3, §4):
+network sees more motion than the phantom drew. A share of patches may have the
+fixed scan cut short (``field_of_view_cuts``: a cone-beam CT's field of view), blank
+beyond a random box as the model grid is beyond a daily CT; there the photometric
+loss is left out and the segmentation target is background (as a cut scan's
+contours are), while the contour overlap keeps the phantom's full truth. Losses
+(METHODS.md §3, §4):
 
 - registration: local NCC (window 9) + 0.5·bending energy + Dice(warped moving
   contours, fixed contours); without contours (the core, seed 003): photometric
@@ -35,14 +40,16 @@ class PatchDataset(RandomExamples):
     """Random patches of cached pairs, with augmentation when ``augment`` (training) is on.
 
     Each item: ``fixed``, ``moving`` (1 channel each) and, for labelled pairs,
-    ``moving_organs``/``fixed_organs`` (one channel per organ).
+    ``moving_organs``/``fixed_organs`` (one channel per organ); with ``field_of_view_cuts`` (the share of
+    training patches whose fixed scan is cut short) also ``field_of_view``, 1 where the fixed scan was kept.
     """
 
     def __init__(self, pairs: Sequence[PairArrays], patch: Sequence[int] | None, augment: bool,
-                 samples_per_epoch: int | None = None, seed: int = 0):
+                 samples_per_epoch: int | None = None, seed: int = 0, field_of_view_cuts: float = 0.0):
         super().__init__(seed)
         self.pairs, self.patch, self.augment = list(pairs), patch, augment
         self.length = samples_per_epoch or len(self.pairs)
+        self.field_of_view_cuts = field_of_view_cuts if augment else 0.0
 
     def __len__(self) -> int:
         return self.length
@@ -62,6 +69,11 @@ class PatchDataset(RandomExamples):
                 scale, shift = self.rng.uniform(0.9, 1.1), self.rng.uniform(-0.05, 0.05)
                 noise = self.rng.normal(0, self.rng.uniform(0, 0.03), arrays[key].shape)
                 arrays[key] = np.clip(arrays[key] * scale + shift + noise, 0, 1)
+        if self.field_of_view_cuts > 0:
+            cut = self.rng.random() < self.field_of_view_cuts
+            arrays["field_of_view"] = _random_field_of_view(arrays["fixed"].shape[1:], self.rng) if cut \
+                else np.ones_like(arrays["fixed"])
+            arrays["fixed"] = arrays["fixed"] * arrays["field_of_view"]
         return {key: torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)) for key, value in arrays.items()}
 
 
@@ -79,6 +91,20 @@ def _random_patch(arrays: dict[str, np.ndarray], patch: Sequence[int], rng: np.r
         padding = [(0, 0)] + [(0, max(0, w - n)) for w, n in zip(patch, window.shape[1:], strict=True)]
         result[key] = np.pad(window, padding, mode="edge" if key in ("fixed", "moving") else "constant")
     return result
+
+
+def _random_field_of_view(shape: Sequence[int], rng: np.random.Generator) -> np.ndarray:
+    """A box mask (1 channel) that keeps 40–85 % of the first axis (across slices) and, one time in four,
+    60–95 % of each other axis: where a short daily scan reaches."""
+    mask = np.zeros((1, *shape), np.float32)
+    box = []
+    for axis, size in enumerate(shape):
+        low, high = (0.4, 0.85) if axis == 0 else (0.6, 0.95) if rng.random() < 0.25 else (1.0, 1.0)
+        kept = max(1, int(round(size * rng.uniform(low, high))))
+        start = int(rng.integers(0, size - kept + 1))
+        box.append(slice(start, start + kept))
+    mask[(slice(None), *box)] = 1.0
+    return mask
 
 
 def random_smooth_field(shape: Sequence[int], batch: int, amplitude: float, generator: torch.Generator,
@@ -140,12 +166,13 @@ class RegistrationModule(pl.LightningModule):
     def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Each task's deep-supervised loss on a batch (no task weighting)."""
         labelled = "fixed_organs" in batch and bool(self.organs)
+        scanned = batch.get("field_of_view")
         output = self(batch["fixed"], batch["moving"], batch.get("moving_organs"))
         result = {}
         if "ddf" in output:
             terms = []
             for weight, ddf in zip(SCALE_WEIGHTS, output["ddf"], strict=True):
-                term = self.photometric(self.warp(batch["moving"], ddf), batch["fixed"])
+                term = self.photometric(self.warp(batch["moving"], ddf), batch["fixed"], scanned)
                 if self.hparams.regulariser == "bending":
                     term = term + self.hparams.regulariser_weight * self.bending(ddf)
                 else:
@@ -155,8 +182,8 @@ class RegistrationModule(pl.LightningModule):
                                                _with_background(batch["fixed_organs"]))
                 terms.append(weight * term)
             result["registration"] = torch.stack(terms).sum()
-        if "seg" in output and labelled:
-            target = _label_indices(batch["fixed_organs"])
+        if "seg" in output and labelled:  # beyond a cut scan the target is background, as its contours would be
+            target = _label_indices(batch["fixed_organs"] * (scanned if scanned is not None else 1))
             result["segmentation"] = torch.stack([weight * self.segmentation_loss(logits, target) for weight, logits
                                                   in zip(SCALE_WEIGHTS, output["seg"], strict=True)]).sum()
         return result
