@@ -532,6 +532,32 @@ def test_bad_options_end_in_one_line(contour_registry, pelvis_data, pair, tmp_pa
     assert set(tmp_path.iterdir()) == before
 
 
+def test_the_own_segmentation_weighs_less_near_the_daily_scans_border(contour_registry, pair):
+    from synthlab.crossstitch.geometry import border_ramp
+    from synthlab.crossstitch.inference import LoadedModel, propagate_contours
+
+    registry = Registry(contour_registry)
+    model = LoadedModel.from_weights(*registry.load(registry.get("tiny-contour")), torch.device("cpu"))
+    fixed, moving, labels = (volume.read_image(pair["fixed"]), volume.read_image(pair["moving"]),
+                             read_labels(pair["moving_labels"]))
+    fade = 0.3 * min(np.array(fixed.GetSize()) * np.array(fixed.GetSpacing()))
+
+    def contours(weights: dict, fade_mm: float) -> np.ndarray:
+        model.card["inference"] = {"segmentation_border_fade_mm": fade_mm}
+        result = propagate_contours(model, fixed, moving, labels, iterations=0, segmentation_weights=weights,
+                                    setup_correction=False)
+        return volume.array_of(result.contours.image)
+
+    fused, faded, warped = (contours({"bladder": 0.9}, 0.0), contours({"bladder": 0.9}, fade),
+                            contours({}, fade))
+    inside = volume.array_of(border_ramp(fixed, fade)) == 1.0
+    assert inside.any() and not inside.all()
+    np.testing.assert_array_equal(faded[inside], fused[inside])  # far from the border: weighed in fully
+    changed = faded != fused
+    assert changed.any()  # near the border: the warped contour counts for more
+    assert (faded[changed] == warped[changed]).mean() > 0.5
+
+
 def test_guidance_and_segmentation_weights_refuse_a_model_without_both_branches(contour_registry, pair):
     from synthlab.crossstitch.inference import LoadedModel, propagate_contours
     from synthlab.crossstitch.networks import JointNetwork
@@ -561,6 +587,7 @@ def test_the_shipped_contour_model_uses_its_cards_instance_optimisation_by_defau
     assert model.segmentation_weights(None) == model.card["inference"]["segmentation_weights"]
     assert model.segmentation_weights({}) == {}  # --segmentation-weight none
     assert model.setup_correction(None) is True and model.setup_correction(False) is False  # the card's, or asked
+    assert model.segmentation_border_fade_mm() > 0  # its segmentation counts less at the daily scan's border
 
 
 def _rigid(centre, degrees, shift_mm) -> sitk.Euler3DTransform:

@@ -106,7 +106,7 @@ def field_on_fixed_grid(field: sitk.Image, fixed: sitk.Image, taper_mm: float = 
     """
     (fixed_low, fixed_high), (field_low, field_high) = volume.physical_bounds(fixed), volume.physical_bounds(field)
     if not ((fixed_low >= field_low - 1e-3).all() and (fixed_high <= field_high + 1e-3).all()):
-        taper = _border_taper(field, taper_mm)
+        taper = border_ramp(field, taper_mm)
         field = sitk.Compose([sitk.VectorIndexSelectionCast(field, i) * taper
                               for i in range(field.GetNumberOfComponentsPerPixel())])
     resampled = sitk.Resample(field, fixed, sitk.Transform(fixed.GetDimension(), sitk.sitkIdentity),
@@ -115,14 +115,14 @@ def field_on_fixed_grid(field: sitk.Image, fixed: sitk.Image, taper_mm: float = 
     return resampled
 
 
-def _border_taper(image: sitk.Image, taper_mm: float) -> sitk.Image:
-    """1 inside, falling linearly to 0 at the image border over ``taper_mm``."""
+def border_ramp(image: sitk.Image, distance_mm: float) -> sitk.Image:
+    """1 inside, falling linearly to 0 at the image border over ``distance_mm`` (on the image's own grid)."""
     size, spacing = np.array(image.GetSize()), np.array(image.GetSpacing())
     weight = np.ones(tuple(reversed(image.GetSize())), dtype=np.float64)
     for axis in range(image.GetDimension()):
         index = np.arange(size[axis])
         distance = np.minimum(index + 0.5, size[axis] - index - 0.5) * spacing[axis]
-        ramp = np.clip(distance / taper_mm, 0, 1)
+        ramp = np.clip(distance / distance_mm, 0, 1)
         shape = [1] * image.GetDimension()
         shape[image.GetDimension() - 1 - axis] = size[axis]
         weight = weight * ramp.reshape(shape)

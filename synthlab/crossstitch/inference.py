@@ -84,6 +84,11 @@ class LoadedModel(InferenceModel):
                 raise InputError("--segmentation-weight", f"{name}: {weight} is not between 0 and 1")
         return {name: float(weight) for name, weight in weights.items() if weight > 0}
 
+    def segmentation_border_fade_mm(self) -> float:
+        """Distance (mm) over which the own segmentation's weight falls to 0 at the daily scan's border, where the
+        network saw too little of the patient (a short scan ending at an organ); the card's, else 0 (none)."""
+        return float(self.card.get("inference", {}).get("segmentation_border_fade_mm", 0.0))
+
     def segmentation_checks(self, disagreement_mm: Mapping[str, float], uncertain_band_mm: Mapping[str, float]
                             ) -> list[SegmentationCheck]:
         """The two checks an organ's own segmentation must pass to be weighed in, with the card's limits (none
@@ -366,7 +371,10 @@ def _propagate(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image, moving
     weights = trusted_weights(weights, model.segmentation_checks(disagreement, band), progress)
     if weights:
         progress(0.85, "weighing in the model's own segmentation for " + ", ".join(weights))
-        fused = fuse_with_segmentation(masks, values, probabilities, organs, matched, weights)
+        fade = model.segmentation_border_fade_mm()
+        near_border = volume.array_of(geometry.border_ramp(fixed, fade)) if fade > 0 else 1.0
+        fused = fuse_with_segmentation(masks, values, probabilities, organs, matched,
+                                       {organ: weight * near_border for organ, weight in weights.items()})
         contours = near_expected_organs(LabelMap(geometry.labels_from_masks(fused, values, fixed), segments),
                                         warped_contours)
     warped = geometry.warp_image(moving, fixed, field, -1024.0) if warp_ct else None
@@ -441,11 +449,11 @@ def _on_fixed_grid(probabilities: np.ndarray, pair: PairArrays, fixed: sitk.Imag
 
 
 def fuse_with_segmentation(masks: np.ndarray, values: Sequence[int], probabilities: np.ndarray,
-                           organs: Sequence[str], matched: Mapping[str, int], weights: Mapping[str, float]
-                           ) -> np.ndarray:
+                           organs: Sequence[str], matched: Mapping[str, int],
+                           weights: Mapping[str, float | np.ndarray]) -> np.ndarray:
     """The warped soft masks (one a planning value in ``values``) where, for each organ in ``weights`` with a
     planning segment (``matched``: organ → value), the organ's mask becomes ``(1 − w) · warped + w · probability``
-    (channel ``1 + organs.index(organ)`` of ``probabilities``)."""
+    (channel ``1 + organs.index(organ)`` of ``probabilities``); ``w`` is a number or a map on the daily grid."""
     fused = masks.copy()
     for organ, weight in weights.items():
         if organ in matched:
