@@ -542,10 +542,12 @@ def test_the_own_segmentation_weighs_less_near_the_daily_scans_border(contour_re
                              read_labels(pair["moving_labels"]))
     fade = 0.3 * min(np.array(fixed.GetSize()) * np.array(fixed.GetSpacing()))
 
+    messages = []
+
     def contours(weights: dict, fade_mm: float) -> np.ndarray:
         model.card["inference"] = {"segmentation_border_fade_mm": fade_mm}
         result = propagate_contours(model, fixed, moving, labels, iterations=0, segmentation_weights=weights,
-                                    setup_correction=False)
+                                    setup_correction=False, progress=lambda f, message: messages.append(message))
         return volume.array_of(result.contours.image)
 
     fused, faded, warped = (contours({"bladder": 0.9}, 0.0), contours({"bladder": 0.9}, fade),
@@ -556,6 +558,7 @@ def test_the_own_segmentation_weighs_less_near_the_daily_scans_border(contour_re
     changed = faded != fused
     assert changed.any()  # near the border: the warped contour counts for more
     assert (faded[changed] == warped[changed]).mean() > 0.5
+    assert f"the daily CT ends within {fade:g} mm of the bladder" in "\n".join(messages)
 
 
 def test_guidance_and_segmentation_weights_refuse_a_model_without_both_branches(contour_registry, pair):

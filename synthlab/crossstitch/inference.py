@@ -371,10 +371,9 @@ def _propagate(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image, moving
     weights = trusted_weights(weights, model.segmentation_checks(disagreement, band), progress)
     if weights:
         progress(0.85, "weighing in the model's own segmentation for " + ", ".join(weights))
-        fade = model.segmentation_border_fade_mm()
-        near_border = volume.array_of(geometry.border_ramp(fixed, fade)) if fade > 0 else 1.0
-        fused = fuse_with_segmentation(masks, values, probabilities, organs, matched,
-                                       {organ: weight * near_border for organ, weight in weights.items()})
+        weight_maps = faded_at_scan_border(weights, masks, values, matched, fixed,
+                                           model.segmentation_border_fade_mm(), progress)
+        fused = fuse_with_segmentation(masks, values, probabilities, organs, matched, weight_maps)
         contours = near_expected_organs(LabelMap(geometry.labels_from_masks(fused, values, fixed), segments),
                                         warped_contours)
     warped = geometry.warp_image(moving, fixed, field, -1024.0) if warp_ct else None
@@ -446,6 +445,22 @@ def _on_fixed_grid(probabilities: np.ndarray, pair: PairArrays, fixed: sitk.Imag
     """The network's probabilities (background first) resampled from the model grid onto the daily grid."""
     on_grid = [volume.image_like(p.astype(np.float32), pair.grid.reference) for p in probabilities]
     return np.stack([volume.array_of(volume.resample(p, fixed)) for p in on_grid])
+
+
+def faded_at_scan_border(weights: Mapping[str, float], masks: np.ndarray, values: Sequence[int],
+                         matched: Mapping[str, int], fixed: sitk.Image, fade_mm: float,
+                         progress: StageProgress) -> dict[str, float | np.ndarray]:
+    """Each organ's segmentation weight as a map on the daily grid that falls to 0 over ``fade_mm`` at the scan's
+    border (unchanged when ``fade_mm`` is 0). The progress stream names the organs whose warped contour reaches
+    into that band: a short scan that ends at an organ."""
+    if fade_mm <= 0:
+        return dict(weights)
+    near_border = volume.array_of(geometry.border_ramp(fixed, fade_mm))
+    reaching = [organ for organ in weights if (masks[list(values).index(matched[organ])] > 0.5)[near_border < 1].any()]
+    if reaching:
+        progress(0.85, f"the daily CT ends within {fade_mm:g} mm of the {', '.join(reaching)}: the model's own "
+                       "segmentation counts less there")
+    return {organ: weight * near_border for organ, weight in weights.items()}
 
 
 def fuse_with_segmentation(masks: np.ndarray, values: Sequence[int], probabilities: np.ndarray,
