@@ -119,18 +119,31 @@ def contour_registry(tmp_path_factory, pelvis_data) -> Path:
     return registry.path
 
 
+def _tiny_contour_model_with(out: Path, contour_registry: Path, model_id: str, **inference) -> Path:
+    """A registry in ``out`` holding the tiny contour model under ``model_id``, its card's inference changed."""
+    source = Registry(contour_registry)
+    weights, card = source.load(source.get("tiny-contour"))
+    card["inference"] = {**card.get("inference", {}), **inference}
+    weights_path, card_path = save_model(weights, card, out, model_id)
+    registry = Registry(out / "Models.json")
+    registry.add(entry_for(registry, model_id, weights_path, card_path, default=True))
+    return registry.path
+
+
 @pytest.fixture(scope="session")
 def strict_contour_registry(tmp_path_factory, contour_registry) -> Path:
     """The tiny contour model again, its card trusting its own segmentation nowhere (a 0 mm disagreement limit) and
     correcting the patient's set-up first."""
-    out = tmp_path_factory.mktemp("strict-model")
-    source = Registry(contour_registry)
-    weights, card = source.load(source.get("tiny-contour"))
-    card["inference"] = {**card.get("inference", {}), "segmentation_disagreement_mm": 0.0, "setup_correction": True}
-    weights_path, card_path = save_model(weights, card, out, "strict-contour")
-    registry = Registry(out / "Models.json")
-    registry.add(entry_for(registry, "strict-contour", weights_path, card_path, default=True))
-    return registry.path
+    return _tiny_contour_model_with(tmp_path_factory.mktemp("strict-model"), contour_registry, "strict-contour",
+                                    segmentation_disagreement_mm=0.0, setup_correction=True)
+
+
+@pytest.fixture(scope="session")
+def fading_contour_registry(tmp_path_factory, contour_registry) -> Path:
+    """The tiny contour model again, its own segmentation fading over 1 m from the daily scan's border: every organ
+    lies in that band."""
+    return _tiny_contour_model_with(tmp_path_factory.mktemp("fading-model"), contour_registry, "fading-contour",
+                                    segmentation_border_fade_mm=1000.0)
 
 
 @pytest.fixture(scope="session")

@@ -544,14 +544,18 @@ def test_the_own_segmentation_weighs_less_near_the_daily_scans_border(contour_re
 
     messages = []
 
+    near_border = []
+
     def contours(weights: dict, fade_mm: float) -> np.ndarray:
         model.card["inference"] = {"segmentation_border_fade_mm": fade_mm}
         result = propagate_contours(model, fixed, moving, labels, iterations=0, segmentation_weights=weights,
                                     setup_correction=False, progress=lambda f, message: messages.append(message))
+        near_border.append(result.inference_summary()["near_scan_border"])
         return volume.array_of(result.contours.image)
 
     fused, faded, warped = (contours({"bladder": 0.9}, 0.0), contours({"bladder": 0.9}, fade),
                             contours({}, fade))
+    assert near_border == [[], ["bladder"], []]
     inside = volume.array_of(border_ramp(fixed, fade)) == 1.0
     assert inside.any() and not inside.all()
     np.testing.assert_array_equal(faded[inside], fused[inside])  # far from the border: weighed in fully

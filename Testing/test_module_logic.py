@@ -193,12 +193,28 @@ def test_contour_logic_end_to_end_on_phantom_nodes(scene, pair, contour_registry
     assert nodes.contours.GetAttribute("SynthLab.guided_organs") == "rectum,bladder"
     assert nodes.contours.GetAttribute("SynthLab.segmentation_weights") == "bladder=0.5"
     assert nodes.contours.GetAttribute("SynthLab.segmentation_set_aside") == "none" and nodes.review_message() is None
+    assert nodes.contours.GetAttribute("SynthLab.near_scan_border") == "none"  # the tiny card fades nothing
     assert re.fullmatch(SETUP_TEXT, nodes.contours.GetAttribute("SynthLab.setup_correction"))  # asked for
     assert nodes.field.IsA("vtkMRMLGridTransformNode") and nodes.warped.GetImageData() is not None
     table = nodes.metrics
     assert table.GetNumberOfRows() == 4 and table.GetCellText(0, 0) == "CTV"
     assert 0.0 <= float(table.GetCellText(0, 1)) <= 1.0  # Dice
     assert nodes.contours.GetAttribute("SynthLab.model") == "tiny-contour"
+
+
+def test_contour_panel_names_the_organs_a_short_daily_scan_ends_close_to(scene, pair, fading_contour_registry):
+    planning_ct = mrml.load_volume(scene, pair["moving"], "planning CT")
+    daily_ct = mrml.load_volume(scene, pair["fixed"], "daily CT")
+    planning = mrml.load_segmentation(scene, pair["moving_labels"], "planning contours")
+    job = start_contour(LocalBackend(env=synthlab_env(fading_contour_registry)), planning_ct, planning, daily_ct,
+                        organ_map=default_organ_map(planning), iterations=1, segmentation_weight="bladder=0.5")
+    try:
+        nodes = load_contours(scene, job.finish(), daily_ct, planning)
+    finally:
+        job.cleanup()
+    assert nodes.near_scan_border == ["bladder"]
+    assert nodes.contours.GetAttribute("SynthLab.near_scan_border") == "bladder"
+    assert "The daily CT ends close to the bladder" in nodes.review_message()
 
 
 def test_contour_panel_names_the_organs_whose_own_segmentation_was_set_aside(scene, pair, strict_contour_registry):

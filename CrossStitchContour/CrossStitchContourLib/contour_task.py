@@ -71,15 +71,21 @@ class ContourNodes:
     # organs whose own segmentation was asked for but set aside (too far from the warped contour, or too unsure):
     # its distance in mm (None: the model found no such organ); their contours are the warped planning contours
     set_aside: dict = dataclasses.field(default_factory=dict)
+    near_scan_border: list = dataclasses.field(default_factory=list)  # organs the daily CT ends close to
 
     def review_message(self) -> str | None:
         """What to tell the user to check, or None."""
-        if not self.set_aside:
-            return None
-        return ("Review " + ", ".join(self.set_aside) + ": the model's own segmentation was too far from the "
-                "propagated contour or too unsure, so only the propagated contour was kept there. Its distance from "
-                "the propagated contour: " + ", ".join(_distance_text(organ, mm) for organ, mm in
-                                                      self.set_aside.items()) + ".")
+        parts = []
+        if self.set_aside:
+            parts.append("Review " + ", ".join(self.set_aside) + ": the model's own segmentation was too far from "
+                         "the propagated contour or too unsure, so only the propagated contour was kept there. Its "
+                         "distance from the propagated contour: " + ", ".join(
+                             _distance_text(organ, mm) for organ, mm in self.set_aside.items()) + ".")
+        if self.near_scan_border:
+            parts.append("The daily CT ends close to the " + ", ".join(self.near_scan_border) + ": near the scan's "
+                         "edge the propagated contour counts more than the model's own segmentation. Review the "
+                         "contours there.")
+        return " ".join(parts) or None
 
 
 def _distance_text(organ: str, distance_mm: float | None) -> str:
@@ -111,6 +117,7 @@ def load_contours(scene, result: JobResult, daily_ct, planning_segmentation) -> 
     weights = result.results.get("segmentation_weights", {})
     nodes.set_aside = {organ: distance for organ, distance in result.results.get("segmentation_disagreement_mm",
                                                                                  {}).items() if organ not in weights}
+    nodes.near_scan_border = list(result.results.get("near_scan_border", []))
     for node in (nodes.contours, nodes.field, nodes.warped, nodes.metrics):
         if node is not None:
             mrml.set_provenance(node, task="contour", fixed=name, moving_labels=planning_segmentation.GetName(),
@@ -120,5 +127,6 @@ def load_contours(scene, result: JobResult, daily_ct, planning_segmentation) -> 
                                     f"{organ}={weight:g}" for organ, weight in
                                     weights.items()) or "none",
                                 segmentation_set_aside=",".join(nodes.set_aside) or "none",
+                                near_scan_border=",".join(nodes.near_scan_border) or "none",
                                 setup_correction=setup_text(result.results.get("setup_correction")))
     return nodes

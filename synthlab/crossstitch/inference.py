@@ -196,15 +196,19 @@ class ContourResult:
     segmentation_disagreement_mm: dict[str, float]
     segmentation_uncertain_band_mm: dict[str, float]
     setup: SetupCorrection | None = None  # the rigid set-up correction found first, when one was asked for
+    # organs weighed in whose warped contour reaches where the daily scan ends (the segmentation counts less there)
+    near_scan_border: list[str] = dataclasses.field(default_factory=list)
 
     def inference_summary(self) -> dict:
         """How the contours were made, for JSON: guided organs, segmentation weights, the set-up correction (None
-        when none ran) and both measures of the own segmentation (0.01 mm; None where the model found no organ)."""
+        when none ran), both measures of the own segmentation (0.01 mm; None where the model found no organ) and
+        the organs near the daily scan's border."""
         checks = {name: {organ: round(value, 2) if np.isfinite(value) else None for organ, value in values.items()}
                   for name, values in (("segmentation_disagreement_mm", self.segmentation_disagreement_mm),
                                        ("segmentation_uncertain_band_mm", self.segmentation_uncertain_band_mm))}
         return {"guided_organs": self.guided_organs, "segmentation_weights": self.segmentation_weights,
-                "setup_correction": self.setup.summary() if self.setup else None, **checks}
+                "setup_correction": self.setup.summary() if self.setup else None, **checks,
+                "near_scan_border": self.near_scan_border}
 
 
 def _require_dimension(model: LoadedModel, image: sitk.Image, name: str) -> None:
@@ -369,15 +373,17 @@ def _propagate(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image, moving
     band = {organ: uncertain_band_mm(output["probabilities"][1 + organs.index(organ)], model.card["spacing"])
             for organ in weights}
     weights = trusted_weights(weights, model.segmentation_checks(disagreement, band), progress)
+    near_border = []
     if weights:
         progress(0.85, "weighing in the model's own segmentation for " + ", ".join(weights))
-        weight_maps = faded_at_scan_border(weights, masks, values, matched, fixed,
-                                           model.segmentation_border_fade_mm(), progress)
+        weight_maps, near_border = faded_at_scan_border(weights, masks, values, matched, fixed,
+                                                        model.segmentation_border_fade_mm(), progress)
         fused = fuse_with_segmentation(masks, values, probabilities, organs, matched, weight_maps)
         contours = near_expected_organs(LabelMap(geometry.labels_from_masks(fused, values, fixed), segments),
                                         warped_contours)
     warped = geometry.warp_image(moving, fixed, field, -1024.0) if warp_ct else None
-    return ContourResult(contours, field, warped, segmentation, guided, weights, disagreement, band)
+    return ContourResult(contours, field, warped, segmentation, guided, weights, disagreement, band,
+                         near_scan_border=near_border)
 
 
 def disagreement_mm(segmentation: LabelMap, warped_contours: LabelMap, value: int) -> float:
@@ -449,18 +455,18 @@ def _on_fixed_grid(probabilities: np.ndarray, pair: PairArrays, fixed: sitk.Imag
 
 def faded_at_scan_border(weights: Mapping[str, float], masks: np.ndarray, values: Sequence[int],
                          matched: Mapping[str, int], fixed: sitk.Image, fade_mm: float,
-                         progress: StageProgress) -> dict[str, float | np.ndarray]:
+                         progress: StageProgress) -> tuple[dict[str, float | np.ndarray], list[str]]:
     """Each organ's segmentation weight as a map on the daily grid that falls to 0 over ``fade_mm`` at the scan's
-    border (unchanged when ``fade_mm`` is 0). The progress stream names the organs whose warped contour reaches
-    into that band: a short scan that ends at an organ."""
+    border (unchanged when ``fade_mm`` is 0), and the organs whose warped contour reaches into that band (a short
+    scan that ends at an organ), which the progress stream names."""
     if fade_mm <= 0:
-        return dict(weights)
+        return dict(weights), []
     near_border = volume.array_of(geometry.border_ramp(fixed, fade_mm))
     reaching = [organ for organ in weights if (masks[list(values).index(matched[organ])] > 0.5)[near_border < 1].any()]
     if reaching:
         progress(0.85, f"the daily CT ends within {fade_mm:g} mm of the {', '.join(reaching)}: the model's own "
                        "segmentation counts less there")
-    return {organ: weight * near_border for organ, weight in weights.items()}
+    return {organ: weight * near_border for organ, weight in weights.items()}, reaching
 
 
 def fuse_with_segmentation(masks: np.ndarray, values: Sequence[int], probabilities: np.ndarray,
