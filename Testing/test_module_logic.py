@@ -202,43 +202,39 @@ def test_contour_logic_end_to_end_on_phantom_nodes(scene, pair, contour_registry
     assert nodes.contours.GetAttribute("SynthLab.model") == "tiny-contour"
 
 
-def test_contour_panel_names_the_organs_a_short_daily_scan_ends_close_to(scene, pair, fading_contour_registry):
+def _panel_contours(scene, pair, registry: Path, **options):
+    """The contour panel's logic run on the phantom pair with the model in ``registry``: its nodes, and a function
+    that runs it again with other options."""
     planning_ct = mrml.load_volume(scene, pair["moving"], "planning CT")
     daily_ct = mrml.load_volume(scene, pair["fixed"], "daily CT")
     planning = mrml.load_segmentation(scene, pair["moving_labels"], "planning contours")
-    job = start_contour(LocalBackend(env=synthlab_env(fading_contour_registry)), planning_ct, planning, daily_ct,
-                        organ_map=default_organ_map(planning), iterations=1, segmentation_weight="bladder=0.5")
-    try:
-        nodes = load_contours(scene, job.finish(), daily_ct, planning)
-    finally:
-        job.cleanup()
+
+    def run(**asked):
+        job = start_contour(LocalBackend(env=synthlab_env(registry)), planning_ct, planning, daily_ct,
+                            organ_map=default_organ_map(planning), iterations=1, **asked)
+        try:
+            return load_contours(scene, job.finish(), daily_ct, planning)
+        finally:
+            job.cleanup()
+
+    return run(**options), run
+
+
+def test_contour_panel_names_the_organs_a_short_daily_scan_ends_close_to(scene, pair, fading_contour_registry):
+    nodes, _ = _panel_contours(scene, pair, fading_contour_registry, segmentation_weight="bladder=0.5")
     assert nodes.near_scan_border == ["bladder"]
     assert nodes.contours.GetAttribute("SynthLab.near_scan_border") == "bladder"
     assert "The daily CT ends close to the bladder" in nodes.review_message()
 
 
 def test_contour_panel_names_the_organs_whose_own_segmentation_was_set_aside(scene, pair, strict_contour_registry):
-    planning_ct = mrml.load_volume(scene, pair["moving"], "planning CT")
-    daily_ct = mrml.load_volume(scene, pair["fixed"], "daily CT")
-    planning = mrml.load_segmentation(scene, pair["moving_labels"], "planning contours")
-    job = start_contour(LocalBackend(env=synthlab_env(strict_contour_registry)), planning_ct, planning, daily_ct,
-                        organ_map=default_organ_map(planning), iterations=1, segmentation_weight="rectum=0.5")
-    try:
-        nodes = load_contours(scene, job.finish(), daily_ct, planning)
-    finally:
-        job.cleanup()
+    nodes, run_again = _panel_contours(scene, pair, strict_contour_registry, segmentation_weight="rectum=0.5")
     assert list(nodes.set_aside) == ["rectum"]
     assert nodes.contours.GetAttribute("SynthLab.segmentation_set_aside") == "rectum"
     assert nodes.contours.GetAttribute("SynthLab.segmentation_weights") == "none"
     assert re.fullmatch(SETUP_TEXT, nodes.field.GetAttribute("SynthLab.setup_correction"))  # this card's default
     assert nodes.review_message().startswith("Review rectum: the model's own segmentation was too far")
-    off = start_contour(LocalBackend(env=synthlab_env(strict_contour_registry)), planning_ct, planning, daily_ct,
-                        organ_map=default_organ_map(planning), iterations=1, setup_correction=False)
-    try:
-        assert load_contours(scene, off.finish(), daily_ct, planning).field.GetAttribute(
-            "SynthLab.setup_correction") == "none"
-    finally:
-        off.cleanup()
+    assert run_again(setup_correction=False).field.GetAttribute("SynthLab.setup_correction") == "none"
 
 
 def test_contour_guidance_for_an_organ_the_model_does_not_know_is_a_clear_error(scene, pair, contour_registry):
