@@ -376,9 +376,9 @@ def _propagate(model: LoadedModel, fixed: sitk.Image, moving: sitk.Image, moving
     near_border = []
     if weights:
         progress(0.85, "weighing in the model's own segmentation for " + ", ".join(weights))
-        weight_maps, near_border = faded_at_scan_border(weights, masks, values, matched, fixed,
-                                                        model.segmentation_border_fade_mm(), progress)
-        fused = fuse_with_segmentation(masks, values, probabilities, organs, matched, weight_maps)
+        trust, near_border = scan_border_trust(weights, masks, values, matched, fixed,
+                                               model.segmentation_border_fade_mm(), progress)
+        fused = fuse_with_segmentation(masks, values, probabilities, organs, matched, weights, trust)
         contours = near_expected_organs(LabelMap(geometry.labels_from_masks(fused, values, fixed), segments),
                                         warped_contours)
     warped = geometry.warp_image(moving, fixed, field, -1024.0) if warp_ct else None
@@ -453,32 +453,34 @@ def _on_fixed_grid(probabilities: np.ndarray, pair: PairArrays, fixed: sitk.Imag
     return np.stack([volume.array_of(volume.resample(p, fixed)) for p in on_grid])
 
 
-def faded_at_scan_border(weights: Mapping[str, float], masks: np.ndarray, values: Sequence[int],
-                         matched: Mapping[str, int], fixed: sitk.Image, fade_mm: float,
-                         progress: StageProgress) -> tuple[dict[str, float | np.ndarray], list[str]]:
-    """Each organ's segmentation weight as a map on the daily grid that falls to 0 over ``fade_mm`` at the scan's
-    border (unchanged when ``fade_mm`` is 0), and the organs whose warped contour reaches into that band (a short
-    scan that ends at an organ), which the progress stream names."""
+def scan_border_trust(weights: Mapping[str, float], masks: np.ndarray, values: Sequence[int],
+                      matched: Mapping[str, int], fixed: sitk.Image, fade_mm: float,
+                      progress: StageProgress) -> tuple[np.ndarray | None, list[str]]:
+    """How far the own segmentation is trusted on the daily grid: 1 inside, falling to 0 over ``fade_mm`` at the
+    scan's border (None when ``fade_mm`` is 0), and the organs in ``weights`` whose warped contour reaches into
+    that band (a short scan that ends at an organ), which the progress stream names."""
     if fade_mm <= 0:
-        return dict(weights), []
-    near_border = volume.array_of(geometry.border_ramp(fixed, fade_mm))
-    reaching = [organ for organ in weights if (masks[list(values).index(matched[organ])] > 0.5)[near_border < 1].any()]
+        return None, []
+    trust = volume.array_of(geometry.border_ramp(fixed, fade_mm))
+    reaching = [organ for organ in weights if (masks[list(values).index(matched[organ])] > 0.5)[trust < 1].any()]
     if reaching:
         progress(0.85, f"the daily CT ends within {fade_mm:g} mm of the {', '.join(reaching)}: the model's own "
                        "segmentation counts less there")
-    return {organ: weight * near_border for organ, weight in weights.items()}, reaching
+    return trust, reaching
 
 
 def fuse_with_segmentation(masks: np.ndarray, values: Sequence[int], probabilities: np.ndarray,
-                           organs: Sequence[str], matched: Mapping[str, int],
-                           weights: Mapping[str, float | np.ndarray]) -> np.ndarray:
+                           organs: Sequence[str], matched: Mapping[str, int], weights: Mapping[str, float],
+                           trust: np.ndarray | None = None) -> np.ndarray:
     """The warped soft masks (one a planning value in ``values``) where, for each organ in ``weights`` with a
     planning segment (``matched``: organ → value), the organ's mask becomes ``(1 − w) · warped + w · probability``
-    (channel ``1 + organs.index(organ)`` of ``probabilities``); ``w`` is a number or a map on the daily grid."""
+    (channel ``1 + organs.index(organ)`` of ``probabilities``); with ``trust`` (a map on the daily grid), ``w``
+    is the organ's weight times it."""
     fused = masks.copy()
     for organ, weight in weights.items():
         if organ in matched:
             index = list(values).index(matched[organ])
+            weight = weight if trust is None else weight * trust
             fused[index] = (1 - weight) * masks[index] + weight * probabilities[1 + list(organs).index(organ)]
     return fused
 
