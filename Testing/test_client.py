@@ -16,7 +16,7 @@ from synthlab.client import BackendError, JobCancelled, LocalBackend, LocalJob, 
 def test_command_line_maps_keys_to_options():
     arguments = command_line("phantom brain", {"t1": "a.nrrd"}, {"out": "o.nrrd"},
                              {"cases": 2, "rcbv": True, "mask": None, "fast": False, "label": ["a", "b"]})
-    assert arguments == ["phantom", "brain", "--cases", "2", "--rcbv", "--label", "a", "--label", "b",
+    assert arguments == ["phantom", "brain", "--cases", "2", "--rcbv", "--no-fast", "--label", "a", "--label", "b",
                          "--t1", "a.nrrd", "--out", "o.nrrd", "--progress", "json"]
 
 

@@ -101,6 +101,20 @@ def test_contour_request_returns_the_same_contours_as_the_command_line(server, p
     assert files_left(server.app.state.workdir) == []
 
 
+def test_contour_request_can_switch_off_the_cards_setup_correction(tmp_path, strict_contour_registry, pair):
+    """This card corrects the set-up by default; ``"setup_correction": false`` reaches the command as its off switch."""
+    settings = ServerSettings(token=TOKEN, workdir=tmp_path / "work", registry=strict_contour_registry,
+                              max_upload_bytes=8 << 20, queue_limit=1, device="cpu")
+    corrections = {}
+    with TestClient(create_app(settings)) as client:
+        for asked in (None, False):
+            response = contour_request(client, pair, {} if asked is None else {"setup_correction": asked})
+            assert response.status_code == 200, response.text
+            corrections[asked] = json.loads(unzip(response)["result.json"])["results"]["setup_correction"]
+    assert corrections[None] is not None and len(corrections[None]["translation_mm"]) == 3
+    assert corrections[False] is None
+
+
 @pytest.mark.parametrize(("case", "status", "words"), [
     ("unknown task", 404, "unknown task"),
     ("missing input", 400, "moving_labels"),

@@ -104,16 +104,17 @@ def command_line(task: str, inputs: Mapping[str, Any], outputs: Mapping[str, Any
                  params: Mapping[str, Any] | None = None) -> list[str]:
     """``synthlab`` arguments for a task: ``task`` may hold a sub-command (``"phantom brain"``).
 
-    Keys become options (``moving_labels`` -> ``--moving-labels``); ``True`` is a bare flag,
-    ``False`` and ``None`` are left out, lists repeat the option.
+    Keys become options (``moving_labels`` -> ``--moving-labels``); ``True`` is a bare flag, ``False`` its
+    ``--no-`` form (typer's switch off, ``--no-setup-correction``), ``None`` is left out (the command's own
+    default), lists repeat the option.
     """
     arguments = task.split()
     for key, value in {**(params or {}), **inputs, **outputs}.items():
         option = "--" + key.replace("_", "-")
-        if value is None or value is False:
+        if value is None:
             continue
-        if value is True:
-            arguments.append(option)
+        if isinstance(value, bool):
+            arguments.append(option if value else "--no-" + option[2:])
         elif isinstance(value, list | tuple):
             for item in value:
                 arguments += [option, str(item)]

@@ -67,7 +67,7 @@ TASKS: dict[str, TaskSpec] = {
                      "out_warped": VOLUME, "out_segmentation": FileSlot(LABEL_SUFFIXES),
                      "out_metrics": FileSlot(JSON_SUFFIXES, is_image=False)},
             options={"model": str, "organ_map": str, "iterations": int, "window": int, "guide_organs": str,
-                     "segmentation_weight": str, "setup_correction": bool, "no_setup_correction": bool}),
+                     "segmentation_weight": str, "setup_correction": bool}),
         TaskSpec(
             "tumour", "tumour",
             inputs={"flair": REQUIRED_VOLUME, "t1": VOLUME, "t2": VOLUME, "mask": VOLUME},

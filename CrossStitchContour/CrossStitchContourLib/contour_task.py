@@ -58,7 +58,7 @@ def start_contour(backend: Backend, planning_ct, planning_segmentation, daily_ct
     params = {"model": model_id, "device": device, "organ_map": format_organ_map(mapping),
               "iterations": iterations, "guide_organs": (guide_organs or "").strip() or None,
               "segmentation_weight": (segmentation_weight or "").strip() or None,
-              "setup_correction": setup_correction is True or None, "no_setup_correction": setup_correction is False or None}
+              "setup_correction": setup_correction}
     return NodeJob(backend, "contour", inputs, outputs, params)
 
 
