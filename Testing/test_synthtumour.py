@@ -16,12 +16,19 @@ from conftest import TINY_TUMOUR, run_benchmark_script, synthlab, synthlab_env, 
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
-from synthlab.brain import BrainArrays, correct_bias, estimate_brain_mask, read_entry
+from synthlab.brain import BrainArrays, correct_bias, estimate_brain_mask, read_entry, zscore_inside
 from synthlab.datalist import read_datalist
 from synthlab.errors import InputError
 from synthlab.labels import read_labels
 from synthlab.registry import REGISTRY_ENV, Registry, entry_for
-from synthlab.synthtumour.fit import PSEUDO_LABEL_RULE, pseudo_label
+from synthlab.synthtumour.fit import (
+    CARVED_VALIDATION,
+    PSEUDO_LABEL_RULE,
+    STAGE1_VALIDATION,
+    TumourFitOptions,
+    fit_synthtumour,
+    pseudo_label,
+)
 from synthlab.synthtumour.inference import TumourModel
 from synthlab.synthtumour.shapes import VOLUME_ML, NoisySphere, draw_tumour_shape
 from synthlab.synthtumour.synthesis import SCALE_RANGES, SynthesiseTumourd, blurred_scaled, hard_scaled
@@ -32,6 +39,7 @@ from synthlab.synthtumour.training import (
     carve_mix,
     overlap_counts,
     pooled_dice,
+    carved_validation_cases,
     validation_cases,
 )
 
@@ -219,6 +227,24 @@ def test_validation_has_each_brain_with_a_shifted_tumour_and_without_one():
         assert torch.equal(with_tumour["image"][0][~inside] != 0, without["image"][0][~inside] != 0)
 
 
+def test_senior_validation_carves_each_held_out_tumour_into_each_brain_and_keeps_them_without_one():
+    tumours = [bright_tumour_case(seed) for seed in (3, 4)]
+    healthy = [bright_tumour_case(seed, with_tumour=False) for seed in (7, 8, 9)]
+    cases = carved_validation_cases(tumours, healthy)
+    assert len(cases) == 2 * 3 + 3
+    for index, case in enumerate(cases[:6]):
+        tumour, brain = tumours[index // 3], healthy[index % 3]
+        label = case["label"][0] > 0
+        assert torch.equal(label, torch.from_numpy(tumour.label & brain.mask))  # exactly the carved region
+        as_it_was = torch.from_numpy(zscore_inside(brain.image, brain.mask))[0]
+        assert float(case["image"][0][label].mean()) > float(as_it_was[label].mean()) + 1  # the bright tumour
+        elsewhere = torch.from_numpy(brain.mask) & ~label  # the healthy brain, its z-score now counting the tumour
+        assert np.corrcoef(case["image"][0][elsewhere], as_it_was[elsewhere])[0, 1] > 0.999
+    for case, brain in zip(cases[6:], healthy, strict=True):
+        assert case["label"].sum() == 0
+        assert torch.equal(case["image"], torch.from_numpy(zscore_inside(brain.image, brain.mask)))
+
+
 def test_pooled_validation_dice_counts_tumour_found_in_a_healthy_brain():
     tumour = torch.from_numpy(ball(radius=8))
     nothing = torch.zeros_like(tumour)
@@ -263,6 +289,10 @@ def test_training_runs_both_stages_and_resumes(brain_data, tumour_registry, tmp_
     assert card["inputs"] == ["flair"] and card["stage"] == "senior" and "validation_dice" in card["metrics"]
     assert card["intensity"]["bias_correction"] == "N4"  # the default, so inference corrects the bias too
     assert card["pseudo_labels"] == PSEUDO_LABEL_RULE
+    # The junior is chosen on the stage-1 validation, the senior on the held-out tumour image carved into brains.
+    assert json.loads((trained / "junior" / "junior.json").read_text())["metrics"]["validation"] == STAGE1_VALIDATION
+    assert card["metrics"]["validation"] == CARVED_VALIDATION
+    assert len(list((trained / "pseudo_labels_validation").glob("*.npz"))) == 1
     assert TumourModel.from_files(trained / "tiny-tumour.safetensors", "cpu").bias_levels == 3
     out = tmp_path / "run"
     shutil.copytree(trained, out)  # the session's registry keeps its own files
@@ -327,6 +357,18 @@ def test_training_runs_both_stages_and_resumes(brain_data, tumour_registry, tmp_
     exported = load_file(str(out / "senior" / "senior.safetensors"))
     for key, value in exported.items():
         assert torch.equal(value, checkpoint["state_dict"][f"network.{key}"])
+
+
+def test_without_held_out_tumour_images_the_senior_is_chosen_on_the_stage1_validation(brain_data, tmp_path):
+    unlabelled = json.loads((brain_data / "unlabelled.json").read_text())
+    datalist = brain_data / "unlabelled_without_validation.json"  # beside the cases its relative paths name
+    datalist.write_text(json.dumps({**unlabelled, "validation": []}))
+    messages = []
+    options = TumourFitOptions(junior_steps=1, senior_steps=1, model_id="no-held-out", **TINY_TUMOUR)
+    fit_synthtumour(brain_data / "healthy.json", datalist, tmp_path, options, lambda f, message: messages.append(message))
+    assert any("no held-out tumour images" in message for message in messages)
+    assert json.loads((tmp_path / "no-held-out.json").read_text())["metrics"]["validation"] == STAGE1_VALIDATION
+    assert not (tmp_path / "pseudo_labels_validation").exists()
 
 
 def test_training_under_ddp_with_two_processes(brain_data, tmp_path):

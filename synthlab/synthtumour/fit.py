@@ -3,7 +3,8 @@
 ``out/junior`` and ``out/senior`` hold each stage's Lightning checkpoints; a stage whose
 exported weights already have the asked-for steps is not trained again (more steps resume
 it from ``last.ckpt``; ``--minutes`` limits each stage in this run only), and pseudo labels
-are kept in ``out/pseudo_labels`` for as long as the junior is the same. A pseudo label is what
+are kept in ``out/pseudo_labels`` for as long as the junior is the same (those of the held-out tumour
+images, which choose the senior's checkpoint, in ``out/pseudo_labels_validation``). A pseudo label is what
 inference would keep of the junior's tumour (no component under 0.5 ml), with the holes it leaves
 in a tumour filled slice by slice: a whole-tumour label includes the core. A folder keeps one
 image preparation (channels, spacing, bias correction). The senior is exported as
@@ -31,7 +32,13 @@ from synthlab.progress import StageProgress
 from synthlab.registry import save_model, sha256_of
 from synthlab.synthtumour.inference import MIN_COMPONENT_ML, TumourModel, remove_small_components
 from synthlab.synthtumour.network import FILTERS, exportable, load_weights
-from synthlab.synthtumour.training import MixedTumours, SyntheticTumours, TumourSegModule, validation_cases
+from synthlab.synthtumour.training import (
+    MixedTumours,
+    SyntheticTumours,
+    TumourSegModule,
+    carved_validation_cases,
+    validation_cases,
+)
 from synthlab.trainer import (
     best_network_weights,
     exported_steps,
@@ -107,10 +114,17 @@ def _read_split(entries: list[dict], options: TumourFitOptions, progress: StageP
     return read_cases(case_reader(options), entries, progress, what, options.workers)
 
 
+STAGE1_VALIDATION = ("Dice pooled over held-out healthy brains with a shifted-intensity tumour and the same brains "
+                     "without one")
+CARVED_VALIDATION = ("Dice pooled over held-out tumour images, pseudo-labelled by the junior and carved into held-out "
+                     "healthy brains, and the same brains without one")
+
+
 def _train_stage(stage: str, out: Path, dataset, validation: list, options: TumourFitOptions, steps: int,
-                 progress: StageProgress, start_from: Path | None = None, ema_decay: float = 0.0) -> Path:
+                 progress: StageProgress, start_from: Path | None = None, ema_decay: float = 0.0,
+                 validation_kind: str = STAGE1_VALIDATION) -> Path:
     """Train one stage in ``out/<stage>`` (resuming, else starting from ``start_from``'s weights when given),
-    export its best weights; return the weights path."""
+    export its best weights (by ``validation``, described by ``validation_kind``); return the weights path."""
     folder = out / stage
     weights = folder / f"{stage}.safetensors"
     if weights.is_file() and exported_steps(weights) >= steps:
@@ -137,8 +151,7 @@ def _train_stage(stage: str, out: Path, dataset, validation: list, options: Tumo
                                                          "ema_decay": ema_decay},
                 "metrics": {"validation_dice": float(best.best_model_score)
                             if best.best_model_score is not None else None,
-                            "validation": "Dice pooled over held-out healthy brains with a shifted-intensity "
-                                          "tumour and the same brains without one"}}
+                            "validation": validation_kind}}
         save_model(exportable(best_network_weights(best, folder)), card, folder, stage)
     trainer.strategy.barrier("exported")  # other DDP ranks read these weights next (pseudo labels)
     return weights
@@ -191,8 +204,8 @@ def fit_synthtumour(healthy_datalist: Path, unlabelled_datalist: Path, out: Path
     _require_same_preprocessing(out, options)
     validation_entries = healthy_splits["validation"] or healthy_entries[-max(1, len(healthy_entries) // 5):]
     healthy = _read_split(healthy_entries, options, progress, "healthy brains")
-    validation = validation_cases(_read_split(validation_entries, options, progress, "validation brains"),
-                                  options.channels, options.spacing)
+    validation_brains = _read_split(validation_entries, options, progress, "validation brains")
+    validation = validation_cases(validation_brains, options.channels, options.spacing)
     patch = [options.patch] * 3
     samples = max(16 * options.batch_size, len(healthy))
 
@@ -202,6 +215,14 @@ def fit_synthtumour(healthy_datalist: Path, unlabelled_datalist: Path, out: Path
     junior = _train_stage("junior", out, stage1(options.seed), validation, options, options.junior_steps, progress)
     tumours = _read_split(unlabelled_entries, options, progress, "unlabelled tumour images")
     _pseudo_labels(junior, tumours, out / "pseudo_labels", options.spacing, progress)
+    senior_validation, validation_kind = validation, STAGE1_VALIDATION
+    if unlabelled_splits["validation"]:
+        held_out = _read_split(unlabelled_splits["validation"], options, progress, "held-out tumour images")
+        _pseudo_labels(junior, held_out, out / "pseudo_labels_validation", options.spacing, progress)
+        senior_validation, validation_kind = carved_validation_cases(held_out, validation_brains), CARVED_VALIDATION
+    else:
+        progress(0.0, "no held-out tumour images (the unlabelled datalist's validation split is empty): the senior "
+                      "is chosen on the junior's stage-1 validation")
     start_from = junior if options.senior_from_junior else None
     how = [words for words, chosen in (("from the junior", start_from), ("augmented", options.senior_augmentation),
                                        (f"{options.senior_stage1_fraction:.0%} stage-1 examples",
@@ -211,14 +232,17 @@ def fit_synthtumour(healthy_datalist: Path, unlabelled_datalist: Path, out: Path
                                        (f"weights averaged with EMA decay {options.senior_ema_decay}",
                                         options.senior_ema_decay),
                                        (f"{options.senior_real_share:.0%} real images",
-                                        options.senior_real_share != TumourFitOptions.senior_real_share)) if chosen]
+                                        options.senior_real_share != TumourFitOptions.senior_real_share),
+                                       ("chosen on carved held-out tumours", validation_kind == CARVED_VALIDATION))
+           if chosen]
     forget_run_of_another_source(out / "senior", junior, ", ".join([*how, PSEUDO_LABEL_RULE]))
     senior = _train_stage("senior", out, MixedTumours(tumours, healthy, patch, samples, options.seed + 1,
                                                       options.senior_augmentation, stage1(options.seed + 2),
                                                       options.senior_stage1_fraction,
                                                       options.senior_tumour_free_fraction,
                                                       options.senior_real_share),
-                          validation, options, options.senior_steps, progress, start_from, options.senior_ema_decay)
+                          senior_validation, options, options.senior_steps, progress, start_from,
+                          options.senior_ema_decay, validation_kind)
     if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
         return {}
     card = json.loads(senior.with_suffix(".json").read_text())
