@@ -37,9 +37,9 @@ from synthlab.synthtumour.training import (
     SyntheticTumours,
     TumourSegModule,
     carve_mix,
+    carved_validation_cases,
     overlap_counts,
     pooled_dice,
-    carved_validation_cases,
     validation_cases,
 )
 
@@ -629,6 +629,24 @@ def test_tumour_benchmark_refuses_two_seniors_with_one_row_name(tmp_path):
     result = run_benchmark_script("tumour_benchmark.py", *arguments)
     assert result.returncode == 2
     assert "NAME=weights.safetensors" in result.stderr.strip().splitlines()[-1]
+
+
+def test_carved_validation_benchmark_scores_each_model_on_one_label_sources_carved_tumours(brain_data,
+                                                                                           tumour_registry, tmp_path):
+    healthy = json.loads((brain_data / "healthy.json").read_text())
+    with_brains = brain_data / "healthy_with_validation.json"  # beside the cases its relative paths name
+    with_brains.write_text(json.dumps({**healthy, "validation": healthy["training"]}))
+    weights = Path(tumour_registry).parent / "tiny-tumour.safetensors"
+    arguments = ["--healthy", with_brains, "--unlabelled", brain_data / "unlabelled.json", "--model",
+                 f"tiny={weights}", f"again={weights}"]
+    unknown = run_benchmark_script("carved_validation.py", *arguments, "--label-source", "other")
+    assert unknown.returncode == 2 and "is not one of the --model names" in unknown.stderr.strip().splitlines()[-1]
+    ran = run_benchmark_script("carved_validation.py", *arguments, "--label-source", "tiny", "--report",
+                               tmp_path / "carved.json")
+    assert ran.returncode == 0, ran.stderr
+    report = json.loads((tmp_path / "carved.json").read_text())
+    assert report["carved_cases"] == 1 and report["tumour_free_cases"] == 1  # one held-out tumour, one brain
+    assert 0.0 <= report["scores"]["tiny"] <= 1.0 and report["scores"]["tiny"] == report["scores"]["again"]
 
 
 def test_healthy_findings_count_the_false_tumour_and_the_empty_brains():
