@@ -37,6 +37,7 @@ from synthlab.synthtumour.training import (
     SyntheticTumours,
     TumourSegModule,
     carve_mix,
+    carved_pairs,
     carved_validation_cases,
     overlap_counts,
     pooled_dice,
@@ -227,20 +228,24 @@ def test_validation_has_each_brain_with_a_shifted_tumour_and_without_one():
         assert torch.equal(with_tumour["image"][0][~inside] != 0, without["image"][0][~inside] != 0)
 
 
-def test_senior_validation_carves_each_held_out_tumour_into_each_brain_and_keeps_them_without_one():
-    tumours = [bright_tumour_case(seed) for seed in (3, 4)]
-    healthy = [bright_tumour_case(seed, with_tumour=False) for seed in (7, 8, 9)]
+def test_senior_validation_carves_each_held_out_tumour_into_a_brain_and_keeps_the_brains_without_one():
+    tumours = [bright_tumour_case(seed) for seed in (3, 4, 5)]
+    healthy = [bright_tumour_case(seed, with_tumour=False) for seed in (7, 8)]
+    pairs = carved_pairs(tumours, healthy)
+    assert [(id(tumour), id(brain)) for tumour, brain in pairs] == [(id(tumours[0]), id(healthy[0])),
+                                                                    (id(tumours[1]), id(healthy[1])),
+                                                                    (id(tumours[2]), id(healthy[0]))]  # brains in turn
     cases = carved_validation_cases(tumours, healthy)
-    assert len(cases) == 2 * 3 + 3
-    for index, case in enumerate(cases[:6]):
-        tumour, brain = tumours[index // 3], healthy[index % 3]
+    assert len(cases) == 3 + 2
+    for index, case in enumerate(cases[:3]):
+        tumour, brain = tumours[index], healthy[index % 2]
         label = case["label"][0] > 0
         assert torch.equal(label, torch.from_numpy(tumour.label & brain.mask))  # exactly the carved region
         as_it_was = torch.from_numpy(zscore_inside(brain.image, brain.mask))[0]
         assert float(case["image"][0][label].mean()) > float(as_it_was[label].mean()) + 1  # the bright tumour
         elsewhere = torch.from_numpy(brain.mask) & ~label  # the healthy brain, its z-score now counting the tumour
         assert np.corrcoef(case["image"][0][elsewhere], as_it_was[elsewhere])[0, 1] > 0.999
-    for case, brain in zip(cases[6:], healthy, strict=True):
+    for case, brain in zip(cases[3:], healthy, strict=True):
         assert case["label"].sum() == 0
         assert torch.equal(case["image"], torch.from_numpy(zscore_inside(brain.image, brain.mask)))
 

@@ -1,8 +1,9 @@
 """Score tumour models on the senior's validation: held-out tumour images, pseudo-labelled by one source model,
-carved into held-out healthy brains, and the same brains without a tumour (Dice pooled over all of them).
+each carved into a held-out healthy brain, and the brains without a tumour (Dice pooled over all of them).
 
 The pseudo labels follow training's rule (one pass of the source, ``pseudo_label``); the carving is training's
-``carve_mix``. Unlike training, the score here uses one fixed label source for every model, so models of
+``carve_mix`` and ``carved_pairs`` (``--every-pairing`` carves each image into every brain instead). Unlike
+training, the score here uses one fixed label source for every model, so models of
 different juniors are compared on the same cases. Session 38 used it to ask whether this score ranks models as
 their test Dice does.
 
@@ -27,7 +28,7 @@ from synthlab.datalist import read_datalist
 from synthlab.synthtumour.evaluation import model_mask
 from synthlab.synthtumour.fit import pseudo_label
 from synthlab.synthtumour.inference import TumourModel
-from synthlab.synthtumour.training import carve_mix, overlap_counts, pooled_dice
+from synthlab.synthtumour.training import carve_mix, carved_pairs, overlap_counts, pooled_dice
 
 
 def main() -> None:
@@ -36,6 +37,8 @@ def main() -> None:
     parser.add_argument("--unlabelled", type=Path, required=True, help="datalist whose validation tumour images are carved")
     parser.add_argument("--model", required=True, nargs="+", help="NAME=weights.safetensors, one or more")
     parser.add_argument("--label-source", required=True, help="the NAME whose pseudo labels define the carved tumours")
+    parser.add_argument("--every-pairing", action="store_true",
+                        help="carve each tumour image into every brain (tumours × brains cases), not one brain each")
     parser.add_argument("--report", type=Path)
     args = parser.parse_args()
     named = dict(item.partition("=")[::2] for item in args.model)
@@ -49,7 +52,8 @@ def main() -> None:
     if not brains or not tumours:
         parser.error("both datalists need a validation split: the brains and the held-out tumour images")
     cases = []
-    for tumour, brain in product(tumours, brains):
+    pairs = list(product(tumours, brains)) if args.every_pairing else carved_pairs(tumours, brains)
+    for tumour, brain in pairs:
         image, carved = carve_mix(tumour, brain)
         cases.append(replace(brain, image=image, label=carved))
     cases += [replace(brain, label=np.zeros_like(brain.mask)) for brain in brains]
@@ -59,7 +63,7 @@ def main() -> None:
                                     torch.from_numpy(case.label)) for case in cases)
         scores[name] = round(float(pooled_dice(counts)), 4)
         print(f"{name}: {scores[name]}", flush=True)
-    report = {"label_source": args.label_source, "carved_cases": len(tumours) * len(brains),
+    report = {"label_source": args.label_source, "carved_cases": len(pairs),
               "tumour_free_cases": len(brains), "pseudo_label_voxels": [int(t.label.sum()) for t in tumours],
               "scores": scores}
     if args.report:
