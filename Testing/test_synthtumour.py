@@ -646,6 +646,9 @@ def test_carved_validation_benchmark_scores_each_model_on_one_label_sources_carv
                  f"tiny={weights}", f"again={weights}"]
     unknown = run_benchmark_script("carved_validation.py", *arguments, "--label-source", "other")
     assert unknown.returncode == 2 and "is not one of the --model names" in unknown.stderr.strip().splitlines()[-1]
+    no_brains = run_benchmark_script("carved_validation.py", *arguments[2:], "--healthy", brain_data / "healthy.json",
+                                     "--label-source", "tiny")  # its validation split is empty
+    assert no_brains.returncode == 2 and "need a validation split" in no_brains.stderr.strip().splitlines()[-1]
     ran = run_benchmark_script("carved_validation.py", *arguments, "--label-source", "tiny", "--report",
                                tmp_path / "carved.json")
     assert ran.returncode == 0, ran.stderr
