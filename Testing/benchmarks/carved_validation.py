@@ -4,7 +4,8 @@ each carved into a held-out healthy brain, and the brains without a tumour (Dice
 The pseudo labels follow training's rule (one pass of the source, ``pseudo_label``); the carving is training's
 ``carve_mix`` and ``carved_pairs`` (``--every-pairing`` carves each image into every brain instead). Unlike
 training, the score here uses one fixed label source for every model, so models of
-different juniors are compared on the same cases. Session 38 used it to ask whether this score ranks models as
+different juniors are compared on the same cases, and it scores each model's mask as inference makes it
+(components under 0.5 ml removed). Session 38 used it to ask whether this score ranks models as
 their test Dice does.
 
     .venv/bin/python Testing/benchmarks/carved_validation.py --healthy brain60/healthy.json \
