@@ -22,14 +22,13 @@ from dataclasses import replace
 from itertools import product
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from synthlab.datalist import read_datalist
 from synthlab.synthtumour.evaluation import model_mask
 from synthlab.synthtumour.fit import pseudo_label
 from synthlab.synthtumour.inference import TumourModel
-from synthlab.synthtumour.training import carve_mix, carved_pairs, overlap_counts, pooled_dice
+from synthlab.synthtumour.training import carved_cases, carved_pairs, overlap_counts, pooled_dice
 
 
 def main() -> None:
@@ -52,12 +51,8 @@ def main() -> None:
                for case in (source.read_entry(entry) for entry in read_datalist(args.unlabelled)["validation"])]
     if not brains or not tumours:
         parser.error("both datalists need a validation split: the brains and the held-out tumour images")
-    cases = []
     pairs = list(product(tumours, brains)) if args.every_pairing else carved_pairs(tumours, brains)
-    for tumour, brain in pairs:
-        image, carved = carve_mix(tumour, brain)
-        cases.append(replace(brain, image=image, label=carved))
-    cases += [replace(brain, label=np.zeros_like(brain.mask)) for brain in brains]
+    cases = carved_cases(pairs, brains)
     scores = {}
     for name, model in models.items():
         counts = sum(overlap_counts(torch.from_numpy(model_mask(model, case, source.spacing)),

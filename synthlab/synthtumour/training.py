@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import pytorch_lightning as pl
@@ -196,15 +197,23 @@ def carved_pairs(tumours: Sequence[BrainArrays], healthy: Sequence[BrainArrays]
     return [(tumour, healthy[index % len(healthy)]) for index, tumour in enumerate(tumours)]
 
 
+def carved_cases(pairs: Sequence[tuple[BrainArrays, BrainArrays]], healthy: Sequence[BrainArrays]
+                 ) -> list[BrainArrays]:
+    """Each (tumour image, brain) pair as the brain with the image's pseudo-labelled tumour carved in, labelled by
+    the carved region; then each healthy brain as it is, with an empty label."""
+    carved = []
+    for tumour, brain in pairs:
+        image, label = carve_mix(tumour, brain)
+        carved.append(replace(brain, image=image, label=label))
+    return carved + [replace(brain, label=np.zeros_like(brain.mask)) for brain in healthy]
+
+
 def carved_validation_cases(tumours: Sequence[BrainArrays], healthy: Sequence[BrainArrays]
                             ) -> list[dict[str, torch.Tensor]]:
-    """The senior's validation: each pseudo-labelled held-out tumour image carved into a held-out healthy brain
-    (``carved_pairs``, labelled by the carved region), then each healthy brain as it is, with an empty label."""
-    carved = []
-    for tumour, brain in carved_pairs(tumours, healthy):
-        image, label = carve_mix(tumour, brain)
-        carved.append(_validation_case(image, brain.mask, label))
-    return carved + _tumour_free(healthy)
+    """The senior's validation: the ``carved_cases`` of the held-out tumour images and brains (``carved_pairs``),
+    z-scored as the network sees them."""
+    return [_validation_case(case.image, case.mask, case.label)
+            for case in carved_cases(carved_pairs(tumours, healthy), healthy)]
 
 
 def _validation_case(image: np.ndarray, brain: np.ndarray, label: np.ndarray) -> dict[str, torch.Tensor]:
