@@ -431,6 +431,9 @@ def train_crossstitch(
 
 Variant = enum.Enum("Variant", {v: v for v in ("hiersynth", "gsm-lsm", "gsm", "unet", "pix2pix")}, type=str)
 RateSchedule = enum.Enum("RateSchedule", {s: s for s in ("constant", "cosine")}, type=str)
+RateScheduleOption = Annotated[RateSchedule, typer.Option("--rate-schedule", help="constant, or cosine: each "
+                                                        "stage's rate annealed to zero over its steps (such a run "
+                                                        "resumes only with the same steps).")]
 
 
 @train_app.command("hiersynth")
@@ -459,9 +462,7 @@ def train_hiersynth(
     neighbours: Annotated[int, typer.Option("--neighbours", help="Slices on each side in a 2.5D input.")] = 1,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 8,
     learning_rate: Annotated[float, typer.Option("--learning-rate")] = 2e-4,
-    rate_schedule: Annotated[RateSchedule, typer.Option("--rate-schedule", help="constant, or cosine: each "
-                                                        "stage's rate annealed to zero over its steps.")]
-    = RateSchedule.constant,
+    rate_schedule: RateScheduleOption = RateSchedule.constant,
     devices: DevicesOption = 1, accelerator: AcceleratorOption = "auto", seed: int = 0,
     model_id: Annotated[str | None, typer.Option("--model-id", help="Name of the exported model "
                                                  "(default: the variant).")] = None,
@@ -513,6 +514,7 @@ def train_synthtumour(
     patch: Annotated[int, typer.Option("--patch", help="Patch side (voxels, multiple of 8).")] = 64,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 2,
     learning_rate: Annotated[float, typer.Option("--learning-rate")] = 1e-3,
+    rate_schedule: RateScheduleOption = RateSchedule.constant,
     filters: Annotated[str, typer.Option("--filters", help="DynUNet filters per level.")] = "16,32,64,128",
     devices: DevicesOption = 1, accelerator: AcceleratorOption = "auto", seed: int = 0,
     model_id: Annotated[str, typer.Option("--model-id", help="Name of the exported senior.")] = "synthtumour-senior",
@@ -571,7 +573,8 @@ def train_synthtumour(
                                senior_from_junior=senior_from_junior, senior_augmentation=senior_augmentation,
                                senior_stage1_fraction=senior_stage1,
                                senior_tumour_free_fraction=senior_tumour_free, senior_ema_decay=senior_ema,
-                               senior_real_share=senior_real_share, workers=_loader_workers(workers))
+                               senior_real_share=senior_real_share, rate_schedule=rate_schedule.value,
+                               workers=_loader_workers(workers))
     with ProgressReporter(progress.value) as reporter:
         result = fit_synthtumour(healthy, unlabelled, out, options, reporter.stage("train synthtumour", 0.0, 1.0))
         if result:

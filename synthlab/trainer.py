@@ -165,6 +165,17 @@ def make_trainer(out: Path, max_steps: int, max_minutes: float | None, devices: 
     return trainer, best
 
 
+def cosine_annealed(optimisers: list[torch.optim.Optimizer], steps: int) -> list:
+    """``configure_optimizers``' answer: the optimisers as they are (``steps`` 0), or each with its rate annealed
+    to zero over ``steps`` optimiser steps along a cosine."""
+    if not steps:
+        return optimisers
+    return [{"optimizer": optimiser,
+             "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps),
+                              "interval": "step"}}
+            for optimiser in optimisers]
+
+
 def require_same_settings(checkpoint: Path | None, hyperparameters) -> None:
     """Refuse to resume a checkpoint trained with other network settings (its weights would not fit)."""
     if checkpoint is None:

@@ -26,6 +26,7 @@ from synthlab.hiersynth.evaluation import cbv_metrics
 from synthlab.hiersynth.losses import PerfusionContrast
 from synthlab.hiersynth.networks import conditional_discriminator, synthesise_stacks
 from synthlab.hiersynth.variants import LOSS_WEIGHTS, VARIANTS, make_network
+from synthlab.trainer import cosine_annealed
 
 
 class CBVSynthModule(pl.LightningModule):
@@ -130,8 +131,4 @@ class CBVSynthModule(pl.LightningModule):
         optimisers = [torch.optim.Adam(self.trained_parameters(), lr=rate, betas=(0.5, 0.999))]
         if self.discriminator is not None:
             optimisers.append(torch.optim.Adam(self.discriminator.parameters(), lr=rate, betas=(0.5, 0.999)))
-        if not self.hparams.cosine_steps:
-            return optimisers
-        return [{"optimizer": optimiser,
-                 "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, self.hparams.cosine_steps)}
-                for optimiser in optimisers]
+        return cosine_annealed(optimisers, self.hparams.cosine_steps)

@@ -77,6 +77,7 @@ class TumourFitOptions:
     senior_tumour_free_fraction: float = 0.0  # share of the senior's examples that are healthy brains, no tumour
     senior_ema_decay: float = 0.0  # the senior exports an exponential moving average of its weights (0: none)
     senior_real_share: float = 0.5  # share of the senior's tumour examples that are real images, not carved mixes
+    rate_schedule: str = "constant"  # or "cosine": each stage's rate annealed to zero over its steps
     workers: int = 0  # background processes making training patches
 
 
@@ -131,7 +132,8 @@ def _train_stage(stage: str, out: Path, dataset, validation: list, options: Tumo
         progress(1.0, f"{stage} already trained ({weights})")
         return weights
     folder.mkdir(parents=True, exist_ok=True)
-    module = TumourSegModule(len(options.channels), options.filters, options.learning_rate)
+    module = TumourSegModule(len(options.channels), options.filters, options.learning_rate,
+                             cosine_steps=steps if options.rate_schedule == "cosine" else 0)
     trainer, best = make_trainer(folder, steps, options.max_minutes, options.devices, options.accelerator,
                                  progress_bar=False, ema_decay=ema_decay)
     loader = training_loader(dataset, options.batch_size, options.workers)
@@ -148,6 +150,7 @@ def _train_stage(stage: str, out: Path, dataset, validation: list, options: Tumo
                                                          "stage1_fraction": dataset.stage1_fraction,
                                                          "tumour_free_fraction": dataset.tumour_free_fraction,
                                                          "real_share": dataset.real_share,
+                                                         "rate_schedule": options.rate_schedule,
                                                          "ema_decay": ema_decay},
                 "metrics": {"validation_dice": float(best.best_model_score)
                             if best.best_model_score is not None else None,

@@ -42,7 +42,7 @@ from synthlab.brain import BrainArrays, zscore_inside
 from synthlab.errors import InputError
 from synthlab.synthtumour.network import FILTERS, segmenter
 from synthlab.synthtumour.synthesis import SynthesiseTumourd
-from synthlab.trainer import RandomExamples
+from synthlab.trainer import RandomExamples, cosine_annealed
 
 
 def augmentation(seed: int) -> Compose:
@@ -239,9 +239,10 @@ def pooled_dice(counts: torch.Tensor) -> torch.Tensor:
 
 class TumourSegModule(pl.LightningModule):
     """DynUNet trained with DiceCE; the validation Dice pooled over whole canvases (``val_score``) picks the
-    checkpoint."""
+    checkpoint. With ``cosine_steps`` above 0 the rate is annealed to zero over that many steps."""
 
-    def __init__(self, in_channels: int = 1, filters: Sequence[int] = FILTERS, learning_rate: float = 1e-3):
+    def __init__(self, in_channels: int = 1, filters: Sequence[int] = FILTERS, learning_rate: float = 1e-3,
+                 cosine_steps: int = 0):
         super().__init__()
         self.save_hyperparameters()
         self.network = segmenter(in_channels, filters)
@@ -266,4 +267,5 @@ class TumourSegModule(pl.LightningModule):
         self.log("val_score", pooled_dice(counts).float(), prog_bar=True)
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.parameters(), lr=self.hparams.learning_rate, weight_decay=1e-5)
+        return cosine_annealed([torch.optim.AdamW(self.parameters(), lr=self.hparams.learning_rate,
+                                                  weight_decay=1e-5)], self.hparams.cosine_steps)
