@@ -366,10 +366,14 @@ def test_training_runs_both_stages_and_resumes(brain_data, tumour_registry, tmp_
 
 @pytest.mark.parametrize("schedule", ["constant", "cosine"])
 def test_the_rate_schedule_anneals_each_stage_over_its_steps(brain_data, tmp_path, schedule):
-    result = synthlab_here("train", "synthtumour", "--healthy", brain_data / "healthy.json", "--unlabelled",
-                           brain_data / "unlabelled.json", "--out", tmp_path, "--spacing", "6", "--patch", "16",
-                           "--filters", "4,8,16", "--accelerator", "cpu", "--junior-steps", "2", "--senior-steps", "3",
-                           "--learning-rate", "0.002", "--rate-schedule", schedule, "--progress", "none")
+    def train(senior_steps: str):
+        return synthlab_here("train", "synthtumour", "--healthy", brain_data / "healthy.json", "--unlabelled",
+                             brain_data / "unlabelled.json", "--out", tmp_path, "--spacing", "6", "--patch", "16",
+                             "--filters", "4,8,16", "--accelerator", "cpu", "--junior-steps", "2",
+                             "--senior-steps", senior_steps, "--learning-rate", "0.002", "--rate-schedule", schedule,
+                             "--progress", "none")
+
+    result = train("3")
     assert result.returncode == 0, result.stderr
     for stage in ("junior", "senior"):
         saved = torch.load(tmp_path / stage / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
@@ -377,6 +381,9 @@ def test_the_rate_schedule_anneals_each_stage_over_its_steps(brain_data, tmp_pat
         rate = saved["optimizer_states"][0]["param_groups"][0]["lr"]
         assert rate == pytest.approx(0.0 if schedule == "cosine" else 0.002, abs=1e-12)
         assert json.loads((tmp_path / stage / f"{stage}.json").read_text())["training"]["rate_schedule"] == schedule
+    if schedule == "cosine":  # a cosine run cannot be resumed to train longer: its rate has already reached 0
+        longer = train("5")
+        assert longer.returncode == 2 and "cosine_steps 3 (now 5)" in longer.stderr, longer.stderr
 
 
 def test_without_held_out_tumour_images_the_senior_is_chosen_on_the_stage1_validation(brain_data, tmp_path):
