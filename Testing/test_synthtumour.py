@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import warnings
@@ -40,6 +41,7 @@ from synthlab.synthtumour.training import (
     carved_pairs,
     carved_validation_cases,
     overlap_counts,
+    pick_score,
     pooled_dice,
     validation_cases,
 )
@@ -384,6 +386,23 @@ def test_the_rate_schedule_anneals_each_stage_over_its_steps(brain_data, tmp_pat
     if schedule == "cosine":  # a cosine run cannot be resumed to train longer: its rate has already reached 0
         longer = train("5")
         assert longer.returncode == 2 and "cosine_steps 3 (now 5)" in longer.stderr, longer.stderr
+
+
+def test_the_senior_is_chosen_only_among_validations_from_its_pick_step_on(brain_data, tmp_path):
+    options = TumourFitOptions(junior_steps=1, senior_steps=48, senior_pick_from=0.5, model_id="picked",
+                               **TINY_TUMOUR)
+    fit_synthtumour(brain_data / "healthy.json", brain_data / "unlabelled.json", tmp_path, options,
+                    lambda fraction, message: None)
+    card = json.loads((tmp_path / "picked.json").read_text())
+    assert card["training"]["picked_from_step"] == 24
+    with (tmp_path / "senior" / "lightning_logs" / "version_0" / "metrics.csv").open() as log:
+        validations = [(int(row["step"]), float(row["val_score"])) for row in csv.DictReader(log) if row["val_score"]]
+    assert sum(step < 24 for step, _ in validations) >= 1 and sum(step >= 24 for step, _ in validations) >= 2
+    best = max(score for step, score in validations if step >= 24)
+    assert card["metrics"]["validation_dice"] == pytest.approx(best)
+    chosen = torch.load(tmp_path / "senior" / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    assert chosen["global_step"] >= 24
+    assert pick_score(torch.tensor(0.9), 19, 20) < pick_score(torch.tensor(0.0), 20, 20)  # a late 0 beats an early 0.9
 
 
 def test_without_held_out_tumour_images_the_senior_is_chosen_on_the_stage1_validation(brain_data, tmp_path):

@@ -540,6 +540,10 @@ def train_synthtumour(
                                                      "examples that are the real pseudo-labelled images; the rest "
                                                      "carve the pseudo-labelled tumour into a healthy brain (0.5: "
                                                      "half and half).")] = 0.5,
+    senior_pick_from: Annotated[float, typer.Option("--senior-pick-from", help="Choose the senior's checkpoint "
+                                                    "only among validations from this share of its steps on, "
+                                                    "e.g. 0.75 with a cosine rate: the settled weights, not an "
+                                                    "early peak (0: every validation).")] = 0.0,
     workers: LoaderWorkersOption = 0, progress: ProgressOption = ProgressMode.bar,
 ):
     """Train the tumour segmenter by two-stage synthesis: junior, pseudo labels, senior (no expert labels)."""
@@ -556,7 +560,7 @@ def train_synthtumour(
     if not 1 <= bias_fit_levels <= 4:
         raise InputError("--bias-fit-levels", f"must be 1 to 4 (got {bias_fit_levels})")
     for name, value in (("--senior-stage1", senior_stage1), ("--senior-tumour-free", senior_tumour_free),
-                        ("--senior-ema", senior_ema)):
+                        ("--senior-ema", senior_ema), ("--senior-pick-from", senior_pick_from)):
         if not 0 <= value < 1:
             raise InputError(name, f"must be at least 0 and below 1 (got {value})")
     if not 0 <= senior_real_share <= 1:
@@ -574,6 +578,7 @@ def train_synthtumour(
                                senior_stage1_fraction=senior_stage1,
                                senior_tumour_free_fraction=senior_tumour_free, senior_ema_decay=senior_ema,
                                senior_real_share=senior_real_share, rate_schedule=rate_schedule.value,
+                               senior_pick_from=senior_pick_from,
                                workers=_loader_workers(workers))
     with ProgressReporter(progress.value) as reporter:
         result = fit_synthtumour(healthy, unlabelled, out, options, reporter.stage("train synthtumour", 0.0, 1.0))

@@ -78,6 +78,7 @@ class TumourFitOptions:
     senior_ema_decay: float = 0.0  # the senior exports an exponential moving average of its weights (0: none)
     senior_real_share: float = 0.5  # share of the senior's tumour examples that are real images, not carved mixes
     rate_schedule: str = "constant"  # or "cosine": each stage's rate annealed to zero over its steps
+    senior_pick_from: float = 0.0  # the senior's checkpoint is chosen among validations from this share of its steps on
     workers: int = 0  # background processes making training patches
 
 
@@ -123,19 +124,22 @@ CARVED_VALIDATION = ("Dice pooled over held-out tumour images, pseudo-labelled b
 
 def _train_stage(stage: str, out: Path, dataset, validation: list, options: TumourFitOptions, steps: int,
                  progress: StageProgress, start_from: Path | None = None, ema_decay: float = 0.0,
-                 validation_kind: str = STAGE1_VALIDATION) -> Path:
+                 validation_kind: str = STAGE1_VALIDATION, pick_from: float = 0.0) -> Path:
     """Train one stage in ``out/<stage>`` (resuming, else starting from ``start_from``'s weights when given),
-    export its best weights (by ``validation``, described by ``validation_kind``); return the weights path."""
+    export its best weights (by ``validation``, described by ``validation_kind``, among the validations from
+    ``pick_from`` of its steps on); return the weights path."""
     folder = out / stage
     weights = folder / f"{stage}.safetensors"
     if weights.is_file() and exported_steps(weights) >= steps:
         progress(1.0, f"{stage} already trained ({weights})")
         return weights
     folder.mkdir(parents=True, exist_ok=True)
+    pick_from_step = round(pick_from * steps)
     module = TumourSegModule(len(options.channels), options.filters, options.learning_rate,
-                             cosine_steps=steps if options.rate_schedule == "cosine" else 0)
+                             cosine_steps=steps if options.rate_schedule == "cosine" else 0,
+                             pick_from_step=pick_from_step)
     trainer, best = make_trainer(folder, steps, options.max_minutes, options.devices, options.accelerator,
-                                 progress_bar=False, ema_decay=ema_decay)
+                                 monitor="val_pick", progress_bar=False, ema_decay=ema_decay)
     loader = training_loader(dataset, options.batch_size, options.workers)
     resume = resume_point(folder)
     require_same_settings(resume, module.hparams)
@@ -151,13 +155,21 @@ def _train_stage(stage: str, out: Path, dataset, validation: list, options: Tumo
                                                          "tumour_free_fraction": dataset.tumour_free_fraction,
                                                          "real_share": dataset.real_share,
                                                          "rate_schedule": options.rate_schedule,
-                                                         "ema_decay": ema_decay},
-                "metrics": {"validation_dice": float(best.best_model_score)
-                            if best.best_model_score is not None else None,
-                            "validation": validation_kind}}
+                                                         "ema_decay": ema_decay,
+                                                         "picked_from_step": pick_from_step},
+                "metrics": {"validation_dice": _chosen_score(best), "validation": validation_kind}}
         save_model(exportable(best_network_weights(best, folder)), card, folder, stage)
     trainer.strategy.barrier("exported")  # other DDP ranks read these weights next (pseudo labels)
     return weights
+
+
+def _chosen_score(best) -> float | None:
+    """The validation score of the exported checkpoint (its ``val_pick`` is 1 lower when it came before the pick
+    window, see ``pick_score``)."""
+    if best.best_model_score is None:
+        return None
+    picked = float(best.best_model_score)
+    return picked if picked >= 0 else picked + 1
 
 
 def pseudo_label(probability: np.ndarray, spacing: float) -> np.ndarray:
@@ -236,7 +248,9 @@ def fit_synthtumour(healthy_datalist: Path, unlabelled_datalist: Path, out: Path
                                         options.senior_ema_decay),
                                        (f"{options.senior_real_share:.0%} real images",
                                         options.senior_real_share != TumourFitOptions.senior_real_share),
-                                       ("chosen on carved held-out tumours", validation_kind == CARVED_VALIDATION))
+                                       ("chosen on carved held-out tumours", validation_kind == CARVED_VALIDATION),
+                                       (f"chosen from {options.senior_pick_from:.0%} of its steps on",
+                                        options.senior_pick_from))
            if chosen]
     forget_run_of_another_source(out / "senior", junior, ", ".join([*how, PSEUDO_LABEL_RULE]))
     senior = _train_stage("senior", out, MixedTumours(tumours, healthy, patch, samples, options.seed + 1,
@@ -245,7 +259,7 @@ def fit_synthtumour(healthy_datalist: Path, unlabelled_datalist: Path, out: Path
                                                       options.senior_tumour_free_fraction,
                                                       options.senior_real_share),
                           senior_validation, options, options.senior_steps, progress, start_from,
-                          options.senior_ema_decay, validation_kind)
+                          options.senior_ema_decay, validation_kind, options.senior_pick_from)
     if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
         return {}
     card = json.loads(senior.with_suffix(".json").read_text())

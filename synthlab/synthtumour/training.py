@@ -237,12 +237,20 @@ def pooled_dice(counts: torch.Tensor) -> torch.Tensor:
     return 2 * true_positive / (predicted + target).clamp(min=1)
 
 
+def pick_score(score: torch.Tensor, step: int, pick_from_step: int) -> torch.Tensor:
+    """What chooses the checkpoint: the validation score, less 1 before step ``pick_from_step``. Scores lie in
+    [0, 1], so any validation from that step on outranks every earlier one, and a run stopped before it still
+    keeps its best earlier checkpoint."""
+    return score if step >= pick_from_step else score - 1
+
+
 class TumourSegModule(pl.LightningModule):
     """DynUNet trained with DiceCE; the validation Dice pooled over whole canvases (``val_score``) picks the
-    checkpoint. With ``cosine_steps`` above 0 the rate is annealed to zero over that many steps."""
+    checkpoint (``val_pick``: only among validations from step ``pick_from_step`` on, when there are any). With
+    ``cosine_steps`` above 0 the rate is annealed to zero over that many steps."""
 
     def __init__(self, in_channels: int = 1, filters: Sequence[int] = FILTERS, learning_rate: float = 1e-3,
-                 cosine_steps: int = 0):
+                 cosine_steps: int = 0, pick_from_step: int = 0):
         super().__init__()
         self.save_hyperparameters()
         self.network = segmenter(in_channels, filters)
@@ -264,7 +272,9 @@ class TumourSegModule(pl.LightningModule):
 
     def on_validation_epoch_end(self):
         counts = self.trainer.strategy.reduce(self.validation_counts, reduce_op="sum")
-        self.log("val_score", pooled_dice(counts).float(), prog_bar=True)
+        score = pooled_dice(counts).float()
+        self.log("val_score", score, prog_bar=True)
+        self.log("val_pick", pick_score(score, self.global_step, self.hparams.pick_from_step))
 
     def configure_optimizers(self):
         return cosine_annealed([torch.optim.AdamW(self.parameters(), lr=self.hparams.learning_rate,
