@@ -139,7 +139,8 @@ def _train_stage(stage: str, out: Path, dataset, validation: list, options: Tumo
                              cosine_steps=steps if options.rate_schedule == "cosine" else 0,
                              pick_from_step=pick_from_step)
     trainer, best = make_trainer(folder, steps, options.max_minutes, options.devices, options.accelerator,
-                                 monitor="val_pick", progress_bar=False, ema_decay=ema_decay)
+                                 monitor="val_pick" if pick_from_step else "val_score", progress_bar=False,
+                                 ema_decay=ema_decay)
     loader = training_loader(dataset, options.batch_size, options.workers)
     resume = resume_point(folder)
     require_same_settings(resume, module.hparams)

@@ -246,8 +246,8 @@ def pick_score(score: torch.Tensor, step: int, pick_from_step: int) -> torch.Ten
 
 class TumourSegModule(pl.LightningModule):
     """DynUNet trained with DiceCE; the validation Dice pooled over whole canvases (``val_score``) picks the
-    checkpoint (``val_pick``: only among validations from step ``pick_from_step`` on, when there are any). With
-    ``cosine_steps`` above 0 the rate is annealed to zero over that many steps."""
+    checkpoint (with ``pick_from_step``, ``val_pick`` does: only validations from that step on, when there are
+    any). With ``cosine_steps`` above 0 the rate is annealed to zero over that many steps."""
 
     def __init__(self, in_channels: int = 1, filters: Sequence[int] = FILTERS, learning_rate: float = 1e-3,
                  cosine_steps: int = 0, pick_from_step: int = 0):
@@ -274,7 +274,8 @@ class TumourSegModule(pl.LightningModule):
         counts = self.trainer.strategy.reduce(self.validation_counts, reduce_op="sum")
         score = pooled_dice(counts).float()
         self.log("val_score", score, prog_bar=True)
-        self.log("val_pick", pick_score(score, self.global_step, self.hparams.pick_from_step))
+        if self.hparams.pick_from_step:
+            self.log("val_pick", pick_score(score, self.global_step, self.hparams.pick_from_step))
 
     def configure_optimizers(self):
         return cosine_annealed([torch.optim.AdamW(self.parameters(), lr=self.hparams.learning_rate,
