@@ -646,6 +646,7 @@ def test_demo_segments_the_tumour_with_the_registered_model(tumour_registry, tmp
     (["--senior-stage1", "1"], "--senior-stage1: must be at least 0 and below 1"),
     (["--senior-tumour-free", "-0.1"], "--senior-tumour-free: must be at least 0 and below 1"),
     (["--senior-ema", "1"], "--senior-ema: must be at least 0 and below 1"),
+    (["--senior-pick-from", "1.5"], "--senior-pick-from: must be at least 0 and below 1"),
     (["--senior-real-share", "1.5"], "--senior-real-share: must be 0 to 1 (got 1.5)"),
     (["--bias-fit-levels", "0"], "--bias-fit-levels: must be 1 to 4 (got 0)"),
     (["--workers", "-1"], "--workers: must be 0 or more (got -1)"),
