@@ -37,6 +37,7 @@ from synthlab.synthtumour.training import (
     SyntheticTumours,
     TumourSegModule,
     carved_validation_cases,
+    score_of_pick,
     validation_cases,
 )
 from synthlab.trainer import (
@@ -158,19 +159,11 @@ def _train_stage(stage: str, out: Path, dataset, validation: list, options: Tumo
                                                          "rate_schedule": options.rate_schedule,
                                                          "ema_decay": ema_decay,
                                                          "picked_from_step": pick_from_step},
-                "metrics": {"validation_dice": _chosen_score(best), "validation": validation_kind}}
+                "metrics": {"validation_dice": None if best.best_model_score is None
+                            else score_of_pick(float(best.best_model_score)), "validation": validation_kind}}
         save_model(exportable(best_network_weights(best, folder)), card, folder, stage)
     trainer.strategy.barrier("exported")  # other DDP ranks read these weights next (pseudo labels)
     return weights
-
-
-def _chosen_score(best) -> float | None:
-    """The validation score of the exported checkpoint (its ``val_pick`` is 1 lower when it came before the pick
-    window, see ``pick_score``)."""
-    if best.best_model_score is None:
-        return None
-    picked = float(best.best_model_score)
-    return picked if picked >= 0 else picked + 1
 
 
 def pseudo_label(probability: np.ndarray, spacing: float) -> np.ndarray:

@@ -244,6 +244,11 @@ def pick_score(score: torch.Tensor, step: int, pick_from_step: int) -> torch.Ten
     return score if step >= pick_from_step else score - 1
 
 
+def score_of_pick(picked: float) -> float:
+    """The validation score behind a ``pick_score`` (those before the window are 1 lower)."""
+    return picked if picked >= 0 else picked + 1
+
+
 class TumourSegModule(pl.LightningModule):
     """DynUNet trained with DiceCE; the validation Dice pooled over whole canvases (``val_score``) picks the
     checkpoint (with ``pick_from_step``, ``val_pick`` does: only validations from that step on, when there are
