@@ -21,7 +21,7 @@ from synthlab.brain import BrainArrays, correct_bias, estimate_brain_mask, read_
 from synthlab.datalist import read_datalist
 from synthlab.errors import InputError
 from synthlab.labels import read_labels
-from synthlab.registry import REGISTRY_ENV, Registry, entry_for
+from synthlab.registry import REGISTRY_ENV, Registry, entry_for, sha256_of
 from synthlab.synthtumour.fit import (
     CARVED_VALIDATION,
     PSEUDO_LABEL_RULE,
@@ -319,16 +319,16 @@ def test_training_runs_both_stages_and_resumes(brain_data, tumour_registry, tmp_
     assert "resuming from" in longer.stdout
     assert json.loads((out / "junior" / "junior.json").read_text())["training"]["steps"] == 5
     # A different junior (here: its weights changed) labels the images again and the senior is retrained.
-    labels_before = (out / "pseudo_labels" / "junior.sha256").read_text()
+    labels_before = (out / "pseudo_labels" / "labeller.sha256").read_text()
     weights = load_file(str(out / "junior" / "junior.safetensors"))
     save_file({key: value + 0.01 for key, value in weights.items()}, str(out / "junior" / "junior.safetensors"))
     changed = synthlab_here(*arguments, "--junior-steps", "5", "--senior-steps", "3")
     assert changed.returncode == 0, changed.stderr
     assert "junior already trained" in changed.stdout and "senior already trained" not in changed.stdout
     assert "pseudo labels 1/5" in changed.stdout
-    assert (out / "pseudo_labels" / "junior.sha256").read_text() != labels_before
+    assert (out / "pseudo_labels" / "labeller.sha256").read_text() != labels_before
     # Labels made by an older rule (its marker held the junior's hash alone) are made again.
-    marker = out / "pseudo_labels" / "junior.sha256"
+    marker = out / "pseudo_labels" / "labeller.sha256"
     marker.write_text(marker.read_text().split("\n")[0])
     relabelled = synthlab_here(*arguments, "--junior-steps", "5", "--senior-steps", "3")
     assert relabelled.returncode == 0, relabelled.stderr
@@ -408,6 +408,30 @@ def test_the_senior_is_chosen_only_among_validations_from_its_pick_step_on(brain
     states = torch.load(tmp_path / "junior" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert any("'monitor': 'val_score'" in key for key in states["callbacks"])
     assert not any("val_pick" in key for key in states["callbacks"])
+
+
+def test_a_second_round_trains_a_new_senior_on_the_first_seniors_pseudo_labels(brain_data, tmp_path):
+    options = TumourFitOptions(junior_steps=1, senior_steps=2, senior_rounds=2, model_id="two-rounds", **TINY_TUMOUR)
+    messages = []
+    fit_synthtumour(brain_data / "healthy.json", brain_data / "unlabelled.json", tmp_path, options,
+                    lambda fraction, message: messages.append(message))
+    junior, first, second = (tmp_path / stage / f"{stage}.safetensors" for stage in ("junior", "senior", "senior_round2"))
+    for folder, labeller in (("pseudo_labels", junior), ("pseudo_labels_validation", junior),
+                             ("pseudo_labels_round2", first), ("pseudo_labels_validation_round2", first)):
+        assert (tmp_path / folder / "labeller.sha256").read_text().split("\n")[0] == sha256_of(labeller)
+        assert list((tmp_path / folder).glob("case_*.npz"))
+    card = json.loads((tmp_path / "two-rounds.json").read_text())
+    assert card["training"]["senior_rounds"] == 2 and card["stage"] == "senior_round2"
+    assert card["pseudo_labels_by"] == str(first) and card["junior_weights"] == str(junior)
+    exported, last, earlier = (load_file(str(path)) for path in (tmp_path / "two-rounds.safetensors", second, first))
+    assert all(torch.equal(exported[key], last[key]) for key in last)
+    assert any(not torch.equal(last[key], earlier[key]) for key in last)
+    # Each round resumes on its own: a rerun trains nothing again.
+    messages.clear()
+    fit_synthtumour(brain_data / "healthy.json", brain_data / "unlabelled.json", tmp_path, options,
+                    lambda fraction, message: messages.append(message))
+    assert {"junior", "senior", "senior_round2"} <= {message.split(" already trained")[0] for message in messages}
+    assert not any(message.startswith("training the") for message in messages)
 
 
 def test_without_held_out_tumour_images_the_senior_is_chosen_on_the_stage1_validation(brain_data, tmp_path):
@@ -648,6 +672,7 @@ def test_demo_segments_the_tumour_with_the_registered_model(tumour_registry, tmp
     (["--senior-ema", "1"], "--senior-ema: must be at least 0 and below 1"),
     (["--senior-pick-from", "1.5"], "--senior-pick-from: must be at least 0 and below 1"),
     (["--senior-real-share", "1.5"], "--senior-real-share: must be 0 to 1 (got 1.5)"),
+    (["--senior-rounds", "0"], "--senior-rounds: must be at least 1"),
     (["--bias-fit-levels", "0"], "--bias-fit-levels: must be 1 to 4 (got 0)"),
     (["--workers", "-1"], "--workers: must be 0 or more (got -1)"),
 ])

@@ -544,13 +544,16 @@ def train_synthtumour(
                                                     "only among validations from this share of its steps on, "
                                                     "e.g. 0.75 with a cosine rate: the settled weights, not an "
                                                     "early peak (0: every validation).")] = 0.0,
+    senior_rounds: Annotated[int, typer.Option("--senior-rounds", help="Run stage 2 this many times: each later "
+                                               "senior is trained afresh on the previous senior's pseudo labels "
+                                               "(1: the paper's two stages).")] = 1,
     workers: LoaderWorkersOption = 0, progress: ProgressOption = ProgressMode.bar,
 ):
     """Train the tumour segmenter by two-stage synthesis: junior, pseudo labels, senior (no expert labels)."""
     from synthlab.synthtumour.fit import TumourFitOptions, fit_synthtumour
 
     for name, value in (("--junior-steps", junior_steps), ("--senior-steps", senior_steps),
-                        ("--batch-size", batch_size), ("--devices", devices)):
+                        ("--batch-size", batch_size), ("--devices", devices), ("--senior-rounds", senior_rounds)):
         _positive(name, value)
     names = tuple(name.strip().lower() for name in channels.split(",") if name.strip())
     if not names or names[0] != "flair" or not set(names) <= {"flair", "t1", "t2"} or len(set(names)) != len(names):
@@ -578,7 +581,7 @@ def train_synthtumour(
                                senior_stage1_fraction=senior_stage1,
                                senior_tumour_free_fraction=senior_tumour_free, senior_ema_decay=senior_ema,
                                senior_real_share=senior_real_share, rate_schedule=rate_schedule.value,
-                               senior_pick_from=senior_pick_from,
+                               senior_pick_from=senior_pick_from, senior_rounds=senior_rounds,
                                workers=_loader_workers(workers))
     with ProgressReporter(progress.value) as reporter:
         result = fit_synthtumour(healthy, unlabelled, out, options, reporter.stage("train synthtumour", 0.0, 1.0))

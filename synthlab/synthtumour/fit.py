@@ -7,8 +7,9 @@ are kept in ``out/pseudo_labels`` for as long as the junior is the same (those o
 images, which choose the senior's checkpoint, in ``out/pseudo_labels_validation``). A pseudo label is what
 inference would keep of the junior's tumour (no component under 0.5 ml), with the holes it leaves
 in a tumour filled slice by slice: a whole-tumour label includes the core. A folder keeps one
-image preparation (channels, spacing, bias correction). The senior is exported as
-``<model_id>`` with its card.
+image preparation (channels, spacing, bias correction). With ``senior_rounds`` N > 1, stage 2 runs N
+times: round r (``out/senior_round<r>``, labels in ``out/pseudo_labels_round<r>``) trains a new senior on
+the previous senior's pseudo labels. The last senior is exported as ``<model_id>`` with its card.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ class TumourFitOptions:
     senior_real_share: float = 0.5  # share of the senior's tumour examples that are real images, not carved mixes
     rate_schedule: str = "constant"  # or "cosine": each stage's rate annealed to zero over its steps
     senior_pick_from: float = 0.0  # the senior's checkpoint is chosen among validations from this share of its steps on
+    senior_rounds: int = 1  # stage 2 repeated: each later senior learns from the previous senior's pseudo labels
     workers: int = 0  # background processes making training patches
 
 
@@ -176,12 +178,12 @@ def pseudo_label(probability: np.ndarray, spacing: float) -> np.ndarray:
     return label
 
 
-def _pseudo_labels(junior: Path, cases: list[BrainArrays], out: Path, spacing: float,
+def _pseudo_labels(labeller: Path, cases: list[BrainArrays], out: Path, spacing: float,
                    progress: StageProgress) -> None:
-    """Label each unlabelled tumour case with the junior (kept in ``out`` so a rerun with the same junior
-    and rule reuses them; a different junior or rule labels them again)."""
+    """Label each unlabelled tumour case with ``labeller`` (the junior, or the previous round's senior), kept in
+    ``out`` so a rerun with the same labeller and rule reuses them; another labeller or rule labels them again."""
     out.mkdir(parents=True, exist_ok=True)
-    made_by, maker = out / "junior.sha256", f"{sha256_of(junior)}\n{PSEUDO_LABEL_RULE}"
+    made_by, maker = out / "labeller.sha256", f"{sha256_of(labeller)}\n{PSEUDO_LABEL_RULE}"
     if not made_by.is_file() or made_by.read_text() != maker:
         for old in out.glob("case_*.npz"):
             old.unlink()
@@ -193,11 +195,24 @@ def _pseudo_labels(junior: Path, cases: list[BrainArrays], out: Path, spacing: f
             case.label = np.load(path)["label"]
             continue
         if model is None:
-            model = TumourModel.from_files(junior, "auto", mirror=False)  # the rule's single pass
+            model = TumourModel.from_files(labeller, "auto", mirror=False)  # the rule's single pass
         progress(index / max(1, len(cases)), f"pseudo labels {index + 1}/{len(cases)}")
         case.label = pseudo_label(model.segment_canvas(case), spacing)
         with atomic_output(path) as temporary:  # DDP ranks may write the same file
             np.savez_compressed(temporary, label=case.label)
+
+
+def _senior_recipe(options: TumourFitOptions, start_from: Path | None, held_out: list) -> list[str]:
+    """How the senior is trained, in words; a senior trained another way starts again from scratch."""
+    return [words for words, chosen in (
+        ("from the junior", start_from), ("augmented", options.senior_augmentation),
+        (f"{options.senior_stage1_fraction:.0%} stage-1 examples", options.senior_stage1_fraction),
+        (f"{options.senior_tumour_free_fraction:.0%} tumour-free brains", options.senior_tumour_free_fraction),
+        (f"weights averaged with EMA decay {options.senior_ema_decay}", options.senior_ema_decay),
+        (f"{options.senior_real_share:.0%} real images",
+         options.senior_real_share != TumourFitOptions.senior_real_share),
+        ("chosen on carved held-out tumours", held_out),
+        (f"chosen from {options.senior_pick_from:.0%} of its steps on", options.senior_pick_from)) if chosen]
 
 
 def fit_synthtumour(healthy_datalist: Path, unlabelled_datalist: Path, out: Path, options: TumourFitOptions,
@@ -223,42 +238,36 @@ def fit_synthtumour(healthy_datalist: Path, unlabelled_datalist: Path, out: Path
 
     junior = _train_stage("junior", out, stage1(options.seed), validation, options, options.junior_steps, progress)
     tumours = _read_split(unlabelled_entries, options, progress, "unlabelled tumour images")
-    _pseudo_labels(junior, tumours, out / "pseudo_labels", options.spacing, progress)
-    senior_validation, validation_kind = validation, STAGE1_VALIDATION
-    if unlabelled_splits["validation"]:
-        held_out = _read_split(unlabelled_splits["validation"], options, progress, "held-out tumour images")
-        _pseudo_labels(junior, held_out, out / "pseudo_labels_validation", options.spacing, progress)
-        senior_validation, validation_kind = carved_validation_cases(held_out, validation_brains), CARVED_VALIDATION
-    else:
+    held_out = (_read_split(unlabelled_splits["validation"], options, progress, "held-out tumour images")
+                if unlabelled_splits["validation"] else [])  # they choose the senior's checkpoint
+    if not held_out:
         progress(0.0, "no held-out tumour images (the unlabelled datalist's validation split is empty): the senior "
                       "is chosen on the junior's stage-1 validation")
     start_from = junior if options.senior_from_junior else None
-    how = [words for words, chosen in (("from the junior", start_from), ("augmented", options.senior_augmentation),
-                                       (f"{options.senior_stage1_fraction:.0%} stage-1 examples",
-                                        options.senior_stage1_fraction),
-                                       (f"{options.senior_tumour_free_fraction:.0%} tumour-free brains",
-                                        options.senior_tumour_free_fraction),
-                                       (f"weights averaged with EMA decay {options.senior_ema_decay}",
-                                        options.senior_ema_decay),
-                                       (f"{options.senior_real_share:.0%} real images",
-                                        options.senior_real_share != TumourFitOptions.senior_real_share),
-                                       ("chosen on carved held-out tumours", validation_kind == CARVED_VALIDATION),
-                                       (f"chosen from {options.senior_pick_from:.0%} of its steps on",
-                                        options.senior_pick_from))
-           if chosen]
-    forget_run_of_another_source(out / "senior", junior, ", ".join([*how, PSEUDO_LABEL_RULE]))
-    senior = _train_stage("senior", out, MixedTumours(tumours, healthy, patch, samples, options.seed + 1,
-                                                      options.senior_augmentation, stage1(options.seed + 2),
-                                                      options.senior_stage1_fraction,
-                                                      options.senior_tumour_free_fraction,
-                                                      options.senior_real_share),
-                          senior_validation, options, options.senior_steps, progress, start_from,
-                          options.senior_ema_decay, validation_kind, options.senior_pick_from)
+    labeller = junior  # the model whose pseudo labels the next senior learns from
+    for round_number in range(1, options.senior_rounds + 1):
+        stage = "senior" if round_number == 1 else f"senior_round{round_number}"
+        suffix = "" if round_number == 1 else f"_round{round_number}"
+        _pseudo_labels(labeller, tumours, out / f"pseudo_labels{suffix}", options.spacing, progress)
+        senior_validation, validation_kind = validation, STAGE1_VALIDATION
+        if held_out:
+            _pseudo_labels(labeller, held_out, out / f"pseudo_labels_validation{suffix}", options.spacing, progress)
+            senior_validation, validation_kind = carved_validation_cases(held_out, validation_brains), CARVED_VALIDATION
+        forget_run_of_another_source(out / stage, labeller, ", ".join([*_senior_recipe(options, start_from, held_out),
+                                                                       PSEUDO_LABEL_RULE]))
+        dataset = MixedTumours(tumours, healthy, patch, samples, options.seed + 1, options.senior_augmentation,
+                               stage1(options.seed + 2), options.senior_stage1_fraction,
+                               options.senior_tumour_free_fraction, options.senior_real_share)
+        senior = _train_stage(stage, out, dataset, senior_validation, options, options.senior_steps, progress,
+                              start_from, options.senior_ema_decay, validation_kind, options.senior_pick_from)
+        labelled_by, labeller = labeller, senior
     if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
         return {}
     card = json.loads(senior.with_suffix(".json").read_text())
+    card["training"]["senior_rounds"] = options.senior_rounds
     card.update(training_data={"healthy": str(healthy_datalist), "unlabelled": str(unlabelled_datalist)},
-                junior_weights=str(junior), pseudo_labels=PSEUDO_LABEL_RULE)
+                junior_weights=str(junior), pseudo_labels=PSEUDO_LABEL_RULE,
+                pseudo_labels_by=str(labelled_by))
     weights_path, card_path = save_model(load_file(str(senior)), card, out, options.model_id)
     progress(1.0, f"wrote {weights_path.name}")
     return {"weights": str(weights_path), "card": str(card_path), "junior": str(junior), "model_id": options.model_id}

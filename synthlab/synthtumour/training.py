@@ -142,8 +142,9 @@ class MixedTumours(_PatchDataset):
         self.healthy = healthy
         self.stage1, self.stage1_fraction = stage1, stage1_fraction if stage1 is not None else 0.0
         if not self.tumours:
-            raise InputError("--unlabelled", "the junior found no tumour in any of these images; train it longer "
-                                             "(--junior-steps) or check that they contain tumours")
+            raise InputError("--unlabelled", "no pseudo label holds a tumour in any of these images; train the "
+                                             "model that labelled them longer (--junior-steps, or --senior-steps "
+                                             "for a later round) or check that they contain tumours")
 
     def reseed(self, seed: int) -> None:
         super().reseed(seed)
