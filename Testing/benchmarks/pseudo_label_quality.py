@@ -8,7 +8,10 @@ and the coverage (share of the true tumour inside the pseudo label): a pseudo la
 half its tumour teaches the senior that the rest of the tumour is background.
 
     .venv/bin/python Testing/benchmarks/pseudo_label_quality.py --run RUN --unlabelled U.json \
-        --labelled D1/datalist.json [D2/datalist.json ...] --report R.md
+        --labelled D1/datalist.json [D2/datalist.json ...] [--labels pseudo_labels_round2] --report R.md
+
+``--labels`` names another of the run's label folders: a later round's (``--senior-rounds``), made by the
+previous senior.
 """
 
 from __future__ import annotations
@@ -45,9 +48,9 @@ def summary(rows: list[dict]) -> dict[str, float | int]:
             "under_covered": int(sum(row["coverage"] < UNDER_COVERED for row in rows))}
 
 
-def report(rows: list[dict], run: Path) -> str:
+def report(rows: list[dict], labels: Path) -> str:
     stats = summary(rows)
-    lines = [f"# Pseudo labels of {run} against the true labels", "",
+    lines = [f"# Pseudo labels in {labels} against the true labels", "",
              f"{stats['cases']} cases: Dice mean {stats['dice_mean']:.3f}, median {stats['dice_median']:.3f}, "
              f"min {stats['dice_min']:.3f}; {stats['below_0.7']} below 0.7, {stats['below_0.5']} below 0.5; "
              f"median volume ratio {stats['volume_ratio_median']:.2f}; {stats['under_covered']} cover less than "
@@ -65,6 +68,8 @@ def main() -> None:
     parser.add_argument("--unlabelled", type=Path, required=True, help="the datalist the run was given")
     parser.add_argument("--labelled", type=Path, nargs="+", required=True,
                         help="the phantom's datalists, with labels, that hold the same cases")
+    parser.add_argument("--labels", default="pseudo_labels",
+                        help="the run's folder of pseudo labels to score (default: the junior's, pseudo_labels)")
     parser.add_argument("--report", type=Path, help="write the Markdown report here (default: print it)")
     arguments = parser.parse_args()
     try:
@@ -75,7 +80,7 @@ def main() -> None:
         parser.error(str(error))
     rows = []
     for index, entry in enumerate(entries):
-        pseudo_path = arguments.run / "pseudo_labels" / f"case_{index:04d}.npz"
+        pseudo_path = arguments.run / arguments.labels / f"case_{index:04d}.npz"
         truth_entry = truths.get(str(Path(entry["flair"]).resolve()))
         if not pseudo_path.is_file():
             parser.error(f"{pseudo_path} is missing: the run has not labelled case {index} of --unlabelled")
@@ -88,7 +93,7 @@ def main() -> None:
         folder = Path(entry["flair"]).parent  # case names repeat across pooled phantoms: keep the dataset's
         rows.append({"case": f"{folder.parent.name}/{folder.name}", "true_voxels": int(truth.sum()),
                      **case_scores(pseudo, truth)})
-    text = report(rows, arguments.run)
+    text = report(rows, arguments.run / arguments.labels)
     if arguments.report:
         arguments.report.write_text(text)
     print(text)
