@@ -202,6 +202,14 @@ def test_the_senior_takes_the_asked_share_of_real_images_and_carves_the_rest():
     assert np.array_equal(no_healthy.example(0)[0], tumour.image)  # nothing to carve into
 
 
+def test_senior_data_with_no_tumour_in_any_pseudo_label_is_refused_in_one_line():
+    unlabelled = bright_tumour_case(6)
+    unlabelled.label = np.zeros_like(unlabelled.mask)  # the labeller found nothing in it
+    with pytest.raises(InputError, match="no pseudo label holds a tumour in any of these images") as refused:
+        MixedTumours([unlabelled], [], [32] * 3, samples=4, seed=1)
+    assert refused.value.name == "--unlabelled" and "\n" not in str(refused.value)
+
+
 def test_senior_data_can_hold_tumour_free_brains_with_empty_labels():
     tumour, healthy = bright_tumour_case(5), bright_tumour_case(6, with_tumour=False)
 

@@ -245,6 +245,7 @@ def fit_synthtumour(healthy_datalist: Path, unlabelled_datalist: Path, out: Path
         progress(0.0, "no held-out tumour images (the unlabelled datalist's validation split is empty): the senior "
                       "is chosen on the junior's stage-1 validation")
     start_from = junior if options.senior_from_junior else None
+    recipe = ", ".join([*_senior_recipe(options, start_from, held_out), PSEUDO_LABEL_RULE])
     labeller = junior  # the model whose pseudo labels the next senior learns from
     for round_number in range(1, options.senior_rounds + 1):
         stage = "senior" if round_number == 1 else f"senior_round{round_number}"
@@ -254,8 +255,7 @@ def fit_synthtumour(healthy_datalist: Path, unlabelled_datalist: Path, out: Path
         if held_out:
             _pseudo_labels(labeller, held_out, out / f"pseudo_labels_validation{suffix}", options.spacing, progress)
             senior_validation, validation_kind = carved_validation_cases(held_out, validation_brains), CARVED_VALIDATION
-        forget_run_of_another_source(out / stage, labeller, ", ".join([*_senior_recipe(options, start_from, held_out),
-                                                                       PSEUDO_LABEL_RULE]))
+        forget_run_of_another_source(out / stage, labeller, recipe)
         dataset = MixedTumours(tumours, healthy, patch, samples, options.seed + 1, options.senior_augmentation,
                                stage1(options.seed + 2), options.senior_stage1_fraction,
                                options.senior_tumour_free_fraction, options.senior_real_share)
