@@ -161,3 +161,16 @@ def test_phantom_brain_refuses_to_overwrite_a_dataset(tmp_path, capsys):
     assert exit_info.value.code == 2
     assert "already holds a dataset" in capsys.readouterr().err
     assert (tmp_path / "datalist.json").read_text() == "{}"
+
+
+def test_cases_made_by_two_processes_equal_those_made_one_after_another(tmp_path):
+    quiet = lambda *_: None  # noqa: E731
+    alone = brain.generate_dataset(tmp_path / "alone", 2, 7, "small", quiet)
+    pooled = brain.generate_dataset(tmp_path / "pooled", 2, 7, "small", quiet, workers=2)
+    assert json.loads(pooled.read_text()) == json.loads(alone.read_text())
+    for case in ("case_000", "case_001"):
+        for name in ("flair", "cbv", "mask"):
+            one, other = (sitk.ReadImage(str(folder.parent / case / f"{name}.nii.gz")) for folder in (alone, pooled))
+            assert np.array_equal(volume.array_of(one), volume.array_of(other)), f"{case} {name} differs"
+        assert ((alone.parent / case / "parameters.json").read_text()
+                == (pooled.parent / case / "parameters.json").read_text())

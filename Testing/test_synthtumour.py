@@ -419,7 +419,8 @@ def test_the_senior_is_chosen_only_among_validations_from_its_pick_step_on(brain
 
 
 def test_a_second_round_trains_a_new_senior_on_the_first_seniors_pseudo_labels(brain_data, tmp_path):
-    options = TumourFitOptions(junior_steps=1, senior_steps=2, senior_rounds=2, model_id="two-rounds", **TINY_TUMOUR)
+    options = TumourFitOptions(junior_steps=1, senior_steps=2, senior_rounds=2, model_id="two-rounds",
+                               cache=tmp_path / "cache", **TINY_TUMOUR)
     messages = []
     fit_synthtumour(brain_data / "healthy.json", brain_data / "unlabelled.json", tmp_path, options,
                     lambda fraction, message: messages.append(message))
@@ -434,6 +435,9 @@ def test_a_second_round_trains_a_new_senior_on_the_first_seniors_pseudo_labels(b
     exported, last, earlier = (load_file(str(path)) for path in (tmp_path / "two-rounds.safetensors", second, first))
     assert all(torch.equal(exported[key], last[key]) for key in last)
     assert any(not torch.equal(last[key], earlier[key]) for key in last)
+    read = [entry for name in ("healthy", "unlabelled") for split in ("training", "validation")
+            for entry in read_datalist(brain_data / f"{name}.json")[split]]
+    assert len(list((tmp_path / "cache").glob("*.pickle"))) == len(read)  # every image prepared is kept
     # Each round resumes on its own: a rerun trains nothing again.
     messages.clear()
     fit_synthtumour(brain_data / "healthy.json", brain_data / "unlabelled.json", tmp_path, options,

@@ -1,10 +1,11 @@
-"""The shared Trainer, case reader and training loader: a resumed run gets its whole --minutes again and goes on
-from its latest validation; cases read by several processes equal those read in one; every DDP rank and loader
-worker draws its own examples."""
+"""The shared Trainer, case reader, case cache and training loader: a resumed run gets its whole --minutes again and
+goes on from its latest validation; cases read by several processes equal those read in one; a cached case is not
+read again; every DDP rank and loader worker draws its own examples."""
 
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from synthlab.brain import read_entry
+from synthlab.case_cache import CachedReader
 from synthlab.datalist import read_datalist
 from synthlab.errors import InputError
 from synthlab.trainer import RandomExamples, make_trainer, read_cases, resume_point, training_loader
@@ -144,3 +146,36 @@ def test_a_bad_case_read_in_a_worker_gives_the_same_one_line_error(brain_data, t
         read_cases(read, entries, lambda *_: None, "brains", workers=2)
     assert (pooled.value.name, pooled.value.problem) == (alone.value.name, alone.value.problem)
     assert "missing.nii.gz" in str(pooled.value)
+
+
+def _refuse_to_read(*_, **__):
+    raise AssertionError("read again although the case is in the cache")
+
+
+def test_a_cached_case_is_read_once_and_again_only_when_its_files_or_settings_change(brain_data, tmp_path,
+                                                                                    monkeypatch):
+    first, second = read_datalist(brain_data / "datalist.json")["training"][:2]
+    (tmp_path / "case").mkdir()
+    for name in ("flair", "mask"):
+        (tmp_path / "case" / f"{name}.nii.gz").write_bytes(Path(first[name]).read_bytes())
+    entry = {"case": "copy", "flair": str(tmp_path / "case" / "flair.nii.gz"),
+             "mask": str(tmp_path / "case" / "mask.nii.gz")}
+    cache = tmp_path / "cache"
+    read = partial(read_entry, channels=("flair",), spacing=6.0, bias_levels=1)
+    pooled = read_cases(CachedReader(read, cache), [entry, second], lambda *_: None, "brains", workers=2)
+    for case, direct in zip(pooled, (read(entry), read(second)), strict=True):
+        np.testing.assert_allclose(case.image, direct.image, atol=1e-4)  # ITK's threads, as above
+        assert np.array_equal(case.mask, direct.mask)
+    assert len(list(cache.glob("*.pickle"))) == 2
+
+    with monkeypatch.context() as patched:
+        patched.setattr("synthlab.brain.read_brain", _refuse_to_read)
+        again = CachedReader(read, cache)(entry)
+    assert np.array_equal(again.image, pooled[0].image) and again.canvas.GetOrigin() == pooled[0].canvas.GetOrigin()
+
+    CachedReader(partial(read_entry, channels=("flair",), spacing=8.0, bias_levels=1), cache)(entry)
+    assert len(list(cache.glob("*.pickle"))) == 3, "another spacing must be read afresh"
+    (tmp_path / "case" / "flair.nii.gz").write_bytes(Path(second["flair"]).read_bytes())
+    changed = CachedReader(read, cache)(entry)
+    assert len(list(cache.glob("*.pickle"))) == 4, "another image under the same path must be read afresh"
+    assert not np.array_equal(changed.image, pooled[0].image)

@@ -127,6 +127,8 @@ def phantom_brain(
     size: Annotated[PhantomSize, typer.Option("--size", help="small: 2 mm, 96³ (tests, CPU training); "
                                                              "full: 1 mm, 192³.")] = PhantomSize.small,
     preview: Annotated[bool, typer.Option("--preview", help="Also write preview.png (a tumour case).")] = False,
+    workers: Annotated[int, typer.Option("--workers", help="Processes making cases at once (0: one after "
+                                                           "another); the cases are the same either way.")] = 0,
     progress: ProgressOption = ProgressMode.bar,
 ):
     """Multi-contrast brain MRI (T1w, T2w, FLAIR, ADC), CBV and tumour labels from real anatomy."""
@@ -135,7 +137,8 @@ def phantom_brain(
     _positive("--cases", cases)
     with ProgressReporter(progress.value) as reporter:
         path = brain.generate_dataset(_phantom_folder(out), cases, seed, size.value,
-                                      reporter.stage("brain phantom", 0.0, 1.0), preview)
+                                      reporter.stage("brain phantom", 0.0, 1.0), preview,
+                                      _loader_workers(workers))
         reporter.update("done", 1.0, f"wrote {path}", result={"datalist": str(path)})
 
 
@@ -547,6 +550,9 @@ def train_synthtumour(
     senior_rounds: Annotated[int, typer.Option("--senior-rounds", help="Run stage 2 this many times: each later "
                                                "senior is trained afresh on the previous senior's pseudo labels "
                                                "(1: the paper's two stages).")] = 1,
+    cache: Annotated[Path | None, typer.Option("--cache", help="Folder that keeps the prepared images (bias "
+                                               "fit, resampling): a resumed run, or another run on the same "
+                                               "images, reads them from there.")] = None,
     workers: LoaderWorkersOption = 0, progress: ProgressOption = ProgressMode.bar,
 ):
     """Train the tumour segmenter by two-stage synthesis: junior, pseudo labels, senior (no expert labels)."""
@@ -582,7 +588,7 @@ def train_synthtumour(
                                senior_tumour_free_fraction=senior_tumour_free, senior_ema_decay=senior_ema,
                                senior_real_share=senior_real_share, rate_schedule=rate_schedule.value,
                                senior_pick_from=senior_pick_from, senior_rounds=senior_rounds,
-                               workers=_loader_workers(workers))
+                               workers=_loader_workers(workers), cache=cache)
     with ProgressReporter(progress.value) as reporter:
         result = fit_synthtumour(healthy, unlabelled, out, options, reporter.stage("train synthtumour", 0.0, 1.0))
         if result:

@@ -9,12 +9,9 @@ weights and a card, never pickles.
 from __future__ import annotations
 
 import json
-import multiprocessing
-import os
 import shutil
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
@@ -27,6 +24,7 @@ from pytorch_lightning.callbacks import EMAWeightAveraging, ModelCheckpoint, Tim
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from synthlab.errors import InputError
+from synthlab.processes import map_in_processes
 from synthlab.progress import StageProgress
 from synthlab.registry import sha256_of
 
@@ -104,34 +102,9 @@ def training_loader(dataset: RandomExamples, batch_size: int, workers: int = 0, 
 
 def read_cases(read: Callable[[dict], Case], entries: list[dict], progress: StageProgress, what: str,
                workers: int = 0) -> list[Case]:
-    """``read`` of each datalist entry, in the entries' order. With ``workers`` of 2 or more that many fresh
-    processes read at once (bias fits and resampling take seconds a case), sharing the CPU's threads; ``read``
-    must then be picklable: a module-level function or a ``functools.partial`` of one."""
-    if workers < 2 or len(entries) < 2:
-        cases = []
-        for index, entry in enumerate(entries):
-            progress(index / max(1, len(entries)), f"reading {what} {index + 1}/{len(entries)}")
-            cases.append(read(entry))
-        return cases
-    processes = min(workers, len(entries))
-    progress(0.0, f"reading {len(entries)} {what}, {processes} at once")
-    pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_share_threads, initargs=(processes,))
-    try:
-        futures = [pool.submit(read, entry) for entry in entries]
-        for done, future in enumerate(as_completed(futures), start=1):
-            future.result()  # the first failure stops the reading at once
-            progress(done / len(entries), f"read {what} {done}/{len(entries)}")
-        return [future.result() for future in futures]
-    finally:
-        pool.shutdown(cancel_futures=True)
-
-
-def _share_threads(processes: int) -> None:
-    """Give each reading process its share of the CPU's threads (ITK would otherwise take them all in each)."""
-    import SimpleITK as sitk
-
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(1, (os.cpu_count() or 1) // processes))
+    """``read`` of each datalist entry, in the entries' order, by ``workers`` processes when 2 or more (bias fits
+    and resampling take seconds a case); ``read`` must then be picklable (see ``map_in_processes``)."""
+    return map_in_processes(read, entries, progress, what, workers)
 
 
 def make_trainer(out: Path, max_steps: int, max_minutes: float | None, devices: int = 1,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ from synthlab.labels import TUMOUR_SEGMENTS, LabelMap, write_labels
 from synthlab.phantoms import anatomy, mri, tumour
 from synthlab.phantoms.fields import bias_field, blur, case_seed, rician, smooth_noise, tubes
 from synthlab.phantoms.shapes import grid_points, rotation_matrix
+from synthlab.processes import map_in_processes
 from synthlab.progress import StageProgress
 from synthlab.volume import atomic_output
 
@@ -297,22 +299,24 @@ def preview_rows(case: BrainCase) -> list[Row]:
 
 
 def generate_dataset(out: Path, cases: int, seed: int, size: str, progress: StageProgress,
-                     preview: bool = False) -> Path:
-    """Write ``cases`` subjects under ``out`` with a datalist split 70/15/15 (tumour and healthy mixed)."""
-    entries, preview_case = [], None
-    for index in range(cases):
-        progress(index / cases, f"case {index + 1}/{cases}")
-        case = generate_case(case_seed(seed, index), size)
-        entries.append(write_case(case, out / f"case_{index:03d}"))
-        if preview and (preview_case is None or (case.has_tumour and not preview_case.has_tumour)):
-            preview_case = case
-    if preview_case is not None:
-        montage(preview_rows(preview_case), out / "preview.png", title="SynthLab brain phantom")
+                     preview: bool = False, workers: int = 0) -> Path:
+    """Write ``cases`` subjects under ``out`` with a datalist split 70/15/15 (tumour and healthy mixed), made by
+    ``workers`` processes at once when 2 or more; each case depends only on ``seed`` and its number."""
+    make = partial(_generate_and_write, seed=seed, size=size, out=out)
+    entries = map_in_processes(make, range(cases), progress, "cases", workers, verbs=("making", "made"))
+    if preview:
+        shown = next((index for index, entry in enumerate(entries) if entry["tumour"]), 0)
+        montage(preview_rows(generate_case(case_seed(seed, shown), size)), out / "preview.png",
+                title="SynthLab brain phantom")
     splits = datalist.split(entries, np.random.default_rng(seed), group_key="tumour")
     path = datalist.write_datalist(splits, out / "datalist.json")
     write_synthtumour_datalists(splits, out)
     progress(1.0, f"{cases} cases written")
     return path
+
+
+def _generate_and_write(index: int, seed: int, size: str, out: Path) -> dict[str, str]:
+    return write_case(generate_case(case_seed(seed, index), size), out / f"case_{index:03d}")
 
 
 def write_synthtumour_datalists(splits: dict[str, list[dict]], out: Path) -> None:

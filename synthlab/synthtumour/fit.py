@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 
 from synthlab import __version__
 from synthlab.brain import BIAS_FIT_LEVELS, CANVAS_MM, BrainArrays, read_entry
+from synthlab.case_cache import CachedReader
 from synthlab.datalist import read_datalist
 from synthlab.errors import InputError
 from synthlab.progress import StageProgress
@@ -83,6 +84,7 @@ class TumourFitOptions:
     senior_pick_from: float = 0.0  # the senior's checkpoint is chosen among validations from this share of its steps on
     senior_rounds: int = 1  # stage 2 repeated: each later senior learns from the previous senior's pseudo labels
     workers: int = 0  # background processes making training patches
+    cache: Path | None = None  # folder keeping the prepared images for later runs on the same images
 
 
 def card_for(options: TumourFitOptions, stage: str) -> dict:
@@ -108,10 +110,12 @@ def _require_same_preprocessing(out: Path, options: TumourFitOptions) -> None:
                                   "resume with the same settings or use a new folder")
 
 
-def case_reader(options: TumourFitOptions) -> partial:
-    """How training reads a datalist entry (its channels on the canvas, bias removed); picklable for workers."""
-    return partial(read_entry, channels=options.channels, spacing=options.spacing,
+def case_reader(options: TumourFitOptions) -> partial | CachedReader:
+    """How training reads a datalist entry (its channels on the canvas, bias removed), through the cache when
+    one is given; picklable for workers."""
+    read = partial(read_entry, channels=options.channels, spacing=options.spacing,
                    bias_levels=options.bias_fit_levels)
+    return CachedReader(read, options.cache) if options.cache else read
 
 
 def _read_split(entries: list[dict], options: TumourFitOptions, progress: StageProgress, what: str
