@@ -174,3 +174,11 @@ def test_cases_made_by_two_processes_equal_those_made_one_after_another(tmp_path
             assert np.array_equal(volume.array_of(one), volume.array_of(other)), f"{case} {name} differs"
         assert ((alone.parent / case / "parameters.json").read_text()
                 == (pooled.parent / case / "parameters.json").read_text())
+
+
+def test_phantom_brain_refuses_a_negative_worker_count_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["phantom", "brain", "--out", str(tmp_path / "brain"), "--workers", "-1", "--progress", "none"])
+    assert exit_info.value.code == 2
+    assert "--workers: must be 0 or more (got -1)" in capsys.readouterr().err
+    assert not (tmp_path / "brain").exists()

@@ -135,10 +135,10 @@ def phantom_brain(
     from synthlab.phantoms import brain
 
     _positive("--cases", cases)
+    workers = _loader_workers(workers)
     with ProgressReporter(progress.value) as reporter:
         path = brain.generate_dataset(_phantom_folder(out), cases, seed, size.value,
-                                      reporter.stage("brain phantom", 0.0, 1.0), preview,
-                                      _loader_workers(workers))
+                                      reporter.stage("brain phantom", 0.0, 1.0), preview, workers)
         reporter.update("done", 1.0, f"wrote {path}", result={"datalist": str(path)})
 
 
