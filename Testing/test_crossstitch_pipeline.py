@@ -36,10 +36,15 @@ def contour(registry: Path, pair: dict, tmp_path: Path, *extra, **overrides) -> 
 
 
 def test_training_resumes_from_its_last_checkpoint_even_in_a_moved_folder(tmp_path, pelvis_data):
-    first = fit(pelvis_data, tmp_path / "run", FitOptions(steps=2, **TINY), quiet)
+    cache = tmp_path / "cache"
+    first = fit(pelvis_data, tmp_path / "run", FitOptions(steps=2, cache=cache, **TINY), quiet)
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    splits = read_datalist(pelvis_data)
+    kept = {path: path.stat().st_mtime_ns for path in cache.glob("*.pickle")}
+    assert len(kept) == len(splits["training"]) + len(splits["validation"])  # every pair prepared is kept
     tmp_path = (tmp_path / "run").rename(tmp_path / "moved")
-    second = fit(pelvis_data, tmp_path, FitOptions(steps=4, **TINY), quiet)
+    second = fit(pelvis_data, tmp_path, FitOptions(steps=4, cache=cache, **TINY), quiet)
+    assert {path: path.stat().st_mtime_ns for path in cache.glob("*.pickle")} == kept  # served, not written again
     card = json.loads(Path(second["card"]).read_text())
     assert card["training"]["steps"] == 4  # continued from step 2, not restarted
     checkpoints = sorted(path.name for path in (tmp_path / "checkpoints").iterdir())

@@ -232,8 +232,11 @@ def test_hiersynth_trains_both_stages_and_resumes(brain_data, cbv_registry, tmp_
     global_weights = (out / "global" / "global.safetensors").read_bytes()
     more = synthlab_here("train", "hiersynth", "--datalist", brain_data / "datalist.json", "--out", out,
                          "--steps", "6", "--spacing", "6", "--batch-size", "4", "--accelerator", "cpu",
-                         "--model-id", "tiny-cbv", "--progress", "json")
+                         "--model-id", "tiny-cbv", "--cache", tmp_path / "cache", "--progress", "json")
     assert more.returncode == 0, more.stderr[-2000:]
+    splits = read_datalist(brain_data / "datalist.json")
+    kept = len(splits["training"]) + min(4, len(splits["validation"]))  # the default --validation-cases
+    assert len(list((tmp_path / "cache").glob("*.pickle"))) == kept  # every case prepared is kept
     messages = [json.loads(line)["message"] for line in more.stdout.splitlines()]
     assert any("global stage of hiersynth (resuming" in m for m in messages)
     assert (out / "global" / "global.safetensors").read_bytes() != global_weights

@@ -162,7 +162,7 @@ def test_a_cached_case_is_read_once_and_again_only_when_its_files_or_settings_ch
              "mask": str(tmp_path / "case" / "mask.nii.gz")}
     cache = tmp_path / "cache"
     read = partial(read_entry, channels=("flair",), spacing=6.0, bias_levels=1)
-    pooled = read_cases(CachedReader(read, cache), [entry, second], lambda *_: None, "brains", workers=2)
+    pooled = read_cases(read, [entry, second], lambda *_: None, "brains", workers=2, cache=cache)
     for case, direct in zip(pooled, (read(entry), read(second)), strict=True):
         np.testing.assert_allclose(case.image, direct.image, atol=1e-4)  # ITK's threads, as above
         assert np.array_equal(case.mask, direct.mask)

@@ -178,6 +178,9 @@ LoaderWorkersOption = Annotated[int, typer.Option("--workers", help="Background 
                                                                     "making the training examples (0: the "
                                                                     "training process does it; a few keep a "
                                                                     "GPU busy).")]
+CacheOption = Annotated[Path | None, typer.Option("--cache", help="Folder that keeps the prepared images "
+                                                        "(resampling, bias fits): a resumed run, or another run "
+                                                        "on the same images, reads them from there.")]
 ModelOption = Annotated[str | None, typer.Option("--model", help="Registered model id (default: the task's "
                                                                  "default model).")]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]
@@ -407,7 +410,8 @@ def train_crossstitch(
     stitch_rate_scale: Annotated[float, typer.Option("--stitch-rate-scale", help="The cross-stitch units' "
                                                      "step size as a multiple of --learning-rate.")] = 1.0,
     devices: DevicesOption = 1, accelerator: AcceleratorOption = "auto", seed: int = 0,
-    model_id: ModelIdOption = None, workers: LoaderWorkersOption = 0, progress: ProgressOption = ProgressMode.bar,
+    model_id: ModelIdOption = None, workers: LoaderWorkersOption = 0, cache: CacheOption = None,
+    progress: ProgressOption = ProgressMode.bar,
 ):
     """Train the joint registration + segmentation model on CT pairs with contours (pelvis)."""
     from synthlab.crossstitch.fit import FitOptions, fit
@@ -425,7 +429,7 @@ def train_crossstitch(
                          learned_weights, diffeomorphic, "ncc", True, devices, accelerator, seed, model_id,
                          learning_rate=learning_rate, start_from=tuple(start_from or ()),
                          stitch_rate_scale=stitch_rate_scale, workers=_loader_workers(workers),
-                         field_of_view_cuts=field_of_view_cuts)
+                         field_of_view_cuts=field_of_view_cuts, cache=cache)
     with ProgressReporter(progress.value) as reporter:
         result = fit(datalist, out, options, reporter.stage("train crossstitch", 0.0, 1.0))
         if result:
@@ -472,7 +476,8 @@ def train_hiersynth(
     validation_cases: Annotated[int, typer.Option("--validation-cases", help="Cases from the datalist's "
                                                   "validation split that score each checkpoint to pick the "
                                                   "best (more: a steadier pick, slower validation).")] = 4,
-    workers: LoaderWorkersOption = 0, progress: ProgressOption = ProgressMode.bar,
+    workers: LoaderWorkersOption = 0, cache: CacheOption = None,
+    progress: ProgressOption = ProgressMode.bar,
 ):
     """Train HierSynth (GSM, then LSM with PaC) or one of its baselines for CBV synthesis."""
     from synthlab.brain import CONTRASTS
@@ -495,7 +500,7 @@ def train_hiersynth(
     options = CBVFitOptions(variant.value, names, spacing, neighbours, steps, global_fraction, joint_steps,
                             batch_size, local_tumour_share, learning_rate, rate_schedule.value, minutes,
                             devices, accelerator, seed, model_id or variant.value, _loader_workers(workers),
-                            validation_cases, tumour_share)
+                            validation_cases, tumour_share, cache)
     with ProgressReporter(progress.value) as reporter:
         result = fit_hiersynth(datalist, out, options, reporter.stage("train hiersynth", 0.0, 1.0))
         if result:
@@ -550,10 +555,7 @@ def train_synthtumour(
     senior_rounds: Annotated[int, typer.Option("--senior-rounds", help="Run stage 2 this many times: each later "
                                                "senior is trained afresh on the previous senior's pseudo labels "
                                                "(1: the paper's two stages).")] = 1,
-    cache: Annotated[Path | None, typer.Option("--cache", help="Folder that keeps the prepared images (bias "
-                                               "fit, resampling): a resumed run, or another run on the same "
-                                               "images, reads them from there.")] = None,
-    workers: LoaderWorkersOption = 0, progress: ProgressOption = ProgressMode.bar,
+    workers: LoaderWorkersOption = 0, cache: CacheOption = None, progress: ProgressOption = ProgressMode.bar,
 ):
     """Train the tumour segmenter by two-stage synthesis: junior, pseudo labels, senior (no expert labels)."""
     from synthlab.synthtumour.fit import TumourFitOptions, fit_synthtumour
@@ -606,7 +608,8 @@ def train_register(
                                                      "or L2.")] = Photometric.ncc,
     diffeomorphic: Annotated[bool, typer.Option("--diffeomorphic")] = False,
     devices: DevicesOption = 1, accelerator: AcceleratorOption = "auto", seed: int = 0,
-    model_id: ModelIdOption = None, workers: LoaderWorkersOption = 0, progress: ProgressOption = ProgressMode.bar,
+    model_id: ModelIdOption = None, workers: LoaderWorkersOption = 0, cache: CacheOption = None,
+    progress: ProgressOption = ProgressMode.bar,
 ):
     """Train the unsupervised registration core (no labels) on 2D or 3D image pairs."""
     from synthlab.crossstitch.fit import FitOptions, fit
@@ -616,7 +619,7 @@ def train_register(
     options = FitOptions("register", "registration-only", spacing=spacing, patch=patch, batch_size=batch_size,
                          steps=steps, max_minutes=minutes, diffeomorphic=diffeomorphic,
                          photometric=photometric.value, devices=devices, accelerator=accelerator, seed=seed,
-                         model_id=model_id, workers=_loader_workers(workers))
+                         model_id=model_id, workers=_loader_workers(workers), cache=cache)
     with ProgressReporter(progress.value) as reporter:
         result = fit(datalist, out, options, reporter.stage("train register", 0.0, 1.0))
         if result:

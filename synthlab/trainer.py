@@ -23,6 +23,7 @@ import torch.distributed
 from pytorch_lightning.callbacks import EMAWeightAveraging, ModelCheckpoint, Timer
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
+from synthlab.case_cache import CachedReader
 from synthlab.errors import InputError
 from synthlab.processes import map_in_processes
 from synthlab.progress import StageProgress
@@ -101,10 +102,11 @@ def training_loader(dataset: RandomExamples, batch_size: int, workers: int = 0, 
 
 
 def read_cases(read: Callable[[dict], Case], entries: list[dict], progress: StageProgress, what: str,
-               workers: int = 0) -> list[Case]:
+               workers: int = 0, cache: Path | None = None) -> list[Case]:
     """``read`` of each datalist entry, in the entries' order, by ``workers`` processes when 2 or more (bias fits
-    and resampling take seconds a case); ``read`` must then be picklable (see ``map_in_processes``)."""
-    return map_in_processes(read, entries, progress, what, workers)
+    and resampling take seconds a case); ``read`` must then be picklable (see ``map_in_processes``). With a
+    ``cache`` folder, a case prepared before from the same files with the same settings is taken from there."""
+    return map_in_processes(CachedReader(read, cache) if cache else read, entries, progress, what, workers)
 
 
 def make_trainer(out: Path, max_steps: int, max_minutes: float | None, devices: int = 1,

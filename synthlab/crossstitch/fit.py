@@ -58,6 +58,7 @@ class FitOptions:
     stitch_rate_scale: float = 1.0  # the cross-stitch units' step size, as a multiple of learning_rate
     workers: int = 0  # background processes making training patches
     field_of_view_cuts: float = 0.0  # share of training patches whose fixed scan is cut short
+    cache: Path | None = None  # folder keeping the prepared pairs for later runs on the same images
 
 
 def patch_shape(options: FitOptions) -> tuple[int, ...]:
@@ -86,7 +87,7 @@ def load_split(entries: list[dict], options: FitOptions, organs: list[str], prog
     intensity = card_for(options, organs)["intensity"]
     read = partial(read_pair_entry, spacing=[options.spacing] * options.dimension, intensity=intensity,
                    organs=organs, dimension=options.dimension)
-    return read_cases(read, entries, progress, f"{name} pairs", options.workers)
+    return read_cases(read, entries, progress, f"{name} pairs", options.workers, options.cache)
 
 
 def _start_branches(module: RegistrationModule, paths: tuple[Path, ...]) -> dict[Path, str]:

@@ -66,6 +66,7 @@ class CBVFitOptions:
     workers: int = 0  # background processes making training slices
     validation_cases: int = 4  # the first of the validation split; they score each checkpoint
     tumour_share: float = 0.0  # the first stage's (GSM or monolithic U-Net) share of tumour slices
+    cache: Path | None = None  # folder keeping the prepared cases for later runs on the same images
 
 
 def stage_budget(options: CBVFitOptions) -> dict[str, int]:
@@ -143,7 +144,7 @@ def _train_stage(stage: str, out: Path, source: Path | None, data: tuple, option
 
 def _read(entries: list[dict], options: CBVFitOptions, progress: StageProgress, what: str) -> list[CBVCase]:
     read = partial(read_entry, contrasts=options.contrasts, spacing=options.spacing)
-    return read_cases(read, entries, progress, what, options.workers)
+    return read_cases(read, entries, progress, what, options.workers, options.cache)
 
 
 def fit_hiersynth(datalist: Path, out: Path, options: CBVFitOptions, progress: StageProgress) -> dict:

@@ -27,7 +27,6 @@ from torch.utils.data import DataLoader
 
 from synthlab import __version__
 from synthlab.brain import BIAS_FIT_LEVELS, CANVAS_MM, BrainArrays, read_entry
-from synthlab.case_cache import CachedReader
 from synthlab.datalist import read_datalist
 from synthlab.errors import InputError
 from synthlab.progress import StageProgress
@@ -110,17 +109,12 @@ def _require_same_preprocessing(out: Path, options: TumourFitOptions) -> None:
                                   "resume with the same settings or use a new folder")
 
 
-def case_reader(options: TumourFitOptions) -> partial | CachedReader:
-    """How training reads a datalist entry (its channels on the canvas, bias removed), through the cache when
-    one is given; picklable for workers."""
-    read = partial(read_entry, channels=options.channels, spacing=options.spacing,
-                   bias_levels=options.bias_fit_levels)
-    return CachedReader(read, options.cache) if options.cache else read
-
-
 def _read_split(entries: list[dict], options: TumourFitOptions, progress: StageProgress, what: str
                 ) -> list[BrainArrays]:
-    return read_cases(case_reader(options), entries, progress, what, options.workers)
+    """The entries' channels on the canvas, bias removed."""
+    read = partial(read_entry, channels=options.channels, spacing=options.spacing,
+                   bias_levels=options.bias_fit_levels)
+    return read_cases(read, entries, progress, what, options.workers, options.cache)
 
 
 STAGE1_VALIDATION = ("Dice pooled over held-out healthy brains with a shifted-intensity tumour and the same brains "
