@@ -15,15 +15,19 @@ import SimpleITK as sitk
 import torch
 from conftest import TINY_TUMOUR, run_benchmark_script, synthlab, synthlab_env, synthlab_here
 from safetensors.torch import load_file, save_file
+from scipy import ndimage
 from torch.utils.data import DataLoader
 
 from synthlab.brain import BrainArrays, correct_bias, estimate_brain_mask, read_entry, zscore_inside
 from synthlab.datalist import read_datalist
 from synthlab.errors import InputError
 from synthlab.labels import read_labels
+from synthlab.metrics import dice
 from synthlab.registry import REGISTRY_ENV, Registry, entry_for, sha256_of
+from synthlab.synthtumour.edges import half_contrast_edges
 from synthlab.synthtumour.fit import (
     CARVED_VALIDATION,
+    HALF_CONTRAST_RULE,
     PSEUDO_LABEL_RULE,
     STAGE1_VALIDATION,
     TumourFitOptions,
@@ -296,6 +300,20 @@ def test_a_pseudo_label_drops_specks_and_fills_the_core_the_junior_left_out():
     assert not label[~ball((40, 40, 40), 12)].any()
 
 
+def test_a_pseudo_outline_moves_to_the_half_contrast_edge_by_at_most_one_voxel():
+    truth = ball((40, 40, 40), 8)
+    noise = np.random.default_rng(0).normal(0.0, 0.02, truth.shape)
+    flair = ndimage.gaussian_filter(np.where(truth, 1.6, 0.8), 1.5) + noise  # a tumour whose border fades
+    brain = np.ones(truth.shape, bool)
+    for outline in (ndimage.binary_dilation(truth), ndimage.binary_erosion(truth)):  # a voxel out, a voxel in
+        moved = half_contrast_edges(outline, flair, brain)
+        assert dice(moved, truth) > dice(outline, truth) + 0.05
+        assert not (moved & ~ndimage.binary_dilation(outline)).any()
+        assert moved[ndimage.binary_erosion(outline)].all()
+    outside = ndimage.binary_dilation(truth)
+    assert np.array_equal(half_contrast_edges(outside, 2.4 - flair, brain), outside)  # not brighter: left alone
+
+
 def test_training_runs_both_stages_and_resumes(brain_data, tumour_registry, tmp_path):
     trained = Path(tumour_registry).parent
     assert (trained / "junior" / "junior.safetensors").is_file() and (trained / "senior" / "senior.safetensors").is_file()
@@ -372,6 +390,14 @@ def test_training_runs_both_stages_and_resumes(brain_data, tumour_registry, tmp_
     exported = load_file(str(out / "senior" / "senior.safetensors"))
     for key, value in exported.items():
         assert torch.equal(value, checkpoint["state_dict"][f"network.{key}"])
+    # Outlines moved to the half-contrast edge are another rule: the images are labelled again, the senior retrained.
+    edged = synthlab_here(*arguments, "--junior-steps", "5", "--senior-steps", "1", "--pseudo-label-edges",
+                          "half-contrast")
+    assert edged.returncode == 0, edged.stderr
+    assert "pseudo labels 1/5" in edged.stdout and "senior already trained" not in edged.stdout
+    assert marker.read_text().endswith(HALF_CONTRAST_RULE)
+    rule = json.loads((out / "tiny-tumour.json").read_text())["pseudo_labels"]
+    assert rule == f"{PSEUDO_LABEL_RULE}, {HALF_CONTRAST_RULE}"
 
 
 @pytest.mark.parametrize("schedule", ["constant", "cosine"])

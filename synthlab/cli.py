@@ -507,6 +507,9 @@ def train_hiersynth(
             reporter.update("done", 1.0, f"wrote {result['weights']}", result=result)
 
 
+PseudoLabelEdges = enum.Enum("PseudoLabelEdges", {e: e for e in ("model", "half-contrast")}, type=str)
+
+
 @train_app.command("synthtumour")
 def train_synthtumour(
     healthy: Annotated[Path, typer.Option("--healthy", help="Datalist of healthy brains (flair, optional t1/t2, "
@@ -555,6 +558,10 @@ def train_synthtumour(
     senior_rounds: Annotated[int, typer.Option("--senior-rounds", help="Run stage 2 this many times: each later "
                                                "senior is trained afresh on the previous senior's pseudo labels "
                                                "(1: the paper's two stages).")] = 1,
+    pseudo_label_edges: Annotated[PseudoLabelEdges, typer.Option("--pseudo-label-edges", help="model: the "
+                                  "labeller's outline (the paper); half-contrast: each outline moved, at most "
+                                  "one voxel, to where FLAIR is halfway between the tumour and the brain around "
+                                  "it.")] = PseudoLabelEdges.model,
     workers: LoaderWorkersOption = 0, cache: CacheOption = None, progress: ProgressOption = ProgressMode.bar,
 ):
     """Train the tumour segmenter by two-stage synthesis: junior, pseudo labels, senior (no expert labels)."""
@@ -590,7 +597,8 @@ def train_synthtumour(
                                senior_tumour_free_fraction=senior_tumour_free, senior_ema_decay=senior_ema,
                                senior_real_share=senior_real_share, rate_schedule=rate_schedule.value,
                                senior_pick_from=senior_pick_from, senior_rounds=senior_rounds,
-                               workers=_loader_workers(workers), cache=cache)
+                               workers=_loader_workers(workers), cache=cache,
+                               pseudo_label_edges=pseudo_label_edges.value)
     with ProgressReporter(progress.value) as reporter:
         result = fit_synthtumour(healthy, unlabelled, out, options, reporter.stage("train synthtumour", 0.0, 1.0))
         if result:

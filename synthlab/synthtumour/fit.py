@@ -31,6 +31,7 @@ from synthlab.datalist import read_datalist
 from synthlab.errors import InputError
 from synthlab.progress import StageProgress
 from synthlab.registry import save_model, sha256_of
+from synthlab.synthtumour.edges import half_contrast_edges
 from synthlab.synthtumour.inference import MIN_COMPONENT_ML, TumourModel, remove_small_components
 from synthlab.synthtumour.network import FILTERS, exportable, load_weights
 from synthlab.synthtumour.training import (
@@ -55,6 +56,8 @@ from synthlab.volume import atomic_output
 
 PSEUDO_LABEL_RULE = (f"junior probability > 0.5, components under {MIN_COMPONENT_ML:g} ml removed, "
                      "holes filled in every slice")
+HALF_CONTRAST_RULE = "each outline moved to FLAIR's half-contrast edge, at most one voxel"
+
 
 
 @dataclass
@@ -84,6 +87,12 @@ class TumourFitOptions:
     senior_rounds: int = 1  # stage 2 repeated: each later senior learns from the previous senior's pseudo labels
     workers: int = 0  # background processes making training patches
     cache: Path | None = None  # folder keeping the prepared images for later runs on the same images
+    pseudo_label_edges: str = "model"  # or "half-contrast": outlines moved to FLAIR's half-contrast edge
+
+
+def pseudo_label_rule(options: TumourFitOptions) -> str:
+    """``PSEUDO_LABEL_RULE`` and, with ``--pseudo-label-edges half-contrast``, the outline's move."""
+    return PSEUDO_LABEL_RULE + (f", {HALF_CONTRAST_RULE}" if options.pseudo_label_edges == "half-contrast" else "")
 
 
 def card_for(options: TumourFitOptions, stage: str) -> dict:
@@ -167,22 +176,23 @@ def _train_stage(stage: str, out: Path, dataset, validation: list, options: Tumo
     return weights
 
 
-def pseudo_label(probability: np.ndarray, spacing: float) -> np.ndarray:
+def pseudo_label(probability: np.ndarray, spacing: float, edges_of: BrainArrays | None = None) -> np.ndarray:
     """The junior's tumour as a training label (``PSEUDO_LABEL_RULE``): the components inference would keep,
-    and every hole they enclose in an axial, coronal or sagittal slice (a core the junior left out)."""
+    and every hole they enclose in an axial, coronal or sagittal slice (a core the junior left out); with
+    ``edges_of`` (the labelled case), each outline moved to its FLAIR's half-contrast edge."""
     label, _ = remove_small_components(probability > 0.5, [spacing] * 3, MIN_COMPONENT_ML)
     for axis in range(3):
         slices = np.moveaxis(label, axis, 0)
         label |= np.moveaxis(np.stack([ndimage.binary_fill_holes(one) for one in slices]), 0, axis)
-    return label
+    return label if edges_of is None else half_contrast_edges(label, edges_of.image[0], edges_of.mask)
 
 
-def _pseudo_labels(labeller: Path, cases: list[BrainArrays], out: Path, spacing: float,
+def _pseudo_labels(labeller: Path, cases: list[BrainArrays], out: Path, options: TumourFitOptions,
                    progress: StageProgress) -> None:
     """Label each unlabelled tumour case with ``labeller`` (the junior, or the previous round's senior), kept in
     ``out`` so a rerun with the same labeller and rule reuses them; another labeller or rule labels them again."""
     out.mkdir(parents=True, exist_ok=True)
-    made_by, maker = out / "labeller.sha256", f"{sha256_of(labeller)}\n{PSEUDO_LABEL_RULE}"
+    made_by, maker = out / "labeller.sha256", f"{sha256_of(labeller)}\n{pseudo_label_rule(options)}"
     if not made_by.is_file() or made_by.read_text() != maker:
         for old in out.glob("case_*.npz"):
             old.unlink()
@@ -196,7 +206,8 @@ def _pseudo_labels(labeller: Path, cases: list[BrainArrays], out: Path, spacing:
         if model is None:
             model = TumourModel.from_files(labeller, "auto", mirror=False)  # the rule's single pass
         progress(index / max(1, len(cases)), f"pseudo labels {index + 1}/{len(cases)}")
-        case.label = pseudo_label(model.segment_canvas(case), spacing)
+        edges_of = case if options.pseudo_label_edges == "half-contrast" else None
+        case.label = pseudo_label(model.segment_canvas(case), options.spacing, edges_of)
         with atomic_output(path) as temporary:  # DDP ranks may write the same file
             np.savez_compressed(temporary, label=case.label)
 
@@ -243,15 +254,15 @@ def fit_synthtumour(healthy_datalist: Path, unlabelled_datalist: Path, out: Path
         progress(0.0, "no held-out tumour images (the unlabelled datalist's validation split is empty): the senior "
                       "is chosen on the junior's stage-1 validation")
     start_from = junior if options.senior_from_junior else None
-    recipe = ", ".join([*_senior_recipe(options, start_from, held_out), PSEUDO_LABEL_RULE])
+    recipe = ", ".join([*_senior_recipe(options, start_from, held_out), pseudo_label_rule(options)])
     labeller = junior  # the model whose pseudo labels the next senior learns from
     for round_number in range(1, options.senior_rounds + 1):
         stage = "senior" if round_number == 1 else f"senior_round{round_number}"
         suffix = "" if round_number == 1 else f"_round{round_number}"
-        _pseudo_labels(labeller, tumours, out / f"pseudo_labels{suffix}", options.spacing, progress)
+        _pseudo_labels(labeller, tumours, out / f"pseudo_labels{suffix}", options, progress)
         senior_validation, validation_kind = validation, STAGE1_VALIDATION
         if held_out:
-            _pseudo_labels(labeller, held_out, out / f"pseudo_labels_validation{suffix}", options.spacing, progress)
+            _pseudo_labels(labeller, held_out, out / f"pseudo_labels_validation{suffix}", options, progress)
             senior_validation, validation_kind = carved_validation_cases(held_out, validation_brains), CARVED_VALIDATION
         forget_run_of_another_source(out / stage, labeller, recipe)
         dataset = MixedTumours(tumours, healthy, patch, samples, options.seed + 1, options.senior_augmentation,
@@ -265,7 +276,7 @@ def fit_synthtumour(healthy_datalist: Path, unlabelled_datalist: Path, out: Path
     card = json.loads(senior.with_suffix(".json").read_text())
     card["training"]["senior_rounds"] = options.senior_rounds
     card.update(training_data={"healthy": str(healthy_datalist), "unlabelled": str(unlabelled_datalist)},
-                junior_weights=str(junior), pseudo_labels=PSEUDO_LABEL_RULE,
+                junior_weights=str(junior), pseudo_labels=pseudo_label_rule(options),
                 pseudo_labels_by=str(labelled_by))
     weights_path, card_path = save_model(load_file(str(senior)), card, out, options.model_id)
     progress(1.0, f"wrote {weights_path.name}")
