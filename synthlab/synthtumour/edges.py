@@ -26,7 +26,7 @@ def half_contrast_edges(label: np.ndarray, flair: np.ndarray, brain: np.ndarray)
     refined = label.copy()
     for index in range(1, count + 1):
         component = components == index
-        core = ndimage.binary_erosion(component)
+        core = ndimage.binary_erosion(component)  # all but the outline
         inside = core & ~ndimage.binary_erosion(core, iterations=INSIDE_RING)
         near = ndimage.binary_dilation(component, iterations=OUTSIDE_RING[0])
         around = ndimage.binary_dilation(component, iterations=OUTSIDE_RING[1]) & ~near & brain & ~label
@@ -35,6 +35,7 @@ def half_contrast_edges(label: np.ndarray, flair: np.ndarray, brain: np.ndarray)
         tumour_level, brain_level = np.median(smoothed[inside]), np.median(smoothed[around])
         if tumour_level <= brain_level:
             continue
-        band = ndimage.binary_dilation(component) & ~core & brain & ~(label & ~component)
-        refined[band] = smoothed[band] > (tumour_level + brain_level) / 2
+        other_components = label & ~component
+        outline_and_next_layer = ndimage.binary_dilation(component) & ~core & brain & ~other_components
+        refined[outline_and_next_layer] = smoothed[outline_and_next_layer] > (tumour_level + brain_level) / 2
     return refined
