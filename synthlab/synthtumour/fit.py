@@ -59,7 +59,6 @@ PSEUDO_LABEL_RULE = (f"junior probability > 0.5, components under {MIN_COMPONENT
 HALF_CONTRAST_RULE = "each outline moved to FLAIR's half-contrast edge, at most one voxel"
 
 
-
 @dataclass
 class TumourFitOptions:
     channels: tuple[str, ...] = ("flair",)
@@ -89,10 +88,14 @@ class TumourFitOptions:
     cache: Path | None = None  # folder keeping the prepared images for later runs on the same images
     pseudo_label_edges: str = "model"  # or "half-contrast": outlines moved to FLAIR's half-contrast edge
 
+    @property
+    def moves_pseudo_label_edges(self) -> bool:
+        return self.pseudo_label_edges == "half-contrast"
+
 
 def pseudo_label_rule(options: TumourFitOptions) -> str:
     """``PSEUDO_LABEL_RULE`` and, with ``--pseudo-label-edges half-contrast``, the outline's move."""
-    return PSEUDO_LABEL_RULE + (f", {HALF_CONTRAST_RULE}" if options.pseudo_label_edges == "half-contrast" else "")
+    return PSEUDO_LABEL_RULE + (f", {HALF_CONTRAST_RULE}" if options.moves_pseudo_label_edges else "")
 
 
 def card_for(options: TumourFitOptions, stage: str) -> dict:
@@ -206,7 +209,7 @@ def _pseudo_labels(labeller: Path, cases: list[BrainArrays], out: Path, options:
         if model is None:
             model = TumourModel.from_files(labeller, "auto", mirror=False)  # the rule's single pass
         progress(index / max(1, len(cases)), f"pseudo labels {index + 1}/{len(cases)}")
-        edges_of = case if options.pseudo_label_edges == "half-contrast" else None
+        edges_of = case if options.moves_pseudo_label_edges else None
         case.label = pseudo_label(model.segment_canvas(case), options.spacing, edges_of)
         with atomic_output(path) as temporary:  # DDP ranks may write the same file
             np.savez_compressed(temporary, label=case.label)
