@@ -765,6 +765,16 @@ def test_carved_validation_benchmark_scores_each_model_on_one_label_sources_carv
     report = json.loads((tmp_path / "carved.json").read_text())
     assert report["carved_cases"] == 1 and report["tumour_free_cases"] == 1  # one held-out tumour, one brain
     assert 0.0 <= report["scores"]["tiny"] <= 1.0 and report["scores"]["tiny"] == report["scores"]["again"]
+    assert report["pseudo_label_edges"] == "model"  # the tiny run's card names the paper's rule
+    moved = tmp_path / "moved.safetensors"  # a source whose card says its labels' outlines were moved
+    shutil.copy(weights, moved)
+    card = json.loads(weights.with_suffix(".json").read_text())
+    moved.with_suffix(".json").write_text(json.dumps({**card, "pseudo_labels": f"{card['pseudo_labels']}, "
+                                                                              f"{HALF_CONTRAST_RULE}"}))
+    ran = run_benchmark_script("carved_validation.py", *arguments[:5], f"moved={moved}", "--label-source", "moved",
+                               "--report", tmp_path / "moved.json")
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads((tmp_path / "moved.json").read_text())["pseudo_label_edges"] == "half-contrast"
 
 
 def test_healthy_findings_count_the_false_tumour_and_the_empty_brains():

@@ -1,7 +1,9 @@
 """Score tumour models on the senior's validation: held-out tumour images, pseudo-labelled by one source model,
 each carved into a held-out healthy brain, and the brains without a tumour (Dice pooled over all of them).
 
-The pseudo labels follow training's rule (one pass of the source, ``pseudo_label``); the carving is training's
+The pseudo labels follow training's rule (one pass of the source, ``pseudo_label``), with the outlines moved to
+FLAIR's half-contrast edge when the label source's card says its training did (or ``--pseudo-label-edges``
+says so); the carving is training's
 ``carve_mix`` and ``carved_pairs`` (``--every-pairing`` carves each image into every brain instead). Unlike
 training, the score here uses one fixed label source for every model, so models of
 different juniors are compared on the same cases, and it scores each model's mask as inference makes it
@@ -26,7 +28,7 @@ import torch
 
 from synthlab.datalist import read_datalist
 from synthlab.synthtumour.evaluation import model_mask
-from synthlab.synthtumour.fit import pseudo_label
+from synthlab.synthtumour.fit import HALF_CONTRAST_RULE, pseudo_label
 from synthlab.synthtumour.inference import TumourModel
 from synthlab.synthtumour.training import carved_cases, carved_pairs, overlap_counts, pooled_dice
 
@@ -39,6 +41,9 @@ def main() -> None:
     parser.add_argument("--label-source", required=True, help="the NAME whose pseudo labels define the carved tumours")
     parser.add_argument("--every-pairing", action="store_true",
                         help="carve each tumour image into every brain (tumours × brains cases), not one brain each")
+    parser.add_argument("--pseudo-label-edges", choices=("model", "half-contrast"),
+                        help="outline of the source's pseudo labels (default: the rule named in the label source's "
+                             "card, else model)")
     parser.add_argument("--report", type=Path)
     args = parser.parse_args()
     named = dict(item.partition("=")[::2] for item in args.model)
@@ -46,8 +51,11 @@ def main() -> None:
         parser.error(f"--label-source {args.label_source} is not one of the --model names ({', '.join(named)})")
     models = {name: TumourModel.from_files(Path(path), "auto", mirror=False) for name, path in named.items()}
     source = models[args.label_source]
+    edges = args.pseudo_label_edges or ("half-contrast" if HALF_CONTRAST_RULE in source.card.get("pseudo_labels", "")
+                                        else "model")
     brains = [source.read_entry(entry) for entry in read_datalist(args.healthy)["validation"]]
-    tumours = [replace(case, label=pseudo_label(source.segment_canvas(case), source.spacing))
+    tumours = [replace(case, label=pseudo_label(source.segment_canvas(case), source.spacing,
+                                                case if edges == "half-contrast" else None))
                for case in (source.read_entry(entry) for entry in read_datalist(args.unlabelled)["validation"])]
     if not brains or not tumours:
         parser.error("both datalists need a validation split: the brains and the held-out tumour images")
@@ -59,7 +67,7 @@ def main() -> None:
                                     torch.from_numpy(case.label)) for case in cases)
         scores[name] = round(float(pooled_dice(counts)), 4)
         print(f"{name}: {scores[name]}", flush=True)
-    report = {"label_source": args.label_source, "carved_cases": len(pairs),
+    report = {"label_source": args.label_source, "pseudo_label_edges": edges, "carved_cases": len(pairs),
               "tumour_free_cases": len(brains), "pseudo_label_voxels": [int(t.label.sum()) for t in tumours],
               "scores": scores}
     if args.report:
