@@ -141,6 +141,19 @@ def test_phantom_commands_refuse_a_file_as_output_folder(tmp_path, kind):
     assert (tmp_path / "taken").read_text() == "keep me"
 
 
+@pytest.mark.parametrize("trainer", [["crossstitch", "--datalist"], ["register", "--datalist"],
+                                     ["hiersynth", "--datalist"], ["synthtumour", "--unlabelled"]])
+def test_trainers_refuse_a_file_as_cache_folder_in_one_line(tmp_path, trainer):
+    datalist, taken = tmp_path / "datalist.json", tmp_path / "taken"
+    datalist.write_text("{}")
+    taken.write_text("keep me")
+    healthy = ["--healthy", datalist] if trainer[0] == "synthtumour" else []
+    result = synthlab_here("train", *trainer, datalist, *healthy, "--out", tmp_path / "run", "--cache", taken)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert f"--cache: {taken} is a file" in result.stderr
+    assert taken.read_text() == "keep me" and not (tmp_path / "run").exists()
+
+
 def test_a_run_past_its_time_fails_with_the_stack_of_each_thread():
     """A hung run (here: a server, which never ends by itself) must not leave a bare timeout: the helper asks
     synthlab to print where every thread is (SIGUSR1) before it kills the run."""

@@ -113,6 +113,12 @@ def _positive(name: str, value: int) -> None:
         raise InputError(name, f"must be at least 1 (got {value})")
 
 
+def _cache_folder(cache: Path | None) -> Path | None:
+    if cache is not None and cache.exists() and not cache.is_dir():
+        raise InputError("--cache", f"{cache} is a file; give a folder")
+    return cache
+
+
 def _loader_workers(value: int) -> int:
     if value < 0:
         raise InputError("--workers", f"must be 0 or more (got {value})")
@@ -429,7 +435,7 @@ def train_crossstitch(
                          learned_weights, diffeomorphic, "ncc", True, devices, accelerator, seed, model_id,
                          learning_rate=learning_rate, start_from=tuple(start_from or ()),
                          stitch_rate_scale=stitch_rate_scale, workers=_loader_workers(workers),
-                         field_of_view_cuts=field_of_view_cuts, cache=cache)
+                         field_of_view_cuts=field_of_view_cuts, cache=_cache_folder(cache))
     with ProgressReporter(progress.value) as reporter:
         result = fit(datalist, out, options, reporter.stage("train crossstitch", 0.0, 1.0))
         if result:
@@ -500,7 +506,7 @@ def train_hiersynth(
     options = CBVFitOptions(variant.value, names, spacing, neighbours, steps, global_fraction, joint_steps,
                             batch_size, local_tumour_share, learning_rate, rate_schedule.value, minutes,
                             devices, accelerator, seed, model_id or variant.value, _loader_workers(workers),
-                            validation_cases, tumour_share, cache)
+                            validation_cases, tumour_share, _cache_folder(cache))
     with ProgressReporter(progress.value) as reporter:
         result = fit_hiersynth(datalist, out, options, reporter.stage("train hiersynth", 0.0, 1.0))
         if result:
@@ -597,7 +603,7 @@ def train_synthtumour(
                                senior_tumour_free_fraction=senior_tumour_free, senior_ema_decay=senior_ema,
                                senior_real_share=senior_real_share, rate_schedule=rate_schedule.value,
                                senior_pick_from=senior_pick_from, senior_rounds=senior_rounds,
-                               workers=_loader_workers(workers), cache=cache,
+                               workers=_loader_workers(workers), cache=_cache_folder(cache),
                                pseudo_label_edges=pseudo_label_edges.value)
     with ProgressReporter(progress.value) as reporter:
         result = fit_synthtumour(healthy, unlabelled, out, options, reporter.stage("train synthtumour", 0.0, 1.0))
@@ -627,7 +633,7 @@ def train_register(
     options = FitOptions("register", "registration-only", spacing=spacing, patch=patch, batch_size=batch_size,
                          steps=steps, max_minutes=minutes, diffeomorphic=diffeomorphic,
                          photometric=photometric.value, devices=devices, accelerator=accelerator, seed=seed,
-                         model_id=model_id, workers=_loader_workers(workers), cache=cache)
+                         model_id=model_id, workers=_loader_workers(workers), cache=_cache_folder(cache))
     with ProgressReporter(progress.value) as reporter:
         result = fit(datalist, out, options, reporter.stage("train register", 0.0, 1.0))
         if result:
