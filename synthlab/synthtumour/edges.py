@@ -22,20 +22,27 @@ def half_contrast_edges(label: np.ndarray, flair: np.ndarray, brain: np.ndarray)
     """``label`` (bool, z y x) with each component's outline moved to FLAIR's half-contrast edge, at most one voxel
     in or out; a component too small to have an inside, or not brighter than the brain around it, stays."""
     smoothed = ndimage.gaussian_filter(flair.astype(np.float32), SMOOTHING_VOXELS)
-    components, count = ndimage.label(label)
+    components, _ = ndimage.label(label)
     refined = label.copy()
-    for index in range(1, count + 1):
-        component = components == index
+    for index, box in enumerate(ndimage.find_objects(components), start=1):
+        window = _widened(box, label.shape, OUTSIDE_RING[1] + 1)  # all the rings below reach, and no further
+        component, labelled, inside_brain = components[window] == index, label[window], brain[window]
         core = ndimage.binary_erosion(component)  # all but the outline
         inside = core & ~ndimage.binary_erosion(core, iterations=INSIDE_RING)
         near = ndimage.binary_dilation(component, iterations=OUTSIDE_RING[0])
-        around = ndimage.binary_dilation(component, iterations=OUTSIDE_RING[1]) & ~near & brain & ~label
+        around = ndimage.binary_dilation(component, iterations=OUTSIDE_RING[1]) & ~near & inside_brain & ~labelled
         if not inside.any() or not around.any():
             continue
-        tumour_level, brain_level = np.median(smoothed[inside]), np.median(smoothed[around])
+        local = smoothed[window]
+        tumour_level, brain_level = np.median(local[inside]), np.median(local[around])
         if tumour_level <= brain_level:
             continue
-        other_components = label & ~component
-        outline_and_next_layer = ndimage.binary_dilation(component) & ~core & brain & ~other_components
-        refined[outline_and_next_layer] = smoothed[outline_and_next_layer] > (tumour_level + brain_level) / 2
+        other_components = labelled & ~component
+        outline_and_next_layer = ndimage.binary_dilation(component) & ~core & inside_brain & ~other_components
+        refined[window][outline_and_next_layer] = local[outline_and_next_layer] > (tumour_level + brain_level) / 2
     return refined
+
+
+def _widened(box: tuple[slice, ...], shape: tuple[int, ...], margin: int) -> tuple[slice, ...]:
+    """``box`` grown by ``margin`` voxels on every side, within an array of ``shape``."""
+    return tuple(slice(max(0, side.start - margin), min(size, side.stop + margin)) for side, size in zip(box, shape))
