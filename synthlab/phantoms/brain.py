@@ -292,10 +292,9 @@ def write_case(case: BrainCase, folder: Path) -> dict[str, str]:
             "anatomy": case.parameters["anatomy"]}
 
 
-def preview_rows(case: BrainCase) -> list[Row]:
+def preview_rows(images: dict[str, sitk.Image], labels: sitk.Image) -> list[Row]:
     """Montage rows of a case: every contrast and the CBV map, tumour labels outlined."""
-    return [Row(name.upper(), case.images[name], [case.labels.image], "inferno" if name == "cbv" else "gray")
-            for name in MODALITIES]
+    return [Row(name.upper(), images[name], [labels], "inferno" if name == "cbv" else "gray") for name in MODALITIES]
 
 
 def generate_dataset(out: Path, cases: int, seed: int, size: str, progress: StageProgress,
@@ -305,8 +304,9 @@ def generate_dataset(out: Path, cases: int, seed: int, size: str, progress: Stag
     make = partial(_generate_and_write, seed=seed, size=size, out=out)
     entries = map_in_processes(make, range(cases), progress, "cases", workers, verbs=("making", "made"))
     if preview:
-        shown = next((index for index, entry in enumerate(entries) if entry["tumour"]), 0)
-        montage(preview_rows(generate_case(case_seed(seed, shown), size)), out / "preview.png",
+        shown = next((entry for entry in entries if entry["tumour"]), entries[0])  # as written, not made again
+        images = {name: volume.read_image(out / shown[name]) for name in MODALITIES}
+        montage(preview_rows(images, volume.read_image(out / shown["label"])), out / "preview.png",
                 title="SynthLab brain phantom")
     splits = datalist.split(entries, np.random.default_rng(seed), group_key="tumour")
     path = datalist.write_datalist(splits, out / "datalist.json")
