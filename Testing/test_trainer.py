@@ -4,6 +4,7 @@ read again; every DDP rank and loader worker draws its own examples."""
 
 from __future__ import annotations
 
+import shutil
 from functools import partial
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from synthlab.brain import read_entry
 from synthlab.case_cache import CachedReader
 from synthlab.datalist import read_datalist
 from synthlab.errors import InputError
-from synthlab.trainer import RandomExamples, make_trainer, read_cases, resume_point, training_loader
+from synthlab.trainer import RandomExamples, checkpoint_folder, make_trainer, read_cases, resume_point, training_loader
 
 
 class _TinyModule(pl.LightningModule):
@@ -68,6 +69,21 @@ def test_last_checkpoint_follows_every_validation_not_only_the_best(tmp_path):
     trainer, best = make_trainer(tmp_path, 12, max_minutes=None, progress_bar=False)
     trainer.fit(_Worsening(), data, data)
     assert torch.load(resume_point(tmp_path), weights_only=False)["global_step"] == 12
+    assert torch.load(best.best_model_path, weights_only=False)["global_step"] == 4
+
+
+def test_a_moved_run_folder_keeps_its_best_score_when_it_resumes(tmp_path):
+    """A run copied elsewhere and resumed must still export its best weights, not the first validation after the
+    move (Lightning's ModelCheckpoint drops its best score when the folder changes)."""
+    data = DataLoader(torch.randn(4, 2), batch_size=1)
+    trainer, _ = make_trainer(tmp_path / "first", 8, max_minutes=None, progress_bar=False)
+    trainer.fit(_Worsening(), data, data)
+    shutil.copytree(tmp_path / "first", tmp_path / "moved")
+    shutil.rmtree(tmp_path / "first")
+    trainer, best = make_trainer(tmp_path / "moved", 16, max_minutes=None, progress_bar=False)
+    trainer.fit(_Worsening(), data, data, ckpt_path=str(resume_point(tmp_path / "moved")))
+    assert trainer.global_step == 16 and float(best.best_model_score) == -4.0
+    assert Path(best.best_model_path).parent == checkpoint_folder(tmp_path / "moved")
     assert torch.load(best.best_model_path, weights_only=False)["global_step"] == 4
 
 

@@ -109,6 +109,24 @@ def read_cases(read: Callable[[dict], Case], entries: list[dict], progress: Stag
     return map_in_processes(CachedReader(read, cache) if cache else read, entries, progress, what, workers)
 
 
+class MovableCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint that keeps its best score when the run folder was moved or copied since the
+    checkpoint was written (Lightning's own forgets it then, so the next validation, however poor, would become
+    the best and be exported); the saved paths are taken to the same file names in the new folder."""
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if self.dirpath and state_dict.get("dirpath", self.dirpath) != self.dirpath:
+            state_dict = {**state_dict, "dirpath": self.dirpath,
+                          **{key: self._here(state_dict.get(key))
+                             for key in ("best_model_path", "kth_best_model_path", "last_model_path")},
+                          "best_k_models": {self._here(path): score
+                                            for path, score in state_dict.get("best_k_models", {}).items()}}
+        super().load_state_dict(state_dict)
+
+    def _here(self, path: str | None) -> str | None:
+        return str(Path(self.dirpath) / Path(path).name) if path else path
+
+
 def make_trainer(out: Path, max_steps: int, max_minutes: float | None, devices: int = 1,
                  accelerator: str = "auto", monitor: str = "val_score", progress_bar: bool = True,
                  some_parameters_idle: bool = False, ema_decay: float = 0.0) -> tuple[pl.Trainer, ModelCheckpoint]:
@@ -124,11 +142,11 @@ def make_trainer(out: Path, max_steps: int, max_minutes: float | None, devices: 
     warnings.filterwarnings("ignore", message=".*non-tuple sequence for multidimensional indexing.*")
     strategy = ("ddp_find_unused_parameters_true" if some_parameters_idle else "ddp") if devices > 1 else "auto"
     # No "-v1" copies: a run folder that was moved or copied keeps resuming from (and writing) last.ckpt.
-    best = ModelCheckpoint(dirpath=checkpoint_folder(out), filename="best", monitor=monitor, mode="max",
-                           save_top_k=1, enable_version_counter=False)
+    best = MovableCheckpoint(dirpath=checkpoint_folder(out), filename="best", monitor=monitor, mode="max",
+                             save_top_k=1, enable_version_counter=False)
     # Its own callback: Lightning's save_last writes last.ckpt only when the monitored score improves.
-    latest = ModelCheckpoint(dirpath=checkpoint_folder(out), filename="last", save_top_k=1,
-                             enable_version_counter=False)
+    latest = MovableCheckpoint(dirpath=checkpoint_folder(out), filename="last", save_top_k=1,
+                               enable_version_counter=False)
     timer = [RunTimer(duration=timedelta(minutes=max_minutes))] if max_minutes else []
     averaging = [EMAWeightAveraging(decay=ema_decay)] if ema_decay else []
     trainer = pl.Trainer(
