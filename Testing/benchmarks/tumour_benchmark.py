@@ -9,7 +9,7 @@ scores the models with the left–right mirror average (``on``, as ``synthlab tu
 or both; the timing follows the first senior's first row.
 
     .venv/bin/python Testing/benchmarks/tumour_benchmark.py --datalist D/datalist.json \
-        --junior OUT/junior/junior.safetensors --senior OUT/synthtumour-senior.safetensors [OTHER/senior.safetensors ...]
+        [--junior OUT/junior/junior.safetensors] --senior OUT/synthtumour-senior.safetensors [OTHER/senior.safetensors ...]
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ def preparation(model: TumourModel) -> tuple:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datalist", type=Path, required=True)
-    parser.add_argument("--junior", type=Path, required=True)
+    parser.add_argument("--junior", type=Path,
+                        help="the seniors' junior, scored as a row of its own (omit when an earlier report has it)")
     parser.add_argument("--senior", required=True, nargs="+",
                         help="one or more seniors, each weights.safetensors or NAME=weights.safetensors "
                              "(more than one: each row is named NAME, else after its file)")
@@ -51,16 +52,16 @@ def main() -> None:
     named = [item.partition("=")[::2] if "=" in item else (Path(item).stem, item) for item in args.senior]
     if len({name for name, _ in named}) < len(named):
         parser.error("two seniors share a row name: give each one as NAME=weights.safetensors")
-    junior = TumourModel.from_files(args.junior, args.device)
+    juniors = {"junior": TumourModel.from_files(args.junior, args.device)} if args.junior else {}
     seniors = {("senior" if len(named) == 1 else f"senior: {name}"): TumourModel.from_files(Path(path), args.device)
                for name, path in named}
     senior = next(iter(seniors.values()))  # reads the cases
-    if any(preparation(junior) != preparation(model) for model in seniors.values()):
+    if len({preparation(model) for model in (*juniors.values(), *seniors.values())}) > 1:
         parser.error("the junior and the seniors must share their image preparation (intensity, N4 levels, spacing)")
     spacing, splits = senior.spacing, read_datalist(args.datalist)
     test = labelled_tumours(splits["test"], senior)
     threshold = choose_threshold(labelled_tumours(splits["validation"], senior), spacing)
-    rows = with_mirroring({"junior": junior, **seniors}, args.mirror)
+    rows = with_mirroring({**juniors, **seniors}, args.mirror)
     timed = next(model for name, model in rows.items() if not name.startswith("junior"))
     methods = {name: (lambda case, model=model: model_mask(model, case, spacing)) for name, model in rows.items()}
     methods["intensity baseline"] = lambda case: baseline_mask(case, threshold, spacing)
