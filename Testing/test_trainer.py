@@ -18,7 +18,14 @@ from synthlab.brain import read_entry
 from synthlab.case_cache import CachedReader
 from synthlab.datalist import read_datalist
 from synthlab.errors import InputError
-from synthlab.trainer import RandomExamples, checkpoint_folder, make_trainer, read_cases, resume_point, training_loader
+from synthlab.trainer import (
+    RandomExamples,
+    checkpoint_folder,
+    make_trainer,
+    read_cases,
+    resume_point,
+    training_loader,
+)
 
 
 class _TinyModule(pl.LightningModule):

@@ -45,4 +45,4 @@ def half_contrast_edges(label: np.ndarray, flair: np.ndarray, brain: np.ndarray)
 
 def _widened(box: tuple[slice, ...], shape: tuple[int, ...], margin: int) -> tuple[slice, ...]:
     """``box`` grown by ``margin`` voxels on every side, within an array of ``shape``."""
-    return tuple(slice(max(0, side.start - margin), min(size, side.stop + margin)) for side, size in zip(box, shape))
+    return tuple(slice(max(0, side.start - margin), min(size, side.stop + margin)) for side, size in zip(box, shape, strict=True))
