@@ -114,6 +114,7 @@ def _positive(name: str, value: int) -> None:
 
 
 def _cache_folder(cache: Path | None) -> Path | None:
+    """``--cache``'s check, shared by every trainer: a folder, new or existing, not a file."""
     if cache is not None and cache.exists() and not cache.is_dir():
         raise InputError("--cache", f"{cache} is a file; give a folder")
     return cache
@@ -186,7 +187,8 @@ LoaderWorkersOption = Annotated[int, typer.Option("--workers", help="Background 
                                                                     "GPU busy).")]
 CacheOption = Annotated[Path | None, typer.Option("--cache", help="Folder that keeps the prepared images "
                                                         "(resampling, bias fits): a resumed run, or another run "
-                                                        "on the same images, reads them from there.")]
+                                                        "on the same images, reads them from there.",
+                                                        callback=_cache_folder)]
 ModelOption = Annotated[str | None, typer.Option("--model", help="Registered model id (default: the task's "
                                                                  "default model).")]
 DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]
@@ -435,7 +437,7 @@ def train_crossstitch(
                          learned_weights, diffeomorphic, "ncc", True, devices, accelerator, seed, model_id,
                          learning_rate=learning_rate, start_from=tuple(start_from or ()),
                          stitch_rate_scale=stitch_rate_scale, workers=_loader_workers(workers),
-                         field_of_view_cuts=field_of_view_cuts, cache=_cache_folder(cache))
+                         field_of_view_cuts=field_of_view_cuts, cache=cache)
     with ProgressReporter(progress.value) as reporter:
         result = fit(datalist, out, options, reporter.stage("train crossstitch", 0.0, 1.0))
         if result:
@@ -506,7 +508,7 @@ def train_hiersynth(
     options = CBVFitOptions(variant.value, names, spacing, neighbours, steps, global_fraction, joint_steps,
                             batch_size, local_tumour_share, learning_rate, rate_schedule.value, minutes,
                             devices, accelerator, seed, model_id or variant.value, _loader_workers(workers),
-                            validation_cases, tumour_share, _cache_folder(cache))
+                            validation_cases, tumour_share, cache)
     with ProgressReporter(progress.value) as reporter:
         result = fit_hiersynth(datalist, out, options, reporter.stage("train hiersynth", 0.0, 1.0))
         if result:
@@ -603,7 +605,7 @@ def train_synthtumour(
                                senior_tumour_free_fraction=senior_tumour_free, senior_ema_decay=senior_ema,
                                senior_real_share=senior_real_share, rate_schedule=rate_schedule.value,
                                senior_pick_from=senior_pick_from, senior_rounds=senior_rounds,
-                               workers=_loader_workers(workers), cache=_cache_folder(cache),
+                               workers=_loader_workers(workers), cache=cache,
                                pseudo_label_edges=pseudo_label_edges.value)
     with ProgressReporter(progress.value) as reporter:
         result = fit_synthtumour(healthy, unlabelled, out, options, reporter.stage("train synthtumour", 0.0, 1.0))
@@ -633,7 +635,7 @@ def train_register(
     options = FitOptions("register", "registration-only", spacing=spacing, patch=patch, batch_size=batch_size,
                          steps=steps, max_minutes=minutes, diffeomorphic=diffeomorphic,
                          photometric=photometric.value, devices=devices, accelerator=accelerator, seed=seed,
-                         model_id=model_id, workers=_loader_workers(workers), cache=_cache_folder(cache))
+                         model_id=model_id, workers=_loader_workers(workers), cache=cache)
     with ProgressReporter(progress.value) as reporter:
         result = fit(datalist, out, options, reporter.stage("train register", 0.0, 1.0))
         if result:

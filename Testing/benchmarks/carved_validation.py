@@ -28,7 +28,7 @@ import torch
 
 from synthlab.datalist import read_datalist
 from synthlab.synthtumour.evaluation import model_mask
-from synthlab.synthtumour.fit import HALF_CONTRAST_RULE, pseudo_label
+from synthlab.synthtumour.fit import pseudo_label, pseudo_label_edges_named_in
 from synthlab.synthtumour.inference import TumourModel
 from synthlab.synthtumour.training import carved_cases, carved_pairs, overlap_counts, pooled_dice
 
@@ -51,8 +51,7 @@ def main() -> None:
         parser.error(f"--label-source {args.label_source} is not one of the --model names ({', '.join(named)})")
     models = {name: TumourModel.from_files(Path(path), "auto", mirror=False) for name, path in named.items()}
     source = models[args.label_source]
-    edges = args.pseudo_label_edges or ("half-contrast" if HALF_CONTRAST_RULE in source.card.get("pseudo_labels", "")
-                                        else "model")
+    edges = args.pseudo_label_edges or pseudo_label_edges_named_in(source.card)
     brains = [source.read_entry(entry) for entry in read_datalist(args.healthy)["validation"]]
     tumours = [replace(case, label=pseudo_label(source.segment_canvas(case), source.spacing,
                                                 case if edges == "half-contrast" else None))

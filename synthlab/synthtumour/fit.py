@@ -98,6 +98,11 @@ def pseudo_label_rule(options: TumourFitOptions) -> str:
     return PSEUDO_LABEL_RULE + (f", {HALF_CONTRAST_RULE}" if options.moves_pseudo_label_edges else "")
 
 
+def pseudo_label_edges_named_in(card: dict) -> str:
+    """The ``--pseudo-label-edges`` whose rule a model card's ``pseudo_labels`` names (``model`` when none)."""
+    return "half-contrast" if HALF_CONTRAST_RULE in card.get("pseudo_labels", "") else "model"
+
+
 def card_for(options: TumourFitOptions, stage: str) -> dict:
     return {"task": "tumour", "version": __version__, "stage": stage,
             "method": "SynthTumour two-stage synthesis, no expert labels (METHODS.md §2)",
