@@ -746,6 +746,25 @@ def test_tumour_benchmark_refuses_two_seniors_with_one_row_name(tmp_path):
     assert "NAME=weights.safetensors" in result.stderr.strip().splitlines()[-1]
 
 
+def test_tumour_benchmark_without_a_junior_scores_the_senior_the_baseline_and_the_healthy_brains(
+        brain_data, tumour_registry, tmp_path):
+    splits = read_datalist(brain_data / "datalist.json")
+    tumours = [e for entries in splits.values() for e in entries if e["tumour"]][:2]
+    healthy = [e for entries in splits.values() for e in entries if not e["tumour"]][:1]
+    datalist = brain_data / "benchmark_without_junior.json"  # beside the cases its relative paths name
+    datalist.write_text(json.dumps({"training": [], "validation": tumours, "test": tumours + healthy}))
+    weights = Path(tumour_registry).parent / "tiny-tumour.safetensors"
+    ran = run_benchmark_script("tumour_benchmark.py", "--datalist", datalist, "--senior", weights, "--repeats", "0",
+                               "--mirror", "off", "--report", tmp_path / "report.json")
+    assert ran.returncode == 0, ran.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert set(report["summary"]) == {"senior", "intensity baseline"}  # no junior row when none is given
+    assert report["test_cases"] == len(tumours) and len(report["cases"]) == len(tumours)
+    assert all(0.0 <= case["senior"]["dice"] <= 1.0 for case in report["cases"])
+    assert report["summary"]["senior"]["healthy_cases"] == len(healthy) > 0
+    assert report["full_brain_1mm_seconds"] == []  # --repeats 0: no full-brain timing
+
+
 def test_carved_validation_benchmark_scores_each_model_on_one_label_sources_carved_tumours(brain_data,
                                                                                            tumour_registry, tmp_path):
     healthy = json.loads((brain_data / "healthy.json").read_text())

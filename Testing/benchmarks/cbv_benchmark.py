@@ -47,7 +47,7 @@ def main() -> None:
     add_model_option(parser)
     parser.add_argument("--split", default="test")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="full-brain timings (0: none)")
     parser.add_argument("--blurred-truth", type=float, nargs="*", default=[], metavar="SIGMA",
                         help="also score the true CBV blurred by these σ (voxels)")
     parser.add_argument("--report", type=Path)

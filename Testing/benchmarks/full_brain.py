@@ -13,7 +13,10 @@ from synthlab.phantoms.fields import case_seed
 
 def time_full_brain(run: Callable[[dict[str, str], str], object], contrasts: Sequence[str], repeats: int
                     ) -> list[float]:
-    """Seconds per ``run(contrast paths, mask path)`` on a 1 mm full-size phantom brain with a tumour."""
+    """Seconds per ``run(contrast paths, mask path)`` on a 1 mm full-size phantom brain with a tumour (none made
+    for ``repeats`` 0)."""
+    if repeats < 1:
+        return []
     case = brain.generate_case(case_seed(99, 0), "full", with_tumour=True)
     with tempfile.TemporaryDirectory() as folder:
         files = brain.write_case(case, Path(folder) / "full")

@@ -45,7 +45,7 @@ def main() -> None:
                         help="one or more seniors, each weights.safetensors or NAME=weights.safetensors "
                              "(more than one: each row is named NAME, else after its file)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="full-brain timings (0: none)")
     parser.add_argument("--report", type=Path)
     add_mirror_option(parser)
     args = parser.parse_args()
