@@ -765,6 +765,25 @@ def test_tumour_benchmark_without_a_junior_scores_the_senior_the_baseline_and_th
     assert report["full_brain_1mm_seconds"] == []  # --repeats 0: no full-brain timing
 
 
+def test_healthy_screen_reports_what_each_model_finds_in_every_healthy_brain(brain_data, tumour_registry, tmp_path):
+    weights = Path(tumour_registry).parent / "tiny-tumour.safetensors"
+    twice = run_benchmark_script("healthy_screen.py", "--datalist", brain_data / "healthy.json", "--model",
+                                 f"a={weights}", f"a={weights}")
+    assert twice.returncode == 2 and "names of its own" in twice.stderr.strip().splitlines()[-1]
+    no_healthy = run_benchmark_script("healthy_screen.py", "--datalist", brain_data / "unlabelled.json", "--model",
+                                      f"a={weights}")
+    assert no_healthy.returncode == 2 and "has no healthy brain" in no_healthy.stderr.strip().splitlines()[-1]
+    ran = run_benchmark_script("healthy_screen.py", "--datalist", brain_data / "healthy.json", "--model",
+                               f"a={weights}", f"b={weights}", "--mirror", "off", "--report", tmp_path / "screen.json")
+    assert ran.returncode == 0, ran.stderr
+    rows = json.loads((tmp_path / "screen.json").read_text())["models"]
+    healthy = [e for split in read_datalist(brain_data / "healthy.json").values() for e in split]
+    assert set(rows) == {"a", "b"} and rows["a"] == rows["b"]  # the same weights find the same
+    volumes = [brain["found_ml"] for brain in rows["a"]["brains"]]
+    assert rows["a"]["healthy_cases"] == len(volumes) == len(healthy) > 0 and min(volumes) >= 0
+    assert rows["a"]["healthy_empty"] == volumes.count(0.0)
+
+
 def test_carved_validation_benchmark_scores_each_model_on_one_label_sources_carved_tumours(brain_data,
                                                                                            tumour_registry, tmp_path):
     healthy = json.loads((brain_data / "healthy.json").read_text())
