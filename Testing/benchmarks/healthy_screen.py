@@ -19,7 +19,7 @@ from mirroring import add_mirror_option, with_mirroring
 from tumour_benchmark import preparation
 
 from synthlab.datalist import read_datalist
-from synthlab.synthtumour.evaluation import healthy_findings, model_mask
+from synthlab.synthtumour.evaluation import canvas_ml, healthy_findings, model_mask
 from synthlab.synthtumour.inference import TumourModel
 
 
@@ -48,7 +48,7 @@ def main() -> None:
         print(f"healthy brain {index + 1}/{len(entries)}", flush=True)
         case = reader.read_entry(entry)
         for name, model in models.items():
-            volume = float(model_mask(model, case, reader.spacing).sum() * reader.spacing ** 3 / 1000)
+            volume = canvas_ml(model_mask(model, case, reader.spacing), reader.spacing)
             found[name].append({"case": entry.get("case"), "flair": entry["flair"], "found_ml": round(volume, 3)})
     report = {"datalist": str(args.datalist), "mirror": args.mirror,
               "models": {name: {**healthy_findings([row["found_ml"] for row in rows]), "brains": rows}

@@ -28,6 +28,11 @@ def scores(prediction: np.ndarray, truth: np.ndarray, spacing: float) -> dict[st
     return {"dice": dice(prediction, truth), "hd95_mm": distances["hd95_mm"]}
 
 
+def canvas_ml(mask: np.ndarray, spacing: float) -> float:
+    """Volume in ml of a mask on a model canvas of isotropic ``spacing`` (mm)."""
+    return float(mask.sum() * spacing ** 3 / 1000)
+
+
 def false_islands(prediction: np.ndarray, case: BrainArrays, spacing: float) -> dict[str, float | None]:
     """Predicted components that do not touch the tumour: volume (ml), mean FLAIR z-score and mean depth
     inside the brain (mm) of their voxels (None when there are none)."""
@@ -37,7 +42,7 @@ def false_islands(prediction: np.ndarray, case: BrainArrays, spacing: float) -> 
         return {"false_islands_ml": 0.0, "false_island_flair_z": None, "false_island_depth_mm": None}
     flair_z = zscore_inside(case.image[:1], case.mask)[0]
     depth = ndimage.distance_transform_edt(case.mask, sampling=spacing)
-    return {"false_islands_ml": float(islands.sum() * spacing ** 3 / 1000),
+    return {"false_islands_ml": canvas_ml(islands, spacing),
             "false_island_flair_z": float(flair_z[islands].mean()), "false_island_depth_mm": float(depth[islands].mean())}
 
 
@@ -81,7 +86,7 @@ def evaluate(methods: dict[str, Callable[[BrainArrays], np.ndarray]], cases: Seq
     for index, case in enumerate(healthy):
         progress((len(cases) + index) / total, f"healthy brain {index + 1}/{len(healthy)}")
         for name, method in methods.items():
-            found_ml[name].append(float(method(case).sum() * spacing ** 3 / 1000))
+            found_ml[name].append(canvas_ml(method(case), spacing))
     summary = {}
     for name in methods:
         dices = [row[name]["dice"] for row in per_case]
