@@ -773,6 +773,13 @@ def test_healthy_screen_reports_what_each_model_finds_in_every_healthy_brain(bra
     no_healthy = run_benchmark_script("healthy_screen.py", "--datalist", brain_data / "unlabelled.json", "--model",
                                       f"a={weights}")
     assert no_healthy.returncode == 2 and "has no healthy brain" in no_healthy.stderr.strip().splitlines()[-1]
+    coarser = tmp_path / "coarser.safetensors"  # the same weights, read at another spacing
+    shutil.copy(weights, coarser)
+    card = json.loads(weights.with_suffix(".json").read_text())
+    coarser.with_suffix(".json").write_text(json.dumps({**card, "spacing": [card["spacing"][0] * 2] * 3}))
+    mixed = run_benchmark_script("healthy_screen.py", "--datalist", brain_data / "healthy.json", "--model",
+                                 f"a={weights}", f"b={coarser}")
+    assert mixed.returncode == 2 and "share their image preparation" in mixed.stderr.strip().splitlines()[-1]
     ran = run_benchmark_script("healthy_screen.py", "--datalist", brain_data / "healthy.json", "--model",
                                f"a={weights}", f"b={weights}", "--mirror", "off", "--report", tmp_path / "screen.json")
     assert ran.returncode == 0, ran.stderr
