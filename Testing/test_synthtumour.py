@@ -769,7 +769,7 @@ def test_healthy_screen_reports_what_each_model_finds_in_every_healthy_brain(bra
     weights = Path(tumour_registry).parent / "tiny-tumour.safetensors"
     twice = run_benchmark_script("healthy_screen.py", "--datalist", brain_data / "healthy.json", "--model",
                                  f"a={weights}", f"a={weights}")
-    assert twice.returncode == 2 and "names of its own" in twice.stderr.strip().splitlines()[-1]
+    assert twice.returncode == 2 and "given twice: a" in twice.stderr.strip().splitlines()[-1]
     no_healthy = run_benchmark_script("healthy_screen.py", "--datalist", brain_data / "unlabelled.json", "--model",
                                       f"a={weights}")
     assert no_healthy.returncode == 2 and "has no healthy brain" in no_healthy.stderr.strip().splitlines()[-1]
@@ -799,6 +799,8 @@ def test_carved_validation_benchmark_scores_each_model_on_one_label_sources_carv
     weights = Path(tumour_registry).parent / "tiny-tumour.safetensors"
     arguments = ["--healthy", with_brains, "--unlabelled", brain_data / "unlabelled.json", "--model",
                  f"tiny={weights}", f"again={weights}"]
+    twice = run_benchmark_script("carved_validation.py", *arguments, f"tiny={weights}", "--label-source", "tiny")
+    assert twice.returncode == 2 and "given twice: tiny" in twice.stderr.strip().splitlines()[-1]  # not the last kept
     unknown = run_benchmark_script("carved_validation.py", *arguments, "--label-source", "other")
     assert unknown.returncode == 2 and "is not one of the --model names" in unknown.stderr.strip().splitlines()[-1]
     no_brains = run_benchmark_script("carved_validation.py", *arguments[2:], "--healthy", brain_data / "healthy.json",

@@ -25,6 +25,7 @@ from itertools import product
 from pathlib import Path
 
 import torch
+from named_weights import named_weights
 
 from synthlab.datalist import read_datalist
 from synthlab.synthtumour.evaluation import model_mask
@@ -46,10 +47,10 @@ def main() -> None:
                              "card, else model)")
     parser.add_argument("--report", type=Path)
     args = parser.parse_args()
-    named = dict(item.partition("=")[::2] for item in args.model)
+    named = named_weights(parser, args.model)
     if args.label_source not in named:
         parser.error(f"--label-source {args.label_source} is not one of the --model names ({', '.join(named)})")
-    models = {name: TumourModel.from_files(Path(path), "auto", mirror=False) for name, path in named.items()}
+    models = {name: TumourModel.from_files(path, "auto", mirror=False) for name, path in named.items()}
     source = models[args.label_source]
     edges = args.pseudo_label_edges or pseudo_label_edges_named_in(source.card)
     brains = [source.read_entry(entry) for entry in read_datalist(args.healthy)["validation"]]

@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--report", type=Path)
     add_mirror_option(parser)
     args = parser.parse_args()
-    models = load_models(args.model, args.device)
+    models = load_models(parser, args.model, args.device)
     models = with_mirroring(models, args.mirror)
     first = next(iter(models.values()))
     steps = {name: model.card["training"] for name, model in models.items()}

@@ -109,7 +109,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.mirror == "both":
         parser.error("--mirror: on or off for a figure")
-    models = load_models(args.model, args.device)
+    models = load_models(parser, args.model, args.device)
     if len({(tuple(model.contrasts), model.spacing) for model in models.values()}) > 1:
         parser.error("--model: every model must read the same contrasts at the same spacing")
     models = with_mirroring(models, args.mirror)

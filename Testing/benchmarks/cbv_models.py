@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from named_weights import named_weights
+
 from synthlab.hiersynth.inference import CBVModel
 
 
@@ -11,10 +13,6 @@ def add_model_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", action="append", required=True, help="NAME=weights.safetensors (repeat)")
 
 
-def load_models(items: list[str], device: str) -> dict[str, CBVModel]:
+def load_models(parser: argparse.ArgumentParser, items: list[str], device: str) -> dict[str, CBVModel]:
     """Each ``NAME=weights`` item's model (its card beside the weights), by name, in the order given."""
-    models = {}
-    for item in items:
-        name, _, path = item.partition("=")
-        models[name] = CBVModel.from_files(path, device)
-    return models
+    return {name: CBVModel.from_files(path, device) for name, path in named_weights(parser, items).items()}

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from mirroring import add_mirror_option, with_mirroring
+from named_weights import named_weights
 from tumour_benchmark import preparation
 
 from synthlab.datalist import read_datalist
@@ -31,10 +32,8 @@ def main() -> None:
     parser.add_argument("--report", type=Path)
     add_mirror_option(parser)
     args = parser.parse_args()
-    named = [item.partition("=")[::2] for item in args.model]
-    if any(not name or not path for name, path in named) or len({name for name, _ in named}) < len(named):
-        parser.error("give each model once as NAME=weights.safetensors, with names of its own")
-    models = with_mirroring({name: TumourModel.from_files(Path(path), args.device) for name, path in named},
+    models = with_mirroring({name: TumourModel.from_files(path, args.device)
+                             for name, path in named_weights(parser, args.model).items()},
                             args.mirror)
     entries = [entry for split in read_datalist(args.datalist).values() for entry in split
                if not entry.get("tumour", True)]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from full_brain import time_full_brain
 from mirroring import add_mirror_option, with_mirroring
+from named_weights import named_weights
 
 from synthlab.datalist import read_datalist
 from synthlab.synthtumour.evaluation import baseline_mask, choose_threshold, evaluate, model_mask
@@ -49,12 +50,10 @@ def main() -> None:
     parser.add_argument("--report", type=Path)
     add_mirror_option(parser)
     args = parser.parse_args()
-    named = [item.partition("=")[::2] if "=" in item else (Path(item).stem, item) for item in args.senior]
-    if len({name for name, _ in named}) < len(named):
-        parser.error("two seniors share a row name: give each one as NAME=weights.safetensors")
+    named = named_weights(parser, args.senior, bare_name_from_file=True)
     juniors = {"junior": TumourModel.from_files(args.junior, args.device)} if args.junior else {}
-    seniors = {("senior" if len(named) == 1 else f"senior: {name}"): TumourModel.from_files(Path(path), args.device)
-               for name, path in named}
+    seniors = {("senior" if len(named) == 1 else f"senior: {name}"): TumourModel.from_files(path, args.device)
+               for name, path in named.items()}
     senior = next(iter(seniors.values()))  # reads the cases
     if len({preparation(model) for model in (*juniors.values(), *seniors.values())}) > 1:
         parser.error("the junior and the seniors must share their image preparation (intensity, N4 levels, spacing)")

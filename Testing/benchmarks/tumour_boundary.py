@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from named_weights import named_weights
 from scipy import ndimage
 from tumour_benchmark import labelled_tumours, preparation
 
@@ -68,8 +69,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--report", type=Path)
     args = parser.parse_args()
-    models = {name: TumourModel.from_files(Path(path), args.device)
-              for name, path in (item.split("=", 1) for item in args.model)}
+    models = {name: TumourModel.from_files(path, args.device)
+              for name, path in named_weights(parser, args.model).items()}
     first = next(iter(models.values()))
     if any(preparation(model) != preparation(first) for model in models.values()):
         parser.error("the models must share their image preparation (intensity, N4 levels, spacing)")
