@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mirroring import add_mirror_option, with_mirroring
 from named_weights import named_weights
-from tumour_benchmark import preparation
+from tumour_benchmark import require_one_preparation
 
 from synthlab.datalist import read_datalist
 from synthlab.synthtumour.evaluation import canvas_ml, healthy_findings, model_mask
@@ -39,8 +39,7 @@ def main() -> None:
                if not entry.get("tumour", True)]
     if not entries:
         parser.error(f"{args.datalist} has no healthy brain (an entry with tumour false)")
-    if len({preparation(model) for model in models.values()}) > 1:
-        parser.error("the models must share their image preparation (intensity, N4 levels, spacing)")
+    require_one_preparation(parser, models.values())
     reader = next(iter(models.values()))
     found = {name: [] for name in models}
     for index, entry in enumerate(entries):

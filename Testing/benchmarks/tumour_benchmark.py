@@ -37,6 +37,12 @@ def preparation(model: TumourModel) -> tuple:
     return model.card["intensity"]["kind"], model.bias_levels, model.spacing
 
 
+def require_one_preparation(parser: argparse.ArgumentParser, models) -> None:
+    """Refuse models that would read the same case differently (they are scored on one reading of it)."""
+    if len({preparation(model) for model in models}) > 1:
+        parser.error("the models must share their image preparation (intensity, N4 levels, spacing)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datalist", type=Path, required=True)
@@ -55,8 +61,7 @@ def main() -> None:
     seniors = {("senior" if len(named) == 1 else f"senior: {name}"): TumourModel.from_files(path, args.device)
                for name, path in named.items()}
     senior = next(iter(seniors.values()))  # reads the cases
-    if len({preparation(model) for model in (*juniors.values(), *seniors.values())}) > 1:
-        parser.error("the junior and the seniors must share their image preparation (intensity, N4 levels, spacing)")
+    require_one_preparation(parser, [*juniors.values(), *seniors.values()])
     spacing, splits = senior.spacing, read_datalist(args.datalist)
     test = labelled_tumours(splits["test"], senior)
     threshold = choose_threshold(labelled_tumours(splits["validation"], senior), spacing)

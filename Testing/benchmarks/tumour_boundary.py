@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from named_weights import named_weights
 from scipy import ndimage
-from tumour_benchmark import labelled_tumours, preparation
+from tumour_benchmark import labelled_tumours, require_one_preparation
 
 from synthlab.datalist import read_datalist
 from synthlab.metrics import dice
@@ -72,8 +72,7 @@ def main() -> None:
     models = {name: TumourModel.from_files(path, args.device)
               for name, path in named_weights(parser, args.model).items()}
     first = next(iter(models.values()))
-    if any(preparation(model) != preparation(first) for model in models.values()):
-        parser.error("the models must share their image preparation (intensity, N4 levels, spacing)")
+    require_one_preparation(parser, models.values())
     spacing, splits = first.spacing, read_datalist(args.datalist)
     test = labelled_tumours(splits["test"], first)
     threshold = choose_threshold(labelled_tumours(splits["validation"], first), spacing)
