@@ -13,7 +13,7 @@ import pytest
 import pytorch_lightning as pl
 import SimpleITK as sitk
 import torch
-from conftest import TINY_TUMOUR, run_benchmark_script, synthlab, synthlab_env, synthlab_here
+from conftest import TINY_TUMOUR, quiet, run_benchmark_script, synthlab, synthlab_env, synthlab_here
 from safetensors.torch import load_file, save_file
 from scipy import ndimage
 from torch.utils.data import DataLoader
@@ -470,6 +470,31 @@ def test_a_second_round_trains_a_new_senior_on_the_first_seniors_pseudo_labels(b
                     lambda fraction, message: messages.append(message))
     assert {"junior", "senior", "senior_round2"} <= {message.split(" already trained")[0] for message in messages}
     assert not any(message.startswith("training the") for message in messages)
+
+
+def test_an_earlier_model_can_label_stage_2_in_place_of_a_junior(brain_data, tumour_registry, tmp_path):
+    labeller = tumour_registry.parent / "tiny-tumour.safetensors"
+    options = TumourFitOptions(junior_steps=1, senior_steps=1, model_id="relabelled", labeller=labeller,
+                               **TINY_TUMOUR)
+    fit_synthtumour(brain_data / "healthy.json", brain_data / "unlabelled.json", tmp_path, options, quiet)
+    assert not (tmp_path / "junior").exists()
+    for folder in ("pseudo_labels", "pseudo_labels_validation"):
+        assert (tmp_path / folder / "labeller.sha256").read_text().split("\n")[0] == sha256_of(labeller)
+    card = json.loads((tmp_path / "relabelled.json").read_text())
+    assert card["pseudo_labels_by"] == str(labeller) and card["junior_weights"] is None
+    assert card["training"]["steps"] == 1
+
+
+def test_a_labeller_that_prepares_images_otherwise_is_refused_in_one_line(brain_data, tumour_registry, tmp_path):
+    labeller = tumour_registry.parent / "tiny-tumour.safetensors"
+    other_spacing = {**TINY_TUMOUR, "spacing": TINY_TUMOUR["spacing"] + 1}
+    with pytest.raises(InputError, match="--labeller: was trained on images prepared with other spacing"):
+        fit_synthtumour(brain_data / "healthy.json", brain_data / "unlabelled.json", tmp_path / "run",
+                        TumourFitOptions(labeller=labeller, **other_spacing), quiet)
+    with pytest.raises(InputError, match="--labeller: .*give a tumour model's weights with its card"):
+        fit_synthtumour(brain_data / "healthy.json", brain_data / "unlabelled.json", tmp_path / "run",
+                        TumourFitOptions(labeller=tmp_path / "none.safetensors", **TINY_TUMOUR), quiet)
+    assert not (tmp_path / "run").exists()
 
 
 def test_without_held_out_tumour_images_the_senior_is_chosen_on_the_stage1_validation(brain_data, tmp_path):

@@ -570,6 +570,9 @@ def train_synthtumour(
                                   "labeller's outline (the paper); half-contrast: each outline moved, at most "
                                   "one voxel, to where FLAIR is halfway between the tumour and the brain around "
                                   "it.")] = PseudoLabelEdges.model,
+    labeller: Annotated[Path | None, typer.Option("--labeller", help="Skip stage 1: an earlier tumour model "
+                                                  "(e.g. a senior) labels the unlabelled images instead of a "
+                                                  "new junior; --junior-steps is then unused.")] = None,
     workers: LoaderWorkersOption = 0, cache: CacheOption = None, progress: ProgressOption = ProgressMode.bar,
 ):
     """Train the tumour segmenter by two-stage synthesis: junior, pseudo labels, senior (no expert labels)."""
@@ -606,7 +609,7 @@ def train_synthtumour(
                                senior_real_share=senior_real_share, rate_schedule=rate_schedule.value,
                                senior_pick_from=senior_pick_from, senior_rounds=senior_rounds,
                                workers=_loader_workers(workers), cache=cache,
-                               pseudo_label_edges=pseudo_label_edges.value)
+                               pseudo_label_edges=pseudo_label_edges.value, labeller=labeller)
     with ProgressReporter(progress.value) as reporter:
         result = fit_synthtumour(healthy, unlabelled, out, options, reporter.stage("train synthtumour", 0.0, 1.0))
         if result:

@@ -9,7 +9,8 @@ inference would keep of the junior's tumour (no component under 0.5 ml), with th
 in a tumour filled slice by slice: a whole-tumour label includes the core. A folder keeps one
 image preparation (channels, spacing, bias correction). With ``senior_rounds`` N > 1, stage 2 runs N
 times: round r (``out/senior_round<r>``, labels in ``out/pseudo_labels_round<r>``) trains a new senior on
-the previous senior's pseudo labels. The last senior is exported as ``<model_id>`` with its card.
+the previous senior's pseudo labels. With a ``labeller`` (an earlier run's senior, say) no junior is
+trained: that model's pseudo labels start stage 2. The last senior is exported as ``<model_id>`` with its card.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ class TumourFitOptions:
     workers: int = 0  # background processes making training patches
     cache: Path | None = None  # folder keeping the prepared images for later runs on the same images
     pseudo_label_edges: str = "model"  # or "half-contrast": outlines moved to FLAIR's half-contrast edge
+    labeller: Path | None = None  # a trained tumour model whose pseudo labels start stage 2: no junior is trained
 
     @property
     def moves_pseudo_label_edges(self) -> bool:
@@ -124,6 +126,19 @@ def _require_same_preprocessing(out: Path, options: TumourFitOptions) -> None:
     if differing:
         raise InputError("--out", f"holds a run whose images were prepared with other {', '.join(differing)}; "
                                   "resume with the same settings or use a new folder")
+
+
+def _require_labeller_preparation(labeller: Path, options: TumourFitOptions) -> None:
+    """Refuse a labeller whose card prepares images otherwise than this run (channels, spacing, bias correction)."""
+    card_path = labeller.with_suffix(".json")
+    if not labeller.is_file() or not card_path.is_file():
+        raise InputError("--labeller", f"{labeller}: give a tumour model's weights with its card ({card_path.name}) "
+                                       "beside them")
+    card, now = json.loads(card_path.read_text()), card_for(options, "junior")
+    differing = [key for key in ("inputs", "spacing", "intensity") if card.get(key) != now[key]]
+    if differing:
+        raise InputError("--labeller", f"was trained on images prepared with other {', '.join(differing)} than "
+                                       "this run's; give the same --channels, --spacing and --bias-fit-levels")
 
 
 def _read_split(entries: list[dict], options: TumourFitOptions, progress: StageProgress, what: str
@@ -244,6 +259,8 @@ def fit_synthtumour(healthy_datalist: Path, unlabelled_datalist: Path, out: Path
     if not unlabelled_entries:
         raise InputError("--unlabelled", "has no training cases")
     _require_same_preprocessing(out, options)
+    if options.labeller is not None:
+        _require_labeller_preparation(options.labeller, options)
     validation_entries = healthy_splits["validation"] or healthy_entries[-max(1, len(healthy_entries) // 5):]
     healthy = _read_split(healthy_entries, options, progress, "healthy brains")
     validation_brains = _read_split(validation_entries, options, progress, "validation brains")
@@ -254,7 +271,8 @@ def fit_synthtumour(healthy_datalist: Path, unlabelled_datalist: Path, out: Path
     def stage1(seed: int) -> SyntheticTumours:
         return SyntheticTumours(healthy, options.channels, options.spacing, patch, samples, seed)
 
-    junior = _train_stage("junior", out, stage1(options.seed), validation, options, options.junior_steps, progress)
+    junior = options.labeller or _train_stage("junior", out, stage1(options.seed), validation, options,
+                                              options.junior_steps, progress)
     tumours = _read_split(unlabelled_entries, options, progress, "unlabelled tumour images")
     held_out = (_read_split(unlabelled_splits["validation"], options, progress, "held-out tumour images")
                 if unlabelled_splits["validation"] else [])  # they choose the senior's checkpoint
@@ -284,7 +302,7 @@ def fit_synthtumour(healthy_datalist: Path, unlabelled_datalist: Path, out: Path
     card = json.loads(senior.with_suffix(".json").read_text())
     card["training"]["senior_rounds"] = options.senior_rounds
     card.update(training_data={"healthy": str(healthy_datalist), "unlabelled": str(unlabelled_datalist)},
-                junior_weights=str(junior), pseudo_labels=pseudo_label_rule(options),
+                junior_weights=None if options.labeller else str(junior), pseudo_labels=pseudo_label_rule(options),
                 pseudo_labels_by=str(labelled_by))
     weights_path, card_path = save_model(load_file(str(senior)), card, out, options.model_id)
     progress(1.0, f"wrote {weights_path.name}")
