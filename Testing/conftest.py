@@ -167,10 +167,18 @@ def brain_data(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tumour_registry(tmp_path_factory, brain_data) -> Path:
+def tumour_cache(tmp_path_factory) -> Path:
+    """The tiny brains as the tumour trainer prepares them (N4, resampling), kept for every training test
+    (``--cache``), so each test does not prepare them again."""
+    return tmp_path_factory.mktemp("tumour-cache")
+
+
+@pytest.fixture(scope="session")
+def tumour_registry(tmp_path_factory, brain_data, tumour_cache) -> Path:
     """A registry holding a tiny tumour model trained for a few steps of each stage."""
     out = tmp_path_factory.mktemp("tumour-model")
-    options = TumourFitOptions(junior_steps=3, senior_steps=3, model_id="tiny-tumour", **TINY_TUMOUR)
+    options = TumourFitOptions(junior_steps=3, senior_steps=3, model_id="tiny-tumour", cache=tumour_cache,
+                               **TINY_TUMOUR)
     result = fit_synthtumour(brain_data / "healthy.json", brain_data / "unlabelled.json", out, options, quiet)
     registry = Registry(out / "Models.json")
     weights = Path(result["weights"])

@@ -38,3 +38,12 @@ def test_named_weights_refuse_a_name_given_twice_or_an_item_without_a_name_or_pa
                                           bare_name_from_file=True)
     assert "'=R/one.safetensors'" in _refusal(["=R/one.safetensors"], capsys)
     assert "'a='" in _refusal(["a="], capsys)
+
+
+def test_the_named_weights_option_takes_several_items_at_once_and_repeated():
+    parser = argparse.ArgumentParser()
+    named_weights_module.add_named_weights_option(parser, "--model", "models")
+    given = parser.parse_args(["--model", "a=R/one.safetensors", "b=R/two.safetensors", "--model", "c=R/3.safetensors"])
+    assert list(named_weights(parser, given.model)) == ["a", "b", "c"]  # every item kept, in order
+    with pytest.raises(SystemExit):
+        parser.parse_args([])  # required

@@ -151,7 +151,7 @@ def test_fifty_concurrent_clients_mixing_valid_and_bad_requests(live_server, pai
     assert len(kinds) == 50
     process = live_server["process"]
     memory = []
-    for round_index in range(3):
+    for round_index in range(2):  # the second round's memory against the first's
         folders = [tmp_path / f"round{round_index}-client{index}" for index in range(len(kinds))]
         for folder in folders:
             folder.mkdir()
@@ -165,7 +165,7 @@ def test_fifty_concurrent_clients_mixing_valid_and_bad_requests(live_server, pai
     assert files_left(live_server["tmp"]) == []
     # A round uploads over 100 MiB; kept uploads, jobs or results would add that much each round. Resident
     # memory of an idle server moves by up to ~25 MiB between rounds with no trend (transient buffers).
-    assert max(memory[1:]) - memory[0] < 48 * 1024, memory
+    assert memory[1] - memory[0] < 48 * 1024, memory
 
 
 def test_client_disconnecting_mid_upload_leaves_nothing(live_server):

@@ -314,7 +314,7 @@ def test_a_pseudo_outline_moves_to_the_half_contrast_edge_by_at_most_one_voxel()
     assert np.array_equal(half_contrast_edges(outside, 2.4 - flair, brain), outside)  # not brighter: left alone
 
 
-def test_training_runs_both_stages_and_resumes(brain_data, tumour_registry, tmp_path):
+def test_training_runs_both_stages_and_resumes(brain_data, tumour_registry, tumour_cache, tmp_path):
     trained = Path(tumour_registry).parent
     assert (trained / "junior" / "junior.safetensors").is_file() and (trained / "senior" / "senior.safetensors").is_file()
     assert len(list((trained / "pseudo_labels").glob("*.npz"))) == 5
@@ -331,7 +331,7 @@ def test_training_runs_both_stages_and_resumes(brain_data, tumour_registry, tmp_
     shutil.copytree(trained, out)  # the session's registry keeps its own files
     arguments = ["train", "synthtumour", "--healthy", brain_data / "healthy.json", "--unlabelled",
                  brain_data / "unlabelled.json", "--out", out, "--model-id", "tiny-tumour", "--spacing", "6",
-                 "--patch", "16", "--filters", "4,8,16", "--progress", "json"]
+                 "--patch", "16", "--cache", tumour_cache, "--filters", "4,8,16", "--progress", "json"]
     other = synthlab_here(*arguments[:-2], "--filters", "8,16,32", "--junior-steps", "5")
     assert other.returncode == 2 and "resume with the same settings" in other.stderr
     for other_preparation in (["--no-bias-correction"], ["--bias-fit-levels", "2"]):
@@ -401,13 +401,13 @@ def test_training_runs_both_stages_and_resumes(brain_data, tumour_registry, tmp_
 
 
 @pytest.mark.parametrize("schedule", ["constant", "cosine"])
-def test_the_rate_schedule_anneals_each_stage_over_its_steps(brain_data, tmp_path, schedule):
+def test_the_rate_schedule_anneals_each_stage_over_its_steps(brain_data, tumour_cache, tmp_path, schedule):
     def train(senior_steps: str):
         return synthlab_here("train", "synthtumour", "--healthy", brain_data / "healthy.json", "--unlabelled",
                              brain_data / "unlabelled.json", "--out", tmp_path, "--spacing", "6", "--patch", "16",
                              "--filters", "4,8,16", "--accelerator", "cpu", "--junior-steps", "2",
                              "--senior-steps", senior_steps, "--learning-rate", "0.002", "--rate-schedule", schedule,
-                             "--progress", "none")
+                             "--cache", tumour_cache, "--progress", "none")
 
     result = train("3")
     assert result.returncode == 0, result.stderr
@@ -422,9 +422,9 @@ def test_the_rate_schedule_anneals_each_stage_over_its_steps(brain_data, tmp_pat
         assert longer.returncode == 2 and "cosine_steps 3 (now 5)" in longer.stderr, longer.stderr
 
 
-def test_the_senior_is_chosen_only_among_validations_from_its_pick_step_on(brain_data, tmp_path):
+def test_the_senior_is_chosen_only_among_validations_from_its_pick_step_on(brain_data, tumour_cache, tmp_path):
     options = TumourFitOptions(junior_steps=1, senior_steps=48, senior_pick_from=0.5, model_id="picked",
-                               **TINY_TUMOUR)
+                               cache=tumour_cache, **TINY_TUMOUR)
     fit_synthtumour(brain_data / "healthy.json", brain_data / "unlabelled.json", tmp_path, options,
                     lambda fraction, message: None)
     card = json.loads((tmp_path / "picked.json").read_text())
@@ -472,10 +472,11 @@ def test_a_second_round_trains_a_new_senior_on_the_first_seniors_pseudo_labels(b
     assert not any(message.startswith("training the") for message in messages)
 
 
-def test_an_earlier_model_can_label_stage_2_in_place_of_a_junior(brain_data, tumour_registry, tmp_path):
+def test_an_earlier_model_can_label_stage_2_in_place_of_a_junior(brain_data, tumour_registry, tumour_cache,
+                                                                tmp_path):
     labeller = tumour_registry.parent / "tiny-tumour.safetensors"
     options = TumourFitOptions(junior_steps=1, senior_steps=1, model_id="relabelled", labeller=labeller,
-                               **TINY_TUMOUR)
+                               cache=tumour_cache, **TINY_TUMOUR)
     fit_synthtumour(brain_data / "healthy.json", brain_data / "unlabelled.json", tmp_path, options, quiet)
     assert not (tmp_path / "junior").exists()
     for folder in ("pseudo_labels", "pseudo_labels_validation"):
@@ -497,23 +498,26 @@ def test_a_labeller_that_prepares_images_otherwise_is_refused_in_one_line(brain_
     assert not (tmp_path / "run").exists()
 
 
-def test_without_held_out_tumour_images_the_senior_is_chosen_on_the_stage1_validation(brain_data, tmp_path):
+def test_without_held_out_tumour_images_the_senior_is_chosen_on_the_stage1_validation(brain_data, tumour_cache,
+                                                                                      tmp_path):
     unlabelled = json.loads((brain_data / "unlabelled.json").read_text())
     datalist = brain_data / "unlabelled_without_validation.json"  # beside the cases its relative paths name
     datalist.write_text(json.dumps({**unlabelled, "validation": []}))
     messages = []
-    options = TumourFitOptions(junior_steps=1, senior_steps=1, model_id="no-held-out", **TINY_TUMOUR)
+    options = TumourFitOptions(junior_steps=1, senior_steps=1, model_id="no-held-out", cache=tumour_cache,
+                               **TINY_TUMOUR)
     fit_synthtumour(brain_data / "healthy.json", datalist, tmp_path, options, lambda f, message: messages.append(message))
     assert any("no held-out tumour images" in message for message in messages)
     assert json.loads((tmp_path / "no-held-out.json").read_text())["metrics"]["validation"] == STAGE1_VALIDATION
     assert not (tmp_path / "pseudo_labels_validation").exists()
 
 
-def test_training_under_ddp_with_two_processes(brain_data, tmp_path):
+def test_training_under_ddp_with_two_processes(brain_data, tumour_cache, tmp_path):
     result = synthlab("train", "synthtumour", "--healthy", brain_data / "healthy.json", "--unlabelled",
                       brain_data / "unlabelled.json", "--out", tmp_path, "--spacing", "6", "--patch", "16",
                       "--junior-steps", "2", "--senior-steps", "2", "--devices", "2", "--accelerator", "cpu",
-                      "--workers", "1", "--senior-ema", "0.5", "--progress", "json", timeout=600)
+                      "--workers", "1", "--senior-ema", "0.5", "--cache", tumour_cache, "--progress", "json",
+                      timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     messages = [json.loads(line)["message"] for line in result.stdout.splitlines()]
     assert messages.count("training the junior") == 2 and messages.count("training the senior") == 2  # two ranks

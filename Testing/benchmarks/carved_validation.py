@@ -25,7 +25,7 @@ from itertools import product
 from pathlib import Path
 
 import torch
-from named_weights import named_weights
+from named_weights import add_named_weights_option, named_weights
 
 from synthlab.datalist import read_datalist
 from synthlab.synthtumour.evaluation import model_mask
@@ -38,7 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--healthy", type=Path, required=True, help="datalist whose validation brains are the canvas")
     parser.add_argument("--unlabelled", type=Path, required=True, help="datalist whose validation tumour images are carved")
-    parser.add_argument("--model", required=True, nargs="+", help="NAME=weights.safetensors, one or more")
+    add_named_weights_option(parser, "--model", "tumour models to score, each NAME=weights.safetensors")
     parser.add_argument("--label-source", required=True, help="the NAME whose pseudo labels define the carved tumours")
     parser.add_argument("--every-pairing", action="store_true",
                         help="carve each tumour image into every brain (tumours × brains cases), not one brain each")

@@ -20,9 +20,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-from cbv_models import add_model_option, load_models
+from cbv_models import load_models
 from full_brain import time_full_brain
 from mirroring import add_mirror_option, with_mirroring
+from named_weights import add_named_weights_option
 from scipy import ndimage
 
 from synthlab.datalist import read_datalist
@@ -44,7 +45,7 @@ class BlurredTruth:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datalist", type=Path, required=True)
-    add_model_option(parser)
+    add_named_weights_option(parser, "--model", "HierSynth models to score, each NAME=weights.safetensors")
     parser.add_argument("--split", default="test")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=3, help="full-brain timings (0: none)")

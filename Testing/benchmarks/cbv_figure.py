@@ -19,8 +19,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from cbv_models import add_model_option, load_models  # noqa: E402
+from cbv_models import load_models  # noqa: E402
 from mirroring import add_mirror_option, with_mirroring  # noqa: E402
+from named_weights import add_named_weights_option  # noqa: E402
 
 from synthlab import figures, volume  # noqa: E402
 from synthlab.datalist import read_datalist  # noqa: E402
@@ -99,7 +100,7 @@ def draw(rows: list[tuple[str, dict[str, np.ndarray], dict[str, float]]], path: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datalist", type=Path, required=True)
-    add_model_option(parser)
+    add_named_weights_option(parser, "--model", "HierSynth models to score, each NAME=weights.safetensors")
     parser.add_argument("--split", default="test")
     parser.add_argument("--cases", type=int, default=4, help="how many tumour cases, spread over tumour size")
     parser.add_argument("--case", action="append", default=[], help="a case by its datalist name (repeat)")

@@ -1,4 +1,4 @@
-"""``--model NAME=weights.safetensors`` (repeatable) for the CBV benchmark scripts: the named models, loaded."""
+"""The named ``--model NAME=weights.safetensors`` items of the CBV benchmark scripts, loaded."""
 
 from __future__ import annotations
 
@@ -7,10 +7,6 @@ import argparse
 from named_weights import named_weights
 
 from synthlab.hiersynth.inference import CBVModel
-
-
-def add_model_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", action="append", required=True, help="NAME=weights.safetensors (repeat)")
 
 
 def load_models(parser: argparse.ArgumentParser, items: list[str], device: str) -> dict[str, CBVModel]:

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from mirroring import add_mirror_option, with_mirroring
-from named_weights import named_weights
+from named_weights import add_named_weights_option, named_weights
 from tumour_benchmark import require_one_preparation
 
 from synthlab.datalist import read_datalist
@@ -27,7 +27,7 @@ from synthlab.synthtumour.inference import TumourModel
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datalist", type=Path, required=True, help="its healthy brains (tumour false) are screened")
-    parser.add_argument("--model", required=True, nargs="+", help="NAME=weights.safetensors, one or more")
+    add_named_weights_option(parser, "--model", "tumour models to screen, each NAME=weights.safetensors")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--report", type=Path)
     add_mirror_option(parser)

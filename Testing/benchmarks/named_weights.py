@@ -7,6 +7,12 @@ import argparse
 from pathlib import Path
 
 
+def add_named_weights_option(parser: argparse.ArgumentParser, flag: str, help: str) -> None:
+    """``flag`` takes one or more ``NAME=weights`` items and may be repeated; every item given is kept."""
+    parser.add_argument(flag, required=True, nargs="+", action="extend", metavar="NAME=WEIGHTS",
+                        help=f"{help}; one or more, and the option may be repeated")
+
+
 def named_weights(parser: argparse.ArgumentParser, items: list[str], *,
                   bare_name_from_file: bool = False) -> dict[str, Path]:
     """Each item's weights by name, in the order given; ``bare_name_from_file`` names a bare path after its file."""

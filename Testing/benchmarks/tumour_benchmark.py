@@ -20,7 +20,7 @@ from pathlib import Path
 
 from full_brain import time_full_brain
 from mirroring import add_mirror_option, with_mirroring
-from named_weights import named_weights
+from named_weights import add_named_weights_option, named_weights
 
 from synthlab.datalist import read_datalist
 from synthlab.synthtumour.evaluation import baseline_mask, choose_threshold, evaluate, model_mask
@@ -48,9 +48,8 @@ def main() -> None:
     parser.add_argument("--datalist", type=Path, required=True)
     parser.add_argument("--junior", type=Path,
                         help="the seniors' junior, scored as a row of its own (omit when an earlier report has it)")
-    parser.add_argument("--senior", required=True, nargs="+",
-                        help="one or more seniors, each weights.safetensors or NAME=weights.safetensors "
-                             "(more than one: each row is named NAME, else after its file)")
+    add_named_weights_option(parser, "--senior", "seniors, each weights.safetensors or NAME=weights.safetensors "
+                                                 "(each row is named NAME, else after its file)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=3, help="full-brain timings (0: none)")
     parser.add_argument("--report", type=Path)

@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from named_weights import named_weights
+from named_weights import add_named_weights_option, named_weights
 from scipy import ndimage
 from tumour_benchmark import labelled_tumours, require_one_preparation
 
@@ -65,7 +65,7 @@ def summary(rows: list[dict], sizes: np.ndarray) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datalist", type=Path, required=True)
-    parser.add_argument("--model", action="append", required=True, help="NAME=weights.safetensors")
+    add_named_weights_option(parser, "--model", "tumour models, each NAME=weights.safetensors")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--report", type=Path)
     args = parser.parse_args()
