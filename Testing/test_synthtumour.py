@@ -905,9 +905,14 @@ def test_pseudo_label_check_scores_each_label_against_its_cases_true_tumour(brai
     rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:4] for line in result.stdout.splitlines()
             if line.split(" | ")[0].strip("| ") in case}
     assert rows[case[0]] == ["1.000", "1.00", "1.000"] and rows[case[1]] == ["0.000", "0.00", "0.000"]
-    # --labels scores another folder of the run (a later round's), here one whose first label is empty.
+    # --labels scores another folder of the run (a later round's), here one whose first label is empty; a run
+    # without a junior (labelled by --labeller) is told its spacing.
     shutil.copytree(run / "pseudo_labels", run / "pseudo_labels_round2")
     np.savez_compressed(run / "pseudo_labels_round2" / "case_0000.npz", label=np.zeros_like(first))
+    shutil.rmtree(run / "junior")
+    unspaced = run_benchmark_script("pseudo_label_quality.py", *arguments, "--labels", "pseudo_labels_round2")
+    assert unspaced.returncode == 2 and "give --spacing" in unspaced.stderr.strip().splitlines()[-1]
+    arguments += ["--spacing", str(TINY_TUMOUR["spacing"])]
     later = run_benchmark_script("pseudo_label_quality.py", *arguments, "--labels", "pseudo_labels_round2")
     assert later.returncode == 0 and "pseudo_labels_round2 against" in later.stdout, later.stderr[-2000:]
     assert f"| {case[0]} | 0.000 |" in later.stdout

@@ -8,7 +8,7 @@ and the coverage (share of the true tumour inside the pseudo label): a pseudo la
 half its tumour teaches the senior that the rest of the tumour is background.
 
     .venv/bin/python Testing/benchmarks/pseudo_label_quality.py --run RUN --unlabelled U.json \
-        --labelled D1/datalist.json [D2/datalist.json ...] [--labels pseudo_labels_round2] --report R.md
+        --labelled D1/datalist.json [D2/datalist.json ...] [--labels pseudo_labels_round2] [--spacing 2] --report R.md
 
 ``--labels`` names another of the run's label folders: a later round's (``--senior-rounds``), made by the
 previous senior.
@@ -71,10 +71,15 @@ def main() -> None:
     parser.add_argument("--labels", default="pseudo_labels",
                         help="the run's folder of pseudo labels to score (default: the junior's, pseudo_labels)")
     parser.add_argument("--report", type=Path, help="write the Markdown report here (default: print it)")
+    parser.add_argument("--spacing", type=float, help="the run's model spacing in mm (default: its junior's card; "
+                                                      "give it for a run labelled by --labeller, which has no junior)")
     arguments = parser.parse_args()
+    junior_card = arguments.run / "junior" / "junior.json"
+    if arguments.spacing is None and not junior_card.is_file():
+        parser.error(f"{junior_card} is missing (a run labelled by --labeller has none): give --spacing")
     try:
         entries = read_datalist(arguments.unlabelled)["training"]
-        card = json.loads((arguments.run / "junior" / "junior.json").read_text())
+        spacing = arguments.spacing or json.loads(junior_card.read_text())["spacing"][0]
         truths = true_label_entries(arguments.labelled)
     except (OSError, ValueError, KeyError) as error:
         parser.error(str(error))
@@ -86,7 +91,7 @@ def main() -> None:
             parser.error(f"{pseudo_path} is missing: the run has not labelled case {index} of --unlabelled")
         if truth_entry is None:
             parser.error(f"no --labelled datalist holds a label for {entry['flair']}")
-        truth = read_entry(truth_entry, ("flair",), card["spacing"][0], with_label=True).label
+        truth = read_entry(truth_entry, ("flair",), spacing, with_label=True).label
         pseudo = np.load(pseudo_path)["label"]
         if pseudo.shape != truth.shape:
             parser.error(f"{pseudo_path} is {pseudo.shape}, its case's canvas {truth.shape}: another datalist?")
