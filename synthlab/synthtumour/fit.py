@@ -152,8 +152,8 @@ def _read_split(entries: list[dict], options: TumourFitOptions, progress: StageP
 STAGE1_VALIDATION = ("Dice pooled over held-out healthy brains with a shifted-intensity tumour and the same brains "
                      "without one")
 CARVED_VALIDATION = ("Dice pooled over held-out tumour images, pseudo-labelled as the training images were (by the "
-                     "junior, or in a later round the previous senior) and carved into held-out "
-                     "healthy brains, and the same brains without one")
+                     "junior or the --labeller model, or in a later round the previous senior) and carved "
+                     "into held-out healthy brains, and the same brains without one")
 
 
 def _train_stage(stage: str, out: Path, dataset, validation: list, options: TumourFitOptions, steps: int,
