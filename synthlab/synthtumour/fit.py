@@ -116,13 +116,18 @@ def card_for(options: TumourFitOptions, stage: str) -> dict:
             "labels": {"1": "Tumour"}}
 
 
+def _preparation_differences(card: dict, options: TumourFitOptions) -> list[str]:
+    """What of a model card's image preparation (channels, spacing, bias correction) differs from this run's."""
+    now = card_for(options, "junior")
+    return [key for key in ("inputs", "spacing", "intensity") if card.get(key) != now[key]]
+
+
 def _require_same_preprocessing(out: Path, options: TumourFitOptions) -> None:
     """Refuse to resume a run whose images were prepared otherwise (channels, spacing, bias correction)."""
     exported = out / "junior" / "junior.json"
     if not exported.is_file():
         return
-    before, now = json.loads(exported.read_text()), card_for(options, "junior")
-    differing = [key for key in ("inputs", "spacing", "intensity") if before.get(key) != now[key]]
+    differing = _preparation_differences(json.loads(exported.read_text()), options)
     if differing:
         raise InputError("--out", f"holds a run whose images were prepared with other {', '.join(differing)}; "
                                   "resume with the same settings or use a new folder")
@@ -134,8 +139,7 @@ def _require_labeller_preparation(labeller: Path, options: TumourFitOptions) -> 
     if not labeller.is_file() or not card_path.is_file():
         raise InputError("--labeller", f"{labeller}: give a tumour model's weights with its card ({card_path.name}) "
                                        "beside them")
-    card, now = json.loads(card_path.read_text()), card_for(options, "junior")
-    differing = [key for key in ("inputs", "spacing", "intensity") if card.get(key) != now[key]]
+    differing = _preparation_differences(json.loads(card_path.read_text()), options)
     if differing:
         raise InputError("--labeller", f"was trained on images prepared with other {', '.join(differing)} than "
                                        "this run's; give the same --channels, --spacing and --bias-fit-levels")
