@@ -484,6 +484,11 @@ def test_an_earlier_model_can_label_stage_2_in_place_of_a_junior(brain_data, tum
     card = json.loads((tmp_path / "relabelled.json").read_text())
     assert card["pseudo_labels_by"] == str(labeller) and card["junior_weights"] is None
     assert card["training"]["steps"] == 1
+    # --senior-from-junior starts the senior from the labeller, and its recipe says so.
+    started = TumourFitOptions(**{**options.__dict__, "senior_from_junior": True})
+    fit_synthtumour(brain_data / "healthy.json", brain_data / "unlabelled.json", tmp_path, started, quiet)
+    assert json.loads((tmp_path / "senior" / "senior.json").read_text())["training"]["started_from"] == str(labeller)
+    assert "from the --labeller model" in (tmp_path / "senior" / "source.sha256").read_text()
 
 
 def test_a_labeller_that_prepares_images_otherwise_is_refused_in_one_line(brain_data, tumour_registry, tmp_path):

@@ -242,7 +242,8 @@ def _pseudo_labels(labeller: Path, cases: list[BrainArrays], out: Path, options:
 def _senior_recipe(options: TumourFitOptions, start_from: Path | None, held_out: list) -> list[str]:
     """How the senior is trained, in words; a senior trained another way starts again from scratch."""
     return [words for words, chosen in (
-        ("from the junior", start_from), ("augmented", options.senior_augmentation),
+        ("from the --labeller model" if options.labeller else "from the junior", start_from),
+        ("augmented", options.senior_augmentation),
         (f"{options.senior_stage1_fraction:.0%} stage-1 examples", options.senior_stage1_fraction),
         (f"{options.senior_tumour_free_fraction:.0%} tumour-free brains", options.senior_tumour_free_fraction),
         (f"weights averaged with EMA decay {options.senior_ema_decay}", options.senior_ema_decay),
