@@ -747,6 +747,7 @@ def test_demo_segments_the_tumour_with_the_registered_model(tumour_registry, tmp
     (["--senior-rounds", "0"], "--senior-rounds: must be at least 1"),
     (["--bias-fit-levels", "0"], "--bias-fit-levels: must be 1 to 4 (got 0)"),
     (["--workers", "-1"], "--workers: must be 0 or more (got -1)"),
+    (["--labeller", "none.safetensors"], "--labeller: none.safetensors: give a tumour model's weights with its card"),
 ])
 def test_bad_training_options_get_one_line(brain_data, tmp_path, arguments, message):
     result = synthlab_here("train", "synthtumour", "--healthy", brain_data / "healthy.json", "--unlabelled",
