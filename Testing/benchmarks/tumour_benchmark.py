@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--junior", type=Path,
                         help="the seniors' junior, scored as a row of its own (omit when an earlier report has it)")
     add_named_weights_option(parser, "--senior", "seniors, each weights.safetensors or NAME=weights.safetensors "
-                                                 "(each row is named NAME, else after its file)")
+                                                 "(more than one: each row is named NAME, else after its file)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=3, help="full-brain timings (0: none)")
     parser.add_argument("--report", type=Path)
